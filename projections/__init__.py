@@ -1,0 +1,1 @@
+"""Remedy Ledger projections: decision events as ClickHouse rows, migrations, and finance queries."""

@@ -1,0 +1,1 @@
+"""Remedy Ledger stream processing: the pure decision core and the Faust shell around it."""

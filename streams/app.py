@@ -1,0 +1,172 @@
+"""The composition root of the worker: settings, clients, the Faust app, its agents and web views.
+
+Agents are thin shells: they turn consumed messages into `Incoming` values, call the core
+through `fold_batch`, emit what it returns and save state. No business rule lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+import schemas
+from projections.rows import dedup_token, ledger_row
+from projections.store import Store, parse_day
+from streams.batch import Incoming, dead_letter, fold_batch, state_from_bytes, state_to_bytes
+from streams.errors import DecodeError, InvariantViolation
+from streams.kafka_io import topic_names
+from streams.settings import Settings
+
+log = logging.getLogger("remedy.worker")
+
+
+class IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer with idempotence and acks=all set explicitly, not by default."""
+
+    def _settings_extra(self):
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
+# Faust builds its producer from the transport class; this is the one place we choose it.
+faust_aiokafka.Transport.Producer = IdempotentProducer
+
+
+def _incoming(event) -> Incoming:
+    message = event.message
+    timestamp = message.timestamp
+    return Incoming(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=int(round(timestamp * 1000)) if timestamp is not None else None,
+    )
+
+
+def build_app(settings: Settings) -> faust.App:
+    """The Faust application with its table, agents and web views, wired to these settings."""
+    names = topic_names(settings)
+    policy = settings.policy
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=str(settings.data_dir / "faust"),
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        producer_linger_ms=5,
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        # We create every topic ourselves with explicit configs (see streams/topics.py).
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        broker_commit_interval=1.0,
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    inputs = app.topic(*names.inputs(), **raw)
+    decisions_topic = app.topic(names.decisions, **raw)
+    dead_letter_topic = app.topic(names.dead_letter, **raw)
+    customer_state = app.Table(
+        "customer_state",
+        partitions=settings.topic_partitions,
+        use_partitioner=True,
+        **raw,
+    )
+    # One thread owns the ClickHouse client: chDB is embedded and calls must not overlap.
+    clickhouse = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+    store_box: dict[str, Store] = {}
+
+    def store() -> Store:
+        if "store" not in store_box:
+            created = Store(settings.clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_attempts_max)
+            created.migrate()
+            store_box["store"] = created
+        return store_box["store"]
+
+    async def on_clickhouse(method: str, *args):
+        def call():
+            return getattr(store(), method)(*args)
+
+        return await asyncio.get_running_loop().run_in_executor(clickhouse, call)
+
+    async def send_all(sends) -> None:
+        # Wait for every acknowledgement before state is saved: a decision must never be
+        # remembered in the table and then lost on the way to the decision topic.
+        pending = [await topic.send(key=key, value=value) for topic, key, value in sends]
+        await asyncio.gather(*pending)
+
+    @app.task
+    async def open_store() -> None:
+        await on_clickhouse("decision_count")
+
+    @app.agent(inputs, concurrency=1)
+    async def decide(stream):
+        wait_s = settings.decide_batch_wait_ms / 1000
+        async for events in stream.take_events(settings.decide_batch_max, within=wait_s):
+            messages = [_incoming(event) for event in events]
+            result = fold_batch(
+                messages, lambda cid: state_from_bytes(customer_state.get(cid.encode())), policy, names
+            )
+            sends = [
+                (decisions_topic, d["customer_id"].encode(), schemas.encode("RemedyDecided", d))
+                for d in result.decisions
+            ]
+            sends += [(dead_letter_topic, d["key"], schemas.encode("DeadLetter", d)) for d in result.dead_letters]
+            await send_all(sends)
+            for customer_id, state in result.states.items():
+                customer_state[customer_id.encode()] = state_to_bytes(state)
+            for letter in result.dead_letters:
+                log.warning("dead-lettered %s[%s]@%s: %s", letter["source_topic"], letter["source_partition"],
+                            letter["source_offset"], letter["reason"])
+
+    @app.agent(decisions_topic, concurrency=1)
+    async def project(stream):
+        wait_s = settings.project_batch_wait_ms / 1000
+        async for events in stream.take_events(settings.project_batch_max, within=wait_s):
+            rows, positions, letters = [], [], []
+            for event in events:
+                message = _incoming(event)
+                try:
+                    record_name, decision = schemas.decode(message.value or b"")
+                    if record_name != "RemedyDecided":
+                        raise InvariantViolation(f"{record_name} does not belong on {message.topic}")
+                except (DecodeError, InvariantViolation) as error:
+                    letters.append(dead_letter(message, type(error).__name__, str(error)))
+                    continue
+                rows.append(ledger_row(decision, message.partition, message.offset))
+                positions.append((message.partition, message.offset))
+            if letters:
+                await send_all([(dead_letter_topic, d["key"], schemas.encode("DeadLetter", d)) for d in letters])
+            if rows:
+                await on_clickhouse("insert_decisions", rows, dedup_token(names.decisions, positions))
+
+    @app.page("/health")
+    async def health(web, request):
+        return web.json({"status": "ok", "app": settings.app_id})
+
+    @app.page("/finance/totals")
+    async def finance_totals(web, request):
+        query = request.query
+        try:
+            since = parse_day(query.get("since"), "since")
+            until = parse_day(query.get("until"), "until")
+            result = await on_clickhouse("totals", since, until, query.get("by"))
+        except InvariantViolation as error:
+            return web.json({"error": str(error)}, status=400)
+        return web.json(result)
+
+    @app.page("/finance/decision-count")
+    async def decision_count(web, request):
+        return web.json({"decisions": await on_clickhouse("decision_count")})
+
+    return app

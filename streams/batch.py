@@ -1,0 +1,118 @@
+"""One batch of input messages through the decision core: decode, check, fold, collect outputs.
+
+Shell code (it decodes Avro), but free of Faust and Kafka so tests can drive it directly. The
+agent hands it raw messages and a state loader, and gets back the states to save, the decisions
+to emit and the dead letters to route, in input order.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+import schemas
+from streams import core
+from streams.errors import DecodeError
+from streams.inbound import decoded_event_problems, timestamps_to_ms
+from streams.policy import Policy
+from streams.topics import EVENT_TOPIC_ROLE, TopicNames
+from streams.upstream import avro_json_by_name
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One consumed message, exactly as it came off the topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+
+@dataclass
+class BatchResult:
+    """What a batch produced: changed states by customer, decisions and dead letters in order."""
+
+    states: dict[str, core.State] = field(default_factory=dict)
+    decisions: list[core.Decision] = field(default_factory=list)
+    dead_letters: list[dict] = field(default_factory=list)
+
+
+def dead_letter(message: Incoming, error_type: str, reason: str) -> dict:
+    """A DeadLetter datum carrying the original bytes and where they came from."""
+    return {
+        "source_topic": message.topic,
+        "source_partition": message.partition,
+        "source_offset": message.offset,
+        "source_timestamp_ms": message.timestamp_ms,
+        "key": message.key,
+        "original_value": message.value if message.value is not None else b"",
+        "error_type": error_type,
+        "reason": reason,
+    }
+
+
+def decode_input(message: Incoming, names: TopicNames) -> tuple[str, dict]:
+    """Decode and check one input message; raises DecodeError or returns (record name, core event)."""
+    if message.value is None:
+        raise DecodeError("empty message (null value)")
+    record_name, datum = schemas.decode(message.value)
+    role = EVENT_TOPIC_ROLE.get(record_name)
+    if role is None or getattr(names, role) != message.topic:
+        raise _Invalid(f"{record_name} does not belong on topic {message.topic}")
+    problems = decoded_event_problems(record_name, datum)
+    if problems:
+        raise _Invalid(f"{record_name}: " + "; ".join(problems))
+    key = message.key.decode("utf-8", "replace") if message.key is not None else None
+    if key != datum["customer_id"]:
+        raise _Invalid(
+            f"{record_name}: message key {key!r} does not match customer_id {datum['customer_id']!r}; "
+            "events must be keyed by customer_id so one partition owns each customer"
+        )
+    event = timestamps_to_ms(record_name, datum, avro_json_by_name())
+    event["type"] = record_name
+    return record_name, event
+
+
+class _Invalid(Exception):
+    """A decoded message that breaks a precondition (routed to the dead-letter topic)."""
+
+
+def fold_batch(
+    messages: list[Incoming],
+    load_state: Callable[[str], core.State | None],
+    policy: Policy,
+    names: TopicNames,
+) -> BatchResult:
+    """Run every message of a batch through the core, loading each customer's state once."""
+    result = BatchResult()
+    for message in messages:
+        try:
+            _, event = decode_input(message, names)
+        except DecodeError as error:
+            result.dead_letters.append(dead_letter(message, "DecodeError", str(error)))
+            continue
+        except _Invalid as error:
+            result.dead_letters.append(dead_letter(message, "InvariantViolation", str(error)))
+            continue
+        customer_id = event["customer_id"]
+        state = result.states.get(customer_id)
+        if state is None:
+            state = load_state(customer_id) or core.empty_state()
+        state, decisions = core.handle(state, event, policy)
+        result.states[customer_id] = state
+        result.decisions.extend(decisions)
+    return result
+
+
+def state_to_bytes(state: core.State) -> bytes:
+    """Serialise a customer state for the table (compact JSON; values are ints, strings, lists)."""
+    return json.dumps(state, separators=(",", ":")).encode()
+
+
+def state_from_bytes(data: bytes | None) -> core.State | None:
+    """The inverse of state_to_bytes."""
+    return json.loads(data) if data else None

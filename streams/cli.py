@@ -1,0 +1,180 @@
+"""The `remedy-ledger` command: worker, topics, publish, wait, finance and projections."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from streams.errors import RemedyLedgerError, ValidationError
+
+# Longest `wait` blocks by default before it gives up and says how far it got.
+WAIT_TIMEOUT_S_DEFAULT = 300
+# How often `wait` polls the projections.
+WAIT_POLL_S = 0.5
+
+
+def _settings():
+    from streams.settings import load_settings
+
+    return load_settings()
+
+
+def cmd_worker(args) -> int:
+    """Run the Faust worker (decides and projects) until stopped."""
+    from faust.worker import Worker
+
+    from projections.store import Store
+    from streams.app import build_app
+    from streams.kafka_io import ensure_topics
+
+    settings = _settings()
+    created = ensure_topics(settings)
+    if created:
+        print(f"created topics: {', '.join(created)}", flush=True)
+    if not settings.embedded_clickhouse:
+        store = Store(settings.clickhouse_dsn, settings.clickhouse_database)
+        store.migrate()
+        store.close()
+    app = build_app(settings)
+    Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+    return 0
+
+
+def cmd_topics(args) -> int:
+    """Create the project's topics with explicit configs (idempotent)."""
+    from streams.kafka_io import ensure_topics, topic_names
+
+    settings = _settings()
+    created = ensure_topics(settings)
+    for name, partitions, configs in topic_names(settings).all_with_configs(settings.topic_partitions):
+        state = "created" if name in created else "exists"
+        print(f"{state:8} {name}  partitions={partitions}  {configs}")
+    return 0
+
+
+def cmd_publish(args) -> int:
+    """Validate a JSON-lines file completely, then publish it; nothing is published if any line is bad."""
+    from streams.upstream import publish_file, validate_file
+
+    path = Path(args.file)
+    if args.validate_only:
+        count = validate_file(path)
+        print(f"{path}: {count} events, all valid")
+        return 0
+    started = time.monotonic()
+    progress = lambda stage, n: print(f"  {stage} {n:,} events", file=sys.stderr, flush=True)
+    count = publish_file(path, _settings(), progress=progress)
+    elapsed = time.monotonic() - started
+    print(f"published {count} events from {path} in {elapsed:.1f}s")
+    return 0
+
+
+def cmd_wait(args) -> int:
+    """Wait until the projections hold at least N decisions (or every request of a file is decided)."""
+    from projections import finance
+    from streams.upstream import read_events, validate_file
+
+    settings = _settings()
+    expected = args.decisions
+    if args.file:
+        validate_file(Path(args.file))
+        expected = len({d["request_id"] for name, d in read_events(Path(args.file)) if name == "RemedyRequested"})
+    deadline = time.monotonic() + args.timeout
+    seen = -1
+    while True:
+        count = finance.decision_count(settings)
+        if count != seen:
+            print(f"  decisions projected: {count}/{expected}", file=sys.stderr, flush=True)
+            seen = count
+        if count >= expected:
+            return 0
+        if time.monotonic() > deadline:
+            print(f"gave up after {args.timeout}s: {count} of {expected} decisions projected", file=sys.stderr)
+            return 1
+        time.sleep(WAIT_POLL_S)
+
+
+def cmd_finance_totals(args) -> int:
+    """Print granted totals by kind and decisions by outcome, optionally grouped by day, kind or reason."""
+    from projections import finance
+
+    result = finance.totals(_settings(), args.since, args.until, args.by)
+    print(json.dumps(result, indent=2) if args.json else finance.render_totals(result))
+    return 0
+
+
+def cmd_projections(args) -> int:
+    """Apply or list ClickHouse migrations (stop the worker first in embedded mode)."""
+    from projections.finance import _direct
+
+    store = _direct(_settings())
+    try:
+        if args.action == "migrate":
+            print("\n".join(store.migrate()) or "up to date")
+        for row in store.migration_status():
+            print(f"{row['version']:04d} {row['name']:30} {row['applied_at'] or 'pending'}")
+    finally:
+        store.close()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    root = argparse.ArgumentParser(prog="remedy-ledger", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    worker = sub.add_parser("worker", help=cmd_worker.__doc__)
+    worker.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+    worker.set_defaults(run=cmd_worker)
+
+    topics = sub.add_parser("topics", help=cmd_topics.__doc__)
+    topics.add_argument("action", choices=["create"])
+    topics.set_defaults(run=cmd_topics)
+
+    publish = sub.add_parser("publish", help=cmd_publish.__doc__)
+    publish.add_argument("file")
+    publish.add_argument("--validate-only", action="store_true", help="check the file, publish nothing")
+    publish.set_defaults(run=cmd_publish)
+
+    wait = sub.add_parser("wait", help=cmd_wait.__doc__)
+    target = wait.add_mutually_exclusive_group(required=True)
+    target.add_argument("--decisions", type=int, help="number of decisions to wait for")
+    target.add_argument("--file", help="wait until every request in this publish file is decided")
+    wait.add_argument("--timeout", type=float, default=WAIT_TIMEOUT_S_DEFAULT, help="seconds")
+    wait.set_defaults(run=cmd_wait)
+
+    finance = sub.add_parser("finance", help="finance queries over the projections")
+    finance_sub = finance.add_subparsers(dest="finance_command", required=True)
+    totals = finance_sub.add_parser("totals", help=cmd_finance_totals.__doc__)
+    totals.add_argument("--since", help="first UTC day, YYYY-MM-DD (inclusive)")
+    totals.add_argument("--until", help="last UTC day, YYYY-MM-DD (inclusive)")
+    totals.add_argument("--by", choices=["day", "kind", "reason"])
+    totals.add_argument("--json", action="store_true")
+    totals.set_defaults(run=cmd_finance_totals)
+
+    projections = sub.add_parser("projections", help=cmd_projections.__doc__)
+    projections.add_argument("action", choices=["migrate", "status"])
+    projections.set_defaults(run=cmd_projections)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; errors print one clear message and exit non-zero."""
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ValidationError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(error.problems)} problem(s); nothing was published", file=sys.stderr)
+        return 2
+    except RemedyLedgerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

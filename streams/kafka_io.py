@@ -1,0 +1,135 @@
+"""Kafka adapters on kafka-python: topic creation and the idempotent publisher for upstream systems."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+import schemas
+from streams.errors import InvariantViolation, TransientError
+from streams.settings import Settings
+from streams.topics import TopicNames
+
+# Admin connection attempts while the broker is still starting: 30 x 1 s covers a cold start.
+ADMIN_CONNECT_ATTEMPTS_MAX = 30
+# Producer retries per message: idempotence makes retries safe; the bound turns an outage into an error.
+PRODUCER_RETRIES_MAX = 10
+# Longest a publish waits for all acknowledgements at the end before it reports failure.
+PUBLISH_FLUSH_TIMEOUT_S = 120
+# Producer batching: a few ms of linger lets the producer batch without hurting latency.
+PRODUCER_LINGER_MS = 5
+
+
+def topic_names(settings: Settings) -> TopicNames:
+    """The topic names for these settings."""
+    return TopicNames(prefix=settings.topic_prefix, app_id=settings.app_id)
+
+
+def _admin(settings: Settings) -> KafkaAdminClient:
+    last_error: Exception | None = None
+    for _ in range(ADMIN_CONNECT_ATTEMPTS_MAX):
+        try:
+            return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="remedy-admin")
+        except KafkaError as error:
+            last_error = error
+            time.sleep(1)
+    raise TransientError(f"Kafka at {settings.kafka_bootstrap} did not answer: {last_error}")
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create every project topic that does not exist yet, with explicit configs; returns created names."""
+    names = topic_names(settings)
+    admin = _admin(settings)
+    try:
+        existing = set(admin.list_topics())
+        wanted = names.all_with_configs(settings.topic_partitions)
+        missing = [
+            NewTopic(name=name, num_partitions=parts, replication_factor=settings.topic_replication, topic_configs=configs)
+            for name, parts, configs in wanted
+            if name not in existing
+        ]
+        created = []
+        for topic in missing:
+            try:
+                admin.create_topics([topic], validate_only=False)
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass  # Another process created it first; the configs are the same.
+        _check_partitions(admin, [(name, parts) for name, parts, _ in wanted])
+        return created
+    finally:
+        admin.close()
+
+
+def _check_partitions(admin: KafkaAdminClient, wanted: list[tuple[str, int]]) -> None:
+    described = {t["topic"]: len(t["partitions"]) for t in admin.describe_topics([n for n, _ in wanted])}
+    wrong = [f"{name} has {described.get(name)} partitions, expected {parts}" for name, parts in wanted if described.get(name) != parts]
+    if wrong:
+        raise InvariantViolation("topics are not co-partitioned: " + "; ".join(wrong))
+
+
+class Publisher:
+    """Publishes validated upstream events to their topics, keyed by customer_id, idempotently."""
+
+    def __init__(self, settings: Settings):
+        self.names = topic_names(settings)
+        self._errors: list[str] = []
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=settings.kafka_bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                retries=PRODUCER_RETRIES_MAX,
+                max_in_flight_requests_per_connection=5,
+                linger_ms=PRODUCER_LINGER_MS,
+                batch_size=256 * 1024,
+                compression_type=None,
+                client_id="remedy-publisher",
+            )
+        except KafkaError as error:
+            raise TransientError(f"Kafka at {settings.kafka_bootstrap} did not answer: {error}") from None
+
+    def publish(self, record_name: str, datum: dict) -> None:
+        """Encode one event with the current schema and send it to its topic (asynchronously)."""
+        value = schemas.encode(record_name, datum)
+        future = self._producer.send(
+            self.names.for_event(record_name), key=datum["customer_id"].encode(), value=value
+        )
+        future.add_errback(lambda error: self._errors.append(f"{record_name} {datum.get('event_id')}: {error}"))
+
+    def publish_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Send bytes as they are (tests use it to plant poison messages)."""
+        self._producer.send(topic, key=key, value=value)
+
+    def flush(self) -> None:
+        """Wait until every sent event is acknowledged by all in-sync replicas, or raise."""
+        self._producer.flush(timeout=PUBLISH_FLUSH_TIMEOUT_S)
+        if self._errors:
+            raise TransientError(f"{len(self._errors)} events were not acknowledged, first: {self._errors[0]}")
+
+    def close(self) -> None:
+        """Flush and close the producer."""
+        try:
+            self.flush()
+        finally:
+            self._producer.close(timeout=10)
+
+    def __enter__(self) -> "Publisher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def publish_events(settings: Settings, events: Iterable[tuple[str, dict]]) -> int:
+    """Publish (record name, datum) pairs and wait for acknowledgement; returns how many."""
+    count = 0
+    with Publisher(settings) as publisher:
+        for record_name, datum in events:
+            publisher.publish(record_name, datum)
+            count += 1
+    return count

@@ -1,0 +1,85 @@
+"""Every Kafka topic Remedy Ledger uses, in one place, with its explicit configuration.
+
+All input topics and the decision topic are keyed by customer_id and have the same partition
+count (co-partitioned), so one worker owns everything about a customer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Which input topic carries which event type.
+EVENT_TOPIC_ROLE = {
+    "OrderPlaced": "orders",
+    "OrderDelivered": "orders",
+    "IncidentReported": "incidents",
+    "RemedyRequested": "requests",
+}
+
+# Retention of the event log: forever. The log is the source of truth that audits replay.
+RETENTION_FOREVER_MS = "-1"
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Topic names for one deployment (the prefix isolates test runs and environments)."""
+
+    prefix: str
+    app_id: str
+
+    @property
+    def orders(self) -> str:
+        """OrderPlaced and OrderDelivered events."""
+        return f"{self.prefix}.orders.v1"
+
+    @property
+    def incidents(self) -> str:
+        """IncidentReported events."""
+        return f"{self.prefix}.incidents.v1"
+
+    @property
+    def requests(self) -> str:
+        """RemedyRequested events."""
+        return f"{self.prefix}.remedy-requests.v1"
+
+    @property
+    def decisions(self) -> str:
+        """RemedyDecided events the worker emits (GRANTED, DENIED, ESCALATED)."""
+        return f"{self.prefix}.remedy-decisions.v1"
+
+    @property
+    def dead_letter(self) -> str:
+        """DeadLetter records: the original bytes, the reason and the source position."""
+        return f"{self.prefix}.dead-letter.v1"
+
+    @property
+    def customer_state_changelog(self) -> str:
+        """Faust's changelog of the per-customer state table (compacted)."""
+        return f"{self.app_id}-customer_state-changelog"
+
+    @property
+    def assignor_leader(self) -> str:
+        """Faust's internal leader-election topic."""
+        return f"{self.app_id}-__assignor-__leader"
+
+    def for_event(self, record_name: str) -> str:
+        """The input topic an upstream event of this type is published to."""
+        return getattr(self, EVENT_TOPIC_ROLE[record_name])
+
+    def inputs(self) -> tuple[str, ...]:
+        """The topics the decision agent consumes."""
+        return (self.orders, self.incidents, self.requests)
+
+    def all_with_configs(self, partitions: int) -> list[tuple[str, int, dict[str, str]]]:
+        """(name, partitions, configs) for every topic the project creates itself."""
+        log = {"cleanup.policy": "delete", "retention.ms": RETENTION_FOREVER_MS, "min.insync.replicas": "1"}
+        compacted = {"cleanup.policy": "compact", "min.insync.replicas": "1"}
+        return [
+            (self.orders, partitions, log),
+            (self.incidents, partitions, log),
+            (self.requests, partitions, log),
+            (self.decisions, partitions, log),
+            (self.dead_letter, partitions, log),
+            (self.customer_state_changelog, partitions, compacted),
+            (self.assignor_leader, 1, compacted),
+        ]
