@@ -80,7 +80,8 @@ def build_app(settings: Settings) -> faust.App:
         "customer_state",
         partitions=settings.topic_partitions,
         use_partitioner=True,
-        **raw,
+        key_type=bytes,  # bytes types select Faust's "raw" serializer for the changelog
+        value_type=bytes,
     )
     # One thread owns the ClickHouse client: chDB is embedded and calls must not overlap.
     clickhouse = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")

@@ -31,6 +31,7 @@ def cmd_worker(args) -> int:
     from streams.kafka_io import ensure_topics
 
     settings = _settings()
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     created = ensure_topics(settings)
     if created:
         print(f"created topics: {', '.join(created)}", flush=True)

@@ -66,7 +66,7 @@ def ensure_topics(settings: Settings) -> list[str]:
 
 
 def _check_partitions(admin: KafkaAdminClient, wanted: list[tuple[str, int]]) -> None:
-    described = {t["topic"]: len(t["partitions"]) for t in admin.describe_topics([n for n, _ in wanted])}
+    described = {t.get("name", t.get("topic")): len(t["partitions"]) for t in admin.describe_topics([n for n, _ in wanted])}
     wrong = [f"{name} has {described.get(name)} partitions, expected {parts}" for name, parts in wanted if described.get(name) != parts]
     if wrong:
         raise InvariantViolation("topics are not co-partitioned: " + "; ".join(wrong))

@@ -57,11 +57,6 @@ class TopicNames:
         """Faust's changelog of the per-customer state table (compacted)."""
         return f"{self.app_id}-customer_state-changelog"
 
-    @property
-    def assignor_leader(self) -> str:
-        """Faust's internal leader-election topic."""
-        return f"{self.app_id}-__assignor-__leader"
-
     def for_event(self, record_name: str) -> str:
         """The input topic an upstream event of this type is published to."""
         return getattr(self, EVENT_TOPIC_ROLE[record_name])
@@ -81,5 +76,4 @@ class TopicNames:
             (self.decisions, partitions, log),
             (self.dead_letter, partitions, log),
             (self.customer_state_changelog, partitions, compacted),
-            (self.assignor_leader, 1, compacted),
         ]
