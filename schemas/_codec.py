@@ -168,21 +168,21 @@ class SchemaSet:
 
     def current_schema(self, record_name: str) -> dict[str, Any]:
         """A copy of the current self-contained JSON schema of a record."""
-        return copy.deepcopy(dict(self._record(record_name, DecodeError).source))
+        return copy.deepcopy(dict(self._record(record_name, KeyError).source))
 
     def current_record(self, record_name: str) -> RecordSchema:
         """The current revision of a record."""
-        return self._record(record_name, DecodeError)
+        return self._record(record_name, KeyError)
 
     def history(self, record_name: str) -> tuple[RecordSchema, ...]:
         """Every distinct revision of a record, oldest first, including any above the current one."""
         if record_name not in self._history:
-            raise DecodeError(f"unknown record {record_name!r}; known: {sorted(self._history)}")
+            raise KeyError(f"unknown record {record_name!r}; known: {sorted(self._history)}")
         return self._history[record_name]
 
     def fingerprint_hex(self, record_name: str) -> str:
         """The current fingerprint of a record as hex, in wire (little-endian) byte order."""
-        return self._record(record_name, DecodeError).fingerprint.hex()
+        return self._record(record_name, KeyError).fingerprint.hex()
 
     def encode(self, record_name: str, datum: Mapping[str, Any]) -> bytes:
         """Encode a datum with the current schema of record_name, as an Avro single object.

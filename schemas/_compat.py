@@ -1,9 +1,8 @@
 """Avro schema-resolution checks: can a reader schema read data written with a writer schema?
 
 Implements the resolution rules of the Avro specification ("Schema Resolution") statically, so
-that an incompatible revision is caught by a test instead of by a reader years later. fastavro
-does not catch every case at read time: a reader field with no default that the writer lacks
-is silently left out of the datum.
+that an incompatible revision is caught by a test or at load time instead of by fastavro's
+SchemaResolutionError when a reader meets the data, possibly years later.
 
 One rule is stricter than the specification: a change of logical type (for example
 timestamp-millis to timestamp-micros) is reported, because the bytes would still resolve but

@@ -1,5 +1,7 @@
 """The composition root of the worker: settings, clients, the Faust app, its agents and web views.
 
+An agent that fails crashes the whole worker (CrashingSupervisor) instead of being restarted
+with its batch silently skipped; unacknowledged events are then redelivered on restart.
 Agents are thin shells: they turn consumed messages into `Incoming` values, call the core
 through `fold_batch`, emit what it returns and save state. No business rule lives here.
 """
@@ -11,6 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import faust
+from mode import CrashingSupervisor
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 import schemas
@@ -110,9 +113,17 @@ def build_app(settings: Settings) -> faust.App:
     async def open_store() -> None:
         await on_clickhouse("decision_count")
 
-    @app.agent(inputs, concurrency=1)
+    async def warm_metadata() -> None:
+        # The table's changelog partition is computed eagerly from producer metadata; a topic the
+        # producer has not seen yet has none, so fetch it before the first write.
+        producer = app.producer._ensure_producer()
+        for topic in (names.customer_state_changelog, names.decisions, names.dead_letter):
+            await producer.partitions_for(topic)
+
+    @app.agent(inputs, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def decide(stream):
         wait_s = settings.decide_batch_wait_ms / 1000
+        await warm_metadata()
         async for events in stream.take_events(settings.decide_batch_max, within=wait_s):
             messages = [_incoming(event) for event in events]
             result = fold_batch(
@@ -130,7 +141,7 @@ def build_app(settings: Settings) -> faust.App:
                 log.warning("dead-lettered %s[%s]@%s: %s", letter["source_topic"], letter["source_partition"],
                             letter["source_offset"], letter["reason"])
 
-    @app.agent(decisions_topic, concurrency=1)
+    @app.agent(decisions_topic, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def project(stream):
         wait_s = settings.project_batch_wait_ms / 1000
         async for events in stream.take_events(settings.project_batch_max, within=wait_s):
