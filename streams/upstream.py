@@ -6,7 +6,6 @@ A file with any bad line publishes nothing.
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
@@ -25,14 +24,27 @@ PROGRESS_EVERY_LINES = 50_000
 
 @lru_cache(maxsize=1)
 def avro_json_by_name() -> dict[str, dict]:
-    """The current Avro schema JSON of every named type, by short name (highest revision wins)."""
-    root = Path(schemas.__file__).parent / "avro"
-    found: dict[str, tuple[int, dict]] = {}
-    for path in sorted(root.glob("r*/*.avsc")):
-        revision = int(path.parent.name[1:])
-        if path.stem not in found or found[path.stem][0] < revision:
-            found[path.stem] = (revision, json.loads(path.read_text()))
-    return {name: schema for name, (_, schema) in found.items()}
+    """The current Avro schema JSON of every record, by short name, plus every named type inside.
+
+    Built from the codec's self-contained schemas (each named type defined at its first use), so
+    the publish format and the wire contract come from the same loaded files.
+    """
+    found: dict[str, dict] = {}
+
+    def harvest(node) -> None:
+        if isinstance(node, dict):
+            if node.get("type") in ("record", "enum", "fixed") and "name" in node:
+                found.setdefault(node["name"].split(".")[-1], node)
+            for value in node.values():
+                harvest(value)
+        elif isinstance(node, list):
+            for value in node:
+                harvest(value)
+
+    for name in schemas.record_names():
+        found[name] = schemas.current_schema(name)
+        harvest(found[name])
+    return found
 
 
 def iter_file(path: Path) -> Iterator[tuple[int, str]]:
