@@ -108,7 +108,9 @@ class Store:
 
     def insert_decisions(self, rows: list[list], token: str) -> None:
         """Insert a batch of ledger rows; a retry with the same token is a no-op on the server."""
-        settings = {"insert_deduplication_token": token, "insert_deduplicate": 1}
+        # Synchronous inserts, set explicitly: chDB defaults to async_insert=1, which buffers rows
+        # in memory and would let a SIGKILL lose rows the projector believed were written.
+        settings = {"insert_deduplication_token": token, "insert_deduplicate": 1, "async_insert": 0}
         pause = RETRY_PAUSE_S
         for attempt in range(1, self.attempts_max + 1):
             try:

@@ -74,6 +74,9 @@ def build_app(settings: Settings) -> faust.App:
         web_bind=settings.web_host,
         web_port=settings.web_port,
         broker_commit_interval=1.0,
+        # A crashed worker's partitions move on after 10 s instead of Faust's default 60 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(*names.inputs(), **raw)
@@ -160,7 +163,9 @@ def build_app(settings: Settings) -> faust.App:
             if letters:
                 await send_all([(dead_letter_topic, d["key"], schemas.encode("DeadLetter", d)) for d in letters])
             if rows:
-                await on_clickhouse("insert_decisions", rows, dedup_token(names.decisions, positions))
+                token = dedup_token(names.decisions, positions)
+                await on_clickhouse("insert_decisions", rows, token)
+                log.info("projected %d decisions (%s)", len(rows), token)
 
     @app.page("/health")
     async def health(web, request):

@@ -65,7 +65,8 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(deployment, t
     expected = expected_decisions(workload)
     deployment.cli("publish", str(workload))
     deployment.start_worker()
-    deployment.wait_for("some decisions", lambda: len(deployment.decisions()) >= len(expected) // 4, timeout_s=120)
+    deployment.wait_for("some decisions projected",
+                        lambda: deployment.get("/finance/decision-count")["decisions"] >= len(expected) // 4)
     deployment.stop_worker(signal.SIGKILL)
     seen_at_kill = len(deployment.decisions())
     assert seen_at_kill < len(expected) * 2  # killed mid-stream, not after the end
