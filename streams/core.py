@@ -85,9 +85,30 @@ def granted_in_window_cents(state: State, now_ms: int, window_ms: int) -> int:
     return sum(cents for at_ms, cents, _ in state["grants"] if at_ms > floor)
 
 
+def origin_of(request: Event) -> str:
+    """Who started a request: "system" is proactive, "customer" the customer, anyone else an associate."""
+    requested_by = request["requested_by"]
+    if requested_by == "system":
+        return "PROACTIVE"
+    if requested_by == "customer":
+        return "CUSTOMER"
+    return "ASSOCIATE"
+
+
+def _context(state: State, request: Event) -> dict:
+    """Facts about the request's order and incident that every decision record carries."""
+    order = state["orders"].get(request.get("order_id")) if request.get("order_id") else None
+    incident = state["incidents"].get(request.get("incident_id")) if request.get("incident_id") else None
+    return {
+        "household_id": order["shipping_address_id"] if order else None,
+        "incident_kind": incident["kind"] if incident else None,
+    }
+
+
 def decide(state: State, request: Event, policy: Policy) -> Decision:
     """Decide one remedy request against the customer's state; never raises for a denial."""
     now_ms = decision_time_ms(state, request, policy)
+    context = _context(state, request)
     amount = request["amount_cents"]
     granted_before = granted_in_window_cents(state, now_ms, policy.customer_window_ms)
     cap = policy.remedy_cents_max_per_customer_30d
@@ -102,18 +123,18 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
         inputs["order_refunded_cents"] = order["refunded_cents"]
 
     if request["currency"] != policy.currency:
-        return _decision(request, policy, ESCALATED, 0, [CURRENCY_NOT_SUPPORTED], inputs, now_ms)
+        return _decision(request, policy, ESCALATED, 0, [CURRENCY_NOT_SUPPORTED], inputs, now_ms, context)
     if request["kind"] in KINDS_NEEDING_ORDER and order is None:
-        return _decision(request, policy, DENIED, 0, [ORDER_REQUIRED], inputs, now_ms)
+        return _decision(request, policy, DENIED, 0, [ORDER_REQUIRED], inputs, now_ms, context)
     if request["kind"] == "RESHIP" and order["digital"]:
-        return _decision(request, policy, DENIED, 0, [RESHIP_OF_DIGITAL_ORDER], inputs, now_ms)
+        return _decision(request, policy, DENIED, 0, [RESHIP_OF_DIGITAL_ORDER], inputs, now_ms, context)
     if request["kind"] == "REFUND" and order["refunded_cents"] + amount > order["total_cents"]:
-        return _decision(request, policy, DENIED, 0, [REFUND_EXCEEDS_ORDER_TOTAL], inputs, now_ms)
+        return _decision(request, policy, DENIED, 0, [REFUND_EXCEEDS_ORDER_TOTAL], inputs, now_ms, context)
     if granted_before + amount > cap:
-        return _decision(request, policy, DENIED, 0, [CUSTOMER_30D_CAP_EXCEEDED], inputs, now_ms)
+        return _decision(request, policy, DENIED, 0, [CUSTOMER_30D_CAP_EXCEEDED], inputs, now_ms, context)
     if amount > policy.remedy_cents_max_per_request:
-        return _decision(request, policy, ESCALATED, 0, [ABOVE_AUTO_APPROVAL_CEILING], inputs, now_ms)
-    return _decision(request, policy, GRANTED, amount, [WITHIN_LIMITS], inputs, now_ms)
+        return _decision(request, policy, ESCALATED, 0, [ABOVE_AUTO_APPROVAL_CEILING], inputs, now_ms, context)
+    return _decision(request, policy, GRANTED, amount, [WITHIN_LIMITS], inputs, now_ms, context)
 
 
 def handle(state: State, event: Event, policy: Policy) -> tuple[State, list[Decision]]:
@@ -166,6 +187,7 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None) -> tuple
                 [ORDER_NOT_FOUND],
                 {"pending_requests": len(state["pending"])},
                 decision_time_ms(state, head, policy),
+                _context(state, head),
             )
         else:
             decision = decide(state, head, policy)
@@ -182,7 +204,9 @@ def _decision(
     reasons: list[str],
     inputs: dict,
     decided_at_ms: int,
+    context: dict | None = None,
 ) -> Decision:
+    context = context or {}
     decision_id = decision_id_for(request["request_id"])
     return {
         "event_id": decision_id,
@@ -202,6 +226,13 @@ def _decision(
         "requested_at": request["requested_at"],
         "decided_at": decided_at_ms,
         "inputs": dict(inputs),
+        "supersedes_decision_id": None,
+        "decided_by": "policy",
+        "origin": origin_of(request),
+        "incident_kind": context.get("incident_kind"),
+        "trust_tier": context.get("trust_tier"),
+        "household_id": context.get("household_id"),
+        "note": None,
     }
 
 

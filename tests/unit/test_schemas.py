@@ -159,7 +159,8 @@ EXAMPLES = [
 def as_decoded(record_name: str, datum: dict[str, Any]) -> dict[str, Any]:
     """What decode returns for a datum: timestamps become aware UTC datetimes."""
     record = schemas.default_schema_set().current_record(record_name)
-    decoded = dict(datum)
+    defaults = {f["name"]: f["default"] for f in schemas.current_schema(record_name)["fields"] if "default" in f}
+    decoded = {**defaults, **datum}
     for field_name in record.timestamp_fields:
         value = datum[field_name]
         if isinstance(value, int):
@@ -456,7 +457,7 @@ def test_every_revision_file_is_released() -> None:
 
 def copy_schemas_directory(tmp_path: Path) -> Path:
     directory = tmp_path / "schemas"
-    shutil.copytree(SCHEMA_ROOT_DEFAULT / "r1", directory / "avro" / "r1")
+    shutil.copytree(SCHEMA_ROOT_DEFAULT, directory / "avro")
     shutil.copy(release.SCHEMAS_DIRECTORY / "released.json", directory / "released.json")
     return directory
 
