@@ -16,6 +16,8 @@ from streams.topics import TopicNames
 
 # Admin connection attempts while the broker is still starting: 30 x 1 s covers a cold start.
 ADMIN_CONNECT_ATTEMPTS_MAX = 30
+# Metadata polls after creating topics (x 0.5 s): new topics show their partitions within seconds.
+TOPIC_METADATA_ATTEMPTS_MAX = 40
 # Producer retries per message: idempotence makes retries safe; the bound turns an outage into an error.
 PRODUCER_RETRIES_MAX = 10
 # Longest a publish waits for all acknowledgements at the end before it reports failure.
@@ -66,10 +68,18 @@ def ensure_topics(settings: Settings) -> list[str]:
 
 
 def _check_partitions(admin: KafkaAdminClient, wanted: list[tuple[str, int]]) -> None:
-    described = {t.get("name", t.get("topic")): len(t["partitions"]) for t in admin.describe_topics([n for n, _ in wanted])}
-    wrong = [f"{name} has {described.get(name)} partitions, expected {parts}" for name, parts in wanted if described.get(name) != parts]
-    if wrong:
-        raise InvariantViolation("topics are not co-partitioned: " + "; ".join(wrong))
+    # A topic created a moment ago can still show no partitions in metadata; wait for it (bounded).
+    for _ in range(TOPIC_METADATA_ATTEMPTS_MAX):
+        described = {
+            t.get("name", t.get("topic")): len(t["partitions"]) for t in admin.describe_topics([n for n, _ in wanted])
+        }
+        wrong = [f"{name} has {described.get(name)} partitions, expected {parts}" for name, parts in wanted if described.get(name) != parts]
+        if not wrong:
+            return
+        if any(described.get(name) for name, parts in wanted if described.get(name) != parts):
+            break  # A topic really has another partition count: waiting will not help.
+        time.sleep(0.5)
+    raise InvariantViolation("topics are not co-partitioned: " + "; ".join(wrong))
 
 
 class Publisher:
