@@ -106,6 +106,10 @@ class Store:
 
     # Writes ---------------------------------------------------------------------------------
 
+    def write_batch(self, batch) -> None:
+        """Write one projector batch (a projections.projector.ProjectionBatch)."""
+        self.insert_decisions(batch.ledger_rows, batch.token)
+
     def insert_decisions(self, rows: list[list], token: str) -> None:
         """Insert a batch of ledger rows; a retry with the same token is a no-op on the server."""
         # Synchronous inserts, set explicitly: chDB defaults to async_insert=1, which buffers rows

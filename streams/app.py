@@ -17,10 +17,10 @@ from mode import CrashingSupervisor
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 import schemas
-from projections.rows import dedup_token, ledger_row
+from projections.projector import build_batch
 from projections.store import Store, parse_day
-from streams.batch import Incoming, dead_letter, fold_batch, state_from_bytes, state_to_bytes
-from streams.errors import DecodeError, InvariantViolation
+from streams.batch import Incoming, fold_batch, state_from_bytes, state_to_bytes
+from streams.errors import InvariantViolation
 from streams.kafka_io import topic_names
 from streams.settings import Settings
 
@@ -148,24 +148,12 @@ def build_app(settings: Settings) -> faust.App:
     async def project(stream):
         wait_s = settings.project_batch_wait_ms / 1000
         async for events in stream.take_events(settings.project_batch_max, within=wait_s):
-            rows, positions, letters = [], [], []
-            for event in events:
-                message = _incoming(event)
-                try:
-                    record_name, decision = schemas.decode(message.value or b"")
-                    if record_name != "RemedyDecided":
-                        raise InvariantViolation(f"{record_name} does not belong on {message.topic}")
-                except (DecodeError, InvariantViolation) as error:
-                    letters.append(dead_letter(message, type(error).__name__, str(error)))
-                    continue
-                rows.append(ledger_row(decision, message.partition, message.offset))
-                positions.append((message.partition, message.offset))
-            if letters:
-                await send_all([(dead_letter_topic, d["key"], schemas.encode("DeadLetter", d)) for d in letters])
-            if rows:
-                token = dedup_token(names.decisions, positions)
-                await on_clickhouse("insert_decisions", rows, token)
-                log.info("projected %d decisions (%s)", len(rows), token)
+            batch = build_batch([_incoming(event) for event in events], names)
+            if batch.dead_letters:
+                await send_all([(dead_letter_topic, d["key"], schemas.encode("DeadLetter", d)) for d in batch.dead_letters])
+            if batch.ledger_rows:
+                await on_clickhouse("write_batch", batch)
+                log.info("projected %d decisions (%s)", len(batch.ledger_rows), batch.token)
 
     @app.page("/health")
     async def health(web, request):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -12,6 +13,8 @@ from streams.errors import RemedyLedgerError, ValidationError
 
 # Longest `wait` blocks by default before it gives up and says how far it got.
 WAIT_TIMEOUT_S_DEFAULT = 300
+# Modules that add subcommands: each has register(subparsers).
+EXTENSION_MODULES = ("projections.cli",)
 # How often `wait` polls the projections.
 WAIT_POLL_S = 0.5
 
@@ -98,30 +101,6 @@ def cmd_wait(args) -> int:
         time.sleep(WAIT_POLL_S)
 
 
-def cmd_finance_totals(args) -> int:
-    """Print granted totals by kind and decisions by outcome, optionally grouped by day, kind or reason."""
-    from projections import finance
-
-    result = finance.totals(_settings(), args.since, args.until, args.by)
-    print(json.dumps(result, indent=2) if args.json else finance.render_totals(result))
-    return 0
-
-
-def cmd_projections(args) -> int:
-    """Apply or list ClickHouse migrations (stop the worker first in embedded mode)."""
-    from projections.finance import _direct
-
-    store = _direct(_settings())
-    try:
-        if args.action == "migrate":
-            print("\n".join(store.migrate()) or "up to date")
-        for row in store.migration_status():
-            print(f"{row['version']:04d} {row['name']:30} {row['applied_at'] or 'pending'}")
-    finally:
-        store.close()
-    return 0
-
-
 def parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     root = argparse.ArgumentParser(prog="remedy-ledger", description=__doc__)
@@ -147,18 +126,9 @@ def parser() -> argparse.ArgumentParser:
     wait.add_argument("--timeout", type=float, default=WAIT_TIMEOUT_S_DEFAULT, help="seconds")
     wait.set_defaults(run=cmd_wait)
 
-    finance = sub.add_parser("finance", help="finance queries over the projections")
-    finance_sub = finance.add_subparsers(dest="finance_command", required=True)
-    totals = finance_sub.add_parser("totals", help=cmd_finance_totals.__doc__)
-    totals.add_argument("--since", help="first UTC day, YYYY-MM-DD (inclusive)")
-    totals.add_argument("--until", help="last UTC day, YYYY-MM-DD (inclusive)")
-    totals.add_argument("--by", choices=["day", "kind", "reason"])
-    totals.add_argument("--json", action="store_true")
-    totals.set_defaults(run=cmd_finance_totals)
-
-    projections = sub.add_parser("projections", help=cmd_projections.__doc__)
-    projections.add_argument("action", choices=["migrate", "status"])
-    projections.set_defaults(run=cmd_projections)
+    # Subcommands owned by other packages register themselves here.
+    for module_name in EXTENSION_MODULES:
+        importlib.import_module(module_name).register(sub)
     return root
 
 
