@@ -14,7 +14,7 @@ from streams.errors import RemedyLedgerError, ValidationError
 # Longest `wait` blocks by default before it gives up and says how far it got.
 WAIT_TIMEOUT_S_DEFAULT = 300
 # Modules that add subcommands: each has register(subparsers).
-EXTENSION_MODULES = ("projections.cli",)
+EXTENSION_MODULES = ("projections.cli", "streams.workload_cli")
 # How often `wait` polls the projections.
 WAIT_POLL_S = 0.5
 

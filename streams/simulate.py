@@ -1,0 +1,429 @@
+"""A realistic, reproducible workload: orders, deliveries, incidents, remedy requests and abusers.
+
+`remedy-ledger simulate` writes it in the publish format (one JSON event per line) plus a
+separate ground-truth labels file that says who abuses and which requests are excess claims.
+Labels never go into the events: the engine must tell abusers apart from what it sees.
+
+Randomness is fine here (this is a load generator, not the decision core), but only through one
+`random.Random(seed)` consumed in a fixed order: the same configuration always yields the same
+bytes. Customers are generated in chunks and written as they are made, so memory stays bounded
+by one chunk whatever the customer count (a million customers fit).
+
+The population (rates are per customer unless said otherwise; see the constants below):
+- honest customers place physical and digital orders; parcels arrive, some are late, a few are
+  lost, damaged or stolen from the porch, some downloads are slow; remedies follow from the
+  system (proactive), the customer or an associate; associates also give small goodwill credits;
+  one service outage hits a share of all customers, one IncidentReported per affected customer
+  with the same incident_id and a proactive credit each; a few honest families share an address;
+- abusers (`--abuse-rate` of the customers): serial claimers who claim on most of their orders,
+  household rings (several accounts at one shipping address claiming porch thefts), and the
+  friends of one over-generous associate who hands them large goodwill credits.
+Every request an abuse scheme makes is an *excess claim* in the labels; genuine incidents that
+happen to abusers are labelled as such and are not excess.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+DAY_MS = 24 * 60 * 60 * 1000
+HOUR_MS = 60 * 60 * 1000
+MINUTE_MS = 60 * 1000
+# Simulated time starts here (a Sunday); any fixed instant works, it only has to be reproducible.
+START_MS_DEFAULT = int(datetime(2026, 11, 1, tzinfo=timezone.utc).timestamp() * 1000)
+# Customers generated and sorted together before they are written: bounds memory (a chunk is a
+# few thousand events) while interleaving customers in time the way a real day does.
+CHUNK_CUSTOMERS = 2_000
+# Progress is reported on stderr after every this many customers.
+PROGRESS_EVERY_CUSTOMERS = 100_000
+
+# Honest behaviour.
+ORDERS_PER_DAY_HONEST = 0.08  # about one order every 12 days
+DIGITAL_SHARE = 0.25
+DELIVERY_DAYS_MIN, DELIVERY_DAYS_MAX = 1, 5
+LOST_IN_TRANSIT_RATE = 0.010  # of physical orders
+PORCH_THEFT_RATE = 0.004  # of delivered orders
+DAMAGED_RATE = 0.020
+LATE_DELIVERY_RATE = 0.050
+WRONG_ITEM_RATE = 0.008
+SLOW_DOWNLOAD_RATE = 0.030  # of digital orders
+GOODWILL_CREDITS_PER_DAY = 0.001  # associate goodwill credits, without an order
+SHARED_ADDRESS_RATE = 0.05  # honest customers living with the previous honest customer
+ASSOCIATES = 60
+# The outage: one per run, at a random moment in the middle of the period.
+OUTAGE_AFFECTED_SHARE = 0.20
+OUTAGE_CREDIT_CENTS = 500
+# Abusers: how the abusive minority splits between schemes.
+ABUSE_RATE_DEFAULT = 0.01
+SERIAL_CLAIMER_SHARE = 0.50
+HOUSEHOLD_RING_SHARE = 0.35  # the rest are the over-generous associate's friends
+HOUSEHOLD_ACCOUNTS_MIN, HOUSEHOLD_ACCOUNTS_MAX = 3, 5
+ORDERS_PER_DAY_SERIAL = 0.30
+SERIAL_CLAIM_RATE = 0.70  # of their orders
+ORDERS_PER_DAY_HOUSEHOLD = 0.15
+HOUSEHOLD_CLAIM_RATE = 0.60  # of their delivered orders
+FRIEND_CREDITS_PER_DAY = 0.25  # large goodwill credits from the over-generous associate
+FRIEND_CREDIT_CENTS_MIN, FRIEND_CREDIT_CENTS_MAX = 4_000, 12_000
+
+HONEST = "honest"
+SERIAL_CLAIMER = "serial_claimer"
+HOUSEHOLD_RING = "household_ring"
+GENEROUS_ASSOCIATE = "generous_associate"
+SCHEMES = (SERIAL_CLAIMER, HOUSEHOLD_RING, GENEROUS_ASSOCIATE)
+# Event fields holding timestamps: integer ms inside, ISO-8601 UTC in the publish format.
+TIMESTAMP_FIELDS = ("placed_at", "delivered_at", "reported_at", "requested_at")
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """What to simulate; the same config always yields the same events and labels."""
+
+    customers: int
+    days: int
+    seed: int
+    abuse_rate: float = ABUSE_RATE_DEFAULT
+    start_ms: int = START_MS_DEFAULT
+
+    def problems(self) -> list[str]:
+        """Every reason this configuration cannot be simulated; empty when it is sound."""
+        found = []
+        if self.customers <= 0:
+            found.append(f"--customers: must be positive, got {self.customers}")
+        if self.days <= 0:
+            found.append(f"--days: must be positive, got {self.days}")
+        if not 0.0 <= self.abuse_rate <= 1.0:
+            found.append(f"--abuse-rate: must be between 0 and 1, got {self.abuse_rate}")
+        return found
+
+
+@dataclass
+class Summary:
+    """Counts of what a run produced, by event type and by label."""
+
+    customers: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    requests_by_population: dict[str, int] = field(default_factory=dict)
+    excess_claims: int = 0
+    abusers: int = 0
+
+    def as_dict(self) -> dict:
+        """A JSON-ready view."""
+        return {
+            "customers": self.customers,
+            "events": dict(sorted(self.events.items())),
+            "events_total": sum(self.events.values()),
+            "requests_by_population": dict(sorted(self.requests_by_population.items())),
+            "excess_claims": self.excess_claims,
+            "abusers": self.abusers,
+        }
+
+
+@dataclass
+class _Customer:
+    index: int
+    customer_id: str
+    address_id: str
+    scheme: str  # HONEST or one of SCHEMES
+    household_id: str | None = None
+    events: list = field(default_factory=list)  # (time_ms, seq, event)
+    labels: list = field(default_factory=list)
+    orders: int = 0
+    incidents: int = 0
+    requests: int = 0
+
+
+class _Generator:
+    """Generates customers in a fixed order from one seeded random source."""
+
+    def __init__(self, config: WorkloadConfig):
+        self.config = config
+        self.rng = random.Random(config.seed)
+        rng = self.rng
+        self.end_ms = config.start_ms + config.days * DAY_MS
+        self.outage_ms = config.start_ms + int(config.days * DAY_MS * rng.uniform(0.3, 0.7))
+        self.outage_id = f"inc-outage-{config.seed}"
+        self.generous_associate = f"assoc-{rng.randint(1, ASSOCIATES)}"
+        self.next_index = 1
+        self.last_honest_address: str | None = None
+
+    # -- units: one customer, or a household ring of several accounts --------------------------
+
+    def units(self) -> Iterator[list[_Customer]]:
+        """Customers in index order, households together; stops at exactly `customers`."""
+        rng, config = self.rng, self.config
+        # A household ring is several accounts, so abusive units are rolled less often than
+        # abuse_rate: the expected share of abusive *accounts* is then abuse_rate.
+        accounts_per_unit = (
+            SERIAL_CLAIMER_SHARE + HOUSEHOLD_RING_SHARE * (HOUSEHOLD_ACCOUNTS_MIN + HOUSEHOLD_ACCOUNTS_MAX) / 2
+            + (1 - SERIAL_CLAIMER_SHARE - HOUSEHOLD_RING_SHARE)
+        )
+        unit_rate = config.abuse_rate / (accounts_per_unit - (accounts_per_unit - 1) * config.abuse_rate)
+        while self.next_index <= config.customers:
+            if rng.random() < unit_rate:
+                roll = rng.random()
+                if roll < SERIAL_CLAIMER_SHARE:
+                    yield [self._customer(SERIAL_CLAIMER)]
+                elif roll < SERIAL_CLAIMER_SHARE + HOUSEHOLD_RING_SHARE:
+                    remaining = config.customers - self.next_index + 1
+                    size = min(remaining, rng.randint(HOUSEHOLD_ACCOUNTS_MIN, HOUSEHOLD_ACCOUNTS_MAX))
+                    household = f"addr-ring-{self.next_index:07d}"
+                    yield [self._customer(HOUSEHOLD_RING, household) for _ in range(size)]
+                else:
+                    yield [self._customer(GENEROUS_ASSOCIATE)]
+            else:
+                yield [self._customer(HONEST)]
+
+    def _customer(self, scheme: str, household: str | None = None) -> _Customer:
+        index = self.next_index
+        self.next_index += 1
+        customer_id = f"cust-{index:07d}"
+        if household is not None:
+            address = household
+        elif scheme == HONEST and self.last_honest_address and self.rng.random() < SHARED_ADDRESS_RATE:
+            address = self.last_honest_address  # an honest family: two accounts, one address
+        else:
+            address = f"addr-{index:07d}"
+        if scheme == HONEST:
+            self.last_honest_address = address
+        customer = _Customer(index, customer_id, address, scheme, household)
+        self._fill(customer)
+        return customer
+
+    # -- one customer's history ------------------------------------------------------------------
+
+    def _fill(self, c: _Customer) -> None:
+        rng = self.rng
+        rate = {SERIAL_CLAIMER: ORDERS_PER_DAY_SERIAL, HOUSEHOLD_RING: ORDERS_PER_DAY_HOUSEHOLD}.get(
+            c.scheme, ORDERS_PER_DAY_HONEST
+        )
+        for placed_ms in self._arrivals(rate):
+            self._order(c, placed_ms)
+        if rng.random() < OUTAGE_AFFECTED_SHARE:
+            self._outage(c)
+        for at_ms in self._arrivals(GOODWILL_CREDITS_PER_DAY):
+            associate = f"assoc-{rng.randint(1, ASSOCIATES)}"
+            self._request(c, at_ms, None, None, "CREDIT", rng.randint(5, 25) * 100, associate,
+                          "goodwill: the moment called for it", excess=False)
+        if c.scheme == GENEROUS_ASSOCIATE:
+            for at_ms in self._arrivals(FRIEND_CREDITS_PER_DAY):
+                amount = rng.randint(FRIEND_CREDIT_CENTS_MIN // 100, FRIEND_CREDIT_CENTS_MAX // 100) * 100
+                self._request(c, at_ms, None, None, "CREDIT", amount, self.generous_associate,
+                              "goodwill: valued customer", excess=True)
+        c.labels.insert(0, {
+            "label": "customer", "customer_id": c.customer_id, "population": _population(c.scheme),
+            "scheme": None if c.scheme == HONEST else c.scheme, "shipping_address_id": c.address_id,
+            "associate_id": self.generous_associate if c.scheme == GENEROUS_ASSOCIATE else None,
+        })
+
+    def _arrivals(self, per_day: float) -> Iterator[int]:
+        """Event times of a Poisson process over the simulated period."""
+        t = self.config.start_ms
+        while True:
+            t += int(self.rng.expovariate(per_day) * DAY_MS)
+            if t >= self.end_ms:
+                return
+            yield t
+
+    def _order(self, c: _Customer, placed_ms: int) -> None:
+        rng = self.rng
+        abuser = c.scheme in (SERIAL_CLAIMER, HOUSEHOLD_RING)
+        digital = (not abuser) and rng.random() < DIGITAL_SHARE
+        if abuser:
+            # Abusers learn the auto-approval ceiling: one item, priced to stay under it.
+            items = [{"sku": f"sku-{rng.randint(100, 999)}", "quantity": 1, "unit_price_cents": rng.randint(30, 140) * 100 - 1}]
+        else:
+            items = [
+                {"sku": f"sku-{rng.randint(100, 999)}", "quantity": rng.choice((1, 1, 1, 2)),
+                 "unit_price_cents": rng.randint(4, 70) * 100 - 1}
+                for _ in range(rng.choice((1, 1, 2, 3)))
+            ]
+        total = sum(i["quantity"] * i["unit_price_cents"] for i in items)
+        c.orders += 1
+        order_id = f"ord-{c.customer_id}-{c.orders}"
+        self._emit(c, placed_ms, {
+            "type": "OrderPlaced", "event_id": f"ev-{order_id}", "order_id": order_id, "customer_id": c.customer_id,
+            "placed_at": placed_ms, "total_cents": total, "currency": "USD", "items": items,
+            "shipping_address_id": c.address_id, "digital": digital,
+        })
+        if digital:
+            if rng.random() < SLOW_DOWNLOAD_RATE:
+                at = placed_ms + rng.randint(1, 120) * MINUTE_MS
+                incident = self._incident(c, at, order_id, "SLOW_DOWNLOAD", "QOS_MONITOR")
+                if rng.random() < 0.7:
+                    self._request(c, at + 2 * MINUTE_MS, order_id, incident, "CREDIT", 300, "system", "slow download")
+                else:
+                    self._request(c, at + rng.randint(10, 600) * MINUTE_MS, order_id, incident, "REFUND", total,
+                                  "customer", "download never finished")
+            return
+        transit_ms = rng.randint(DELIVERY_DAYS_MIN * 24, DELIVERY_DAYS_MAX * 24) * HOUR_MS
+        if rng.random() < LOST_IN_TRANSIT_RATE:
+            at = placed_ms + transit_ms + 3 * DAY_MS
+            incident = self._incident(c, at, order_id, "LOST_IN_TRANSIT", "CARRIER")
+            self._request(c, at + 5 * MINUTE_MS, order_id, incident, "RESHIP", total, "system", "lost in transit")
+            return
+        delivered_ms = placed_ms + transit_ms
+        self._emit(c, delivered_ms, {
+            "type": "OrderDelivered", "event_id": f"ev-{order_id}-delivered", "order_id": order_id,
+            "customer_id": c.customer_id, "delivered_at": delivered_ms,
+        })
+        if abuser:
+            claim_rate = SERIAL_CLAIM_RATE if c.scheme == SERIAL_CLAIMER else HOUSEHOLD_CLAIM_RATE
+            if rng.random() < claim_rate:
+                kind = "STOLEN_AFTER_DELIVERY" if c.scheme == HOUSEHOLD_RING else rng.choice(
+                    ("STOLEN_AFTER_DELIVERY", "DAMAGED", "WRONG_ITEM"))
+                at = delivered_ms + rng.randint(2, 48) * HOUR_MS
+                incident = self._incident(c, at, order_id, kind, "CUSTOMER")
+                self._request(c, at + rng.randint(1, 30) * MINUTE_MS, order_id, incident, "REFUND", total,
+                              self._handler(), f"{kind.lower().replace('_', ' ')}", excess=True)
+                return
+        roll = rng.random()
+        if roll < LATE_DELIVERY_RATE:
+            incident = self._incident(c, delivered_ms, order_id, "LATE_DELIVERY", "CARRIER")
+            kind, amount = rng.choice((("SHIPPING_UPGRADE", 899), ("CREDIT", 500)))
+            self._request(c, delivered_ms + MINUTE_MS, order_id, incident, kind, amount, "system", "late delivery")
+            return
+        roll -= LATE_DELIVERY_RATE
+        at = delivered_ms + rng.randint(2, 72) * HOUR_MS
+        if roll < DAMAGED_RATE:
+            incident = self._incident(c, at, order_id, "DAMAGED", "CUSTOMER")
+            amount = rng.choice((total, total // 2)) or total
+            self._request(c, at + rng.randint(1, 60) * MINUTE_MS, order_id, incident, "REFUND", amount,
+                          self._handler(), "arrived damaged")
+            return
+        roll -= DAMAGED_RATE
+        if roll < PORCH_THEFT_RATE:
+            incident = self._incident(c, at, order_id, "STOLEN_AFTER_DELIVERY", "CUSTOMER")
+            self._request(c, at + rng.randint(1, 60) * MINUTE_MS, order_id, incident, "REFUND", total,
+                          self._handler(), "stolen from the porch")
+            return
+        roll -= PORCH_THEFT_RATE
+        if roll < WRONG_ITEM_RATE:
+            incident = self._incident(c, at, order_id, "WRONG_ITEM", "CUSTOMER")
+            self._request(c, at + rng.randint(1, 60) * MINUTE_MS, order_id, incident, "RESHIP", total,
+                          self._handler(), "wrong item sent")
+
+    def _outage(self, c: _Customer) -> None:
+        at = self.outage_ms + self.rng.randint(0, 30) * MINUTE_MS
+        self._emit(c, at, {
+            "type": "IncidentReported", "event_id": f"ev-{self.outage_id}-{c.customer_id}", "incident_id": self.outage_id,
+            "customer_id": c.customer_id, "order_id": None, "kind": "SERVICE_OUTAGE", "source": "QOS_MONITOR",
+            "reported_at": at, "description": "service outage",
+        })
+        self._request(c, at + 10 * MINUTE_MS, None, self.outage_id, "CREDIT", OUTAGE_CREDIT_CENTS, "system",
+                      "sorry for the outage")
+
+    def _handler(self) -> str:
+        """Who files a customer-reported claim: the customer online, or an associate on the phone."""
+        if self.rng.random() < 0.6:
+            return "customer"
+        return f"assoc-{self.rng.randint(1, ASSOCIATES)}"
+
+    def _incident(self, c: _Customer, at_ms: int, order_id: str | None, kind: str, source: str) -> str:
+        c.incidents += 1
+        incident_id = f"inc-{c.customer_id}-{c.incidents}"
+        self._emit(c, at_ms, {
+            "type": "IncidentReported", "event_id": f"ev-{incident_id}", "incident_id": incident_id,
+            "customer_id": c.customer_id, "order_id": order_id, "kind": kind, "source": source,
+            "reported_at": at_ms, "description": None,
+        })
+        return incident_id
+
+    def _request(self, c: _Customer, at_ms: int, order_id, incident_id, kind: str, amount: int,
+                 requested_by: str, reason: str, excess: bool = False) -> None:
+        c.requests += 1
+        request_id = f"req-{c.customer_id}-{c.requests}"
+        self._emit(c, at_ms, {
+            "type": "RemedyRequested", "event_id": f"ev-{request_id}", "request_id": request_id,
+            "customer_id": c.customer_id, "order_id": order_id, "incident_id": incident_id, "kind": kind,
+            "amount_cents": amount, "currency": "USD", "requested_by": requested_by, "requested_at": at_ms,
+            "reason": reason,
+        })
+        c.labels.append({
+            "label": "request", "request_id": request_id, "customer_id": c.customer_id,
+            "population": _population(c.scheme), "scheme": c.scheme if excess else None, "excess": excess,
+            "requested_cents": amount,
+        })
+
+    def _emit(self, c: _Customer, at_ms: int, event: dict) -> None:
+        c.events.append((at_ms, len(c.events), event))
+
+
+def _population(scheme: str) -> str:
+    return "honest" if scheme == HONEST else "abuser"
+
+
+def generate(config: WorkloadConfig) -> Iterator[tuple[list[dict], list[dict]]]:
+    """(events, labels) per chunk of customers; events sorted by time, timestamps as integer ms.
+
+    Within a chunk events are in time order (customers interleave); every customer lies in one
+    chunk, so each customer's events are in time order in the whole output.
+    """
+    generator = _Generator(config)
+    chunk: list[_Customer] = []
+    for unit in generator.units():
+        chunk.extend(unit)
+        if len(chunk) >= CHUNK_CUSTOMERS:
+            yield _flush(chunk)
+            chunk = []
+    if chunk:
+        yield _flush(chunk)
+
+
+def _flush(chunk: list[_Customer]) -> tuple[list[dict], list[dict]]:
+    keyed = [(at_ms, c.index, seq, event) for c in chunk for at_ms, seq, event in c.events]
+    keyed.sort(key=lambda k: (k[0], k[1], k[2]))
+    labels = [label for c in chunk for label in c.labels]
+    return [k[3] for k in keyed], labels
+
+
+def iso_ms(ms: int) -> str:
+    """Integer ms since the epoch as ISO-8601 UTC with milliseconds (`2026-11-01T09:30:00.000Z`)."""
+    moment = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def publish_line(event: dict) -> str:
+    """One event in the publish format: type first, timestamps as ISO-8601 UTC, compact JSON."""
+    out = dict(event)
+    for name in TIMESTAMP_FIELDS:
+        if name in out:
+            out[name] = iso_ms(out[name])
+    return json.dumps(out, separators=(",", ":"))
+
+
+def write_workload(
+    config: WorkloadConfig,
+    events_path: Path,
+    labels_path: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> Summary:
+    """Write the events (publish format) and the labels (JSON lines); returns what was written."""
+    summary = Summary()
+    next_report = PROGRESS_EVERY_CUSTOMERS
+    with open(events_path, "w", encoding="utf-8") as events_out, open(labels_path, "w", encoding="utf-8") as labels_out:
+        labels_out.write(json.dumps({"label": "run", "customers": config.customers, "days": config.days,
+                                     "seed": config.seed, "abuse_rate": config.abuse_rate,
+                                     "start": iso_ms(config.start_ms)}, separators=(",", ":")) + "\n")
+        for events, labels in generate(config):
+            events_out.write("".join(publish_line(e) + "\n" for e in events))
+            labels_out.write("".join(json.dumps(label, separators=(",", ":")) + "\n" for label in labels))
+            for event in events:
+                summary.events[event["type"]] = summary.events.get(event["type"], 0) + 1
+            for label in labels:
+                if label["label"] == "customer":
+                    summary.customers += 1
+                    summary.abusers += label["population"] == "abuser"
+                else:
+                    summary.requests_by_population[label["population"]] = (
+                        summary.requests_by_population.get(label["population"], 0) + 1
+                    )
+                    summary.excess_claims += label["excess"]
+            if progress and summary.customers >= next_report:
+                progress(summary.customers, sum(summary.events.values()))
+                next_report += PROGRESS_EVERY_CUSTOMERS
+    return summary

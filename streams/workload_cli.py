@@ -1,0 +1,124 @@
+"""`remedy-ledger simulate ...` and `remedy-ledger report quality ...`: workload and decision quality."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from streams.errors import InvariantViolation, TransientError
+
+# Longest the quality report reads the decision topic before it gives up (a million decisions
+# take well under a minute with kafka-python).
+TOPIC_READ_TIMEOUT_S = 600
+# One poll's wait; short so the end of the topic is noticed promptly.
+POLL_TIMEOUT_MS = 500
+
+
+def cmd_simulate(args) -> int:
+    """Write a reproducible workload (publish format) and its ground-truth labels (a separate file)."""
+    from streams.simulate import WorkloadConfig, write_workload
+
+    config = WorkloadConfig(customers=args.customers, days=args.days, seed=args.seed, abuse_rate=args.abuse_rate)
+    problems = config.problems()
+    if problems:
+        raise InvariantViolation("; ".join(problems))
+    started = time.monotonic()
+    progress = lambda customers, events: print(
+        f"  {customers:,} customers, {events:,} events ({time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True
+    )
+    summary = write_workload(config, Path(args.out), Path(args.labels), progress=progress)
+    elapsed = time.monotonic() - started
+    if args.json:
+        print(json.dumps({**summary.as_dict(), "seconds": round(elapsed, 2)}, indent=2))
+    else:
+        result = summary.as_dict()
+        print(f"wrote {result['events_total']:,} events for {result['customers']:,} customers to {args.out} "
+              f"in {elapsed:.1f}s")
+        print("  " + ", ".join(f"{name} {count:,}" for name, count in result["events"].items()))
+        print(f"  requests: {', '.join(f'{p} {n:,}' for p, n in result['requests_by_population'].items())}; "
+              f"abusers {result['abusers']:,}, excess claims {result['excess_claims']:,} (labels in {args.labels})")
+    return 0
+
+
+def read_decisions(settings) -> Iterator[dict]:
+    """Every decision currently on the decision topic, decoded, read to the end offsets seen at start."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    import schemas
+    from streams.kafka_io import topic_names
+
+    topic = topic_names(settings).decisions
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
+            client_id="remedy-quality-report",
+        )
+    except KafkaError as error:
+        raise TransientError(f"Kafka at {settings.kafka_bootstrap} did not answer: {error}") from None
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            raise InvariantViolation(f"topic {topic} does not exist (is REMEDY_TOPIC_PREFIX right?)")
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        deadline = time.monotonic() + TOPIC_READ_TIMEOUT_S
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TransientError(f"could not read {topic} to its end in {TOPIC_READ_TIMEOUT_S}s")
+            for tp, batch in consumer.poll(timeout_ms=POLL_TIMEOUT_MS).items():
+                for message in batch:
+                    if message.offset < end[tp]:
+                        yield schemas.decode(message.value)[1]
+    finally:
+        consumer.close()
+
+
+def read_labels(path: Path) -> Iterator[dict]:
+    """The labels `simulate` wrote, one JSON object per line."""
+    with open(path, encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            if text.strip():
+                try:
+                    yield json.loads(text)
+                except json.JSONDecodeError as error:
+                    raise InvariantViolation(f"{path}:{number}: not valid JSON: {error.msg}") from None
+
+
+def cmd_report_quality(args) -> int:
+    """Decision quality against the simulator's labels: friction for the honest, excess claims stopped."""
+    from streams import quality
+    from streams.settings import load_settings
+
+    decisions = list(read_decisions(load_settings()))
+    report = quality.evaluate(decisions, read_labels(Path(args.labels)))
+    report["decisions_read"] = len(decisions)
+    print(json.dumps(report, indent=2) if args.json else quality.render(report))
+    return 0
+
+
+def register(sub) -> None:
+    """Add the simulate and report subcommands to the root parser's subparsers."""
+    from streams.simulate import ABUSE_RATE_DEFAULT
+
+    simulate = sub.add_parser("simulate", help=cmd_simulate.__doc__)
+    simulate.add_argument("--customers", type=int, required=True)
+    simulate.add_argument("--days", type=int, required=True)
+    simulate.add_argument("--seed", type=int, required=True)
+    simulate.add_argument("--abuse-rate", type=float, default=ABUSE_RATE_DEFAULT,
+                          help=f"share of customers who abuse (default {ABUSE_RATE_DEFAULT})")
+    simulate.add_argument("--out", required=True, help="events file (publish format)")
+    simulate.add_argument("--labels", required=True, help="ground-truth labels file (never published)")
+    simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
+    simulate.set_defaults(run=cmd_simulate)
+
+    report = sub.add_parser("report", help="reports over the decision topic")
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    quality = report_sub.add_parser("quality", help=cmd_report_quality.__doc__)
+    quality.add_argument("--labels", required=True, help="labels file written by `remedy-ledger simulate`")
+    quality.add_argument("--json", action="store_true")
+    quality.set_defaults(run=cmd_report_quality)
