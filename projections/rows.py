@@ -70,3 +70,70 @@ def dedup_token(topic: str, positions: list[tuple[int, int]]) -> str:
         low_high[1] = max(low_high[1], offset)
     parts = ",".join(f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(ranges.items()))
     return f"{topic}/{parts}"
+
+
+# The columns of decisions_v2 (migration 0002), in the order decision_row writes them.
+DECISION_COLUMNS = (
+    *LEDGER_COLUMNS[:-2],
+    "supersedes_decision_id",
+    "decided_by",
+    "origin",
+    "incident_kind",
+    "trust_tier",
+    "household_id",
+    "note",
+    "source_partition",
+    "source_offset",
+)
+# The columns of postings_v2 (migration 0002), in the order posting_row writes them.
+POSTING_COLUMNS = (
+    "decision_id",
+    "line",
+    "request_id",
+    "customer_id",
+    "kind",
+    "account",
+    "amount_cents",
+    "currency",
+    "role",
+    "source_decision_id",
+    "decided_at",
+    "source_partition",
+    "source_offset",
+)
+
+
+def decision_row(decision: dict, partition: int, offset: int) -> list:
+    """One decisions_v2 row for a decoded RemedyDecided datum (r1 data reads with r2 defaults)."""
+    base = ledger_row(decision, partition, offset)
+    return [
+        *base[:-2],
+        decision.get("supersedes_decision_id"),
+        decision.get("decided_by", "policy"),
+        decision.get("origin") or "UNKNOWN",
+        decision.get("incident_kind") or "",
+        decision.get("trust_tier"),
+        decision.get("household_id"),
+        decision.get("note"),
+        partition,
+        offset,
+    ]
+
+
+def posting_row(posting, decision: dict, partition: int, offset: int) -> list:
+    """One postings_v2 row: a projections.postings.Posting of a decision at its topic position."""
+    return [
+        posting.decision_id,
+        posting.line,
+        decision["request_id"],
+        decision["customer_id"],
+        decision["kind"],
+        posting.account,
+        posting.amount_cents,
+        posting.currency,
+        posting.role,
+        posting.source_decision_id,
+        _utc(decision["decided_at"]),
+        partition,
+        offset,
+    ]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from projections.rows import LEDGER_COLUMNS, OUTCOMES, REMEDY_KINDS
+from projections.figures import FIGURE_NAMES
+from projections.rows import DECISION_COLUMNS, OUTCOMES, POSTING_COLUMNS, REMEDY_KINDS
 from streams.errors import InvariantViolation, TransientError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -23,6 +24,16 @@ MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 RETRY_PAUSE_S = 0.5
 GROUPINGS = ("day", "kind", "reason")
 DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The live tables (migration 0002); a rebuild fills `<name>_rebuild` and exchanges the two.
+DECISIONS_TABLE = "decisions_v2"
+POSTINGS_TABLE = "postings_v2"
+REBUILD_SUFFIX = "_rebuild"
+EXPORT_FORMATS = {"csv": "CSVWithNames", "parquet": "Parquet"}
+# Settings of every insert, passed explicitly. Synchronous: chDB defaults to async_insert=1,
+# which buffers rows in memory and would let a SIGKILL lose rows the projector believed written.
+# insert_deduplicate with a deterministic token makes a retried batch a no-op (the tables set
+# non_replicated_deduplication_window; a replicated server table deduplicates by itself).
+INSERT_SETTINGS = {"insert_deduplicate": 1, "async_insert": 0}
 
 
 def parse_day(text: str | None, what: str) -> date | None:
@@ -106,27 +117,44 @@ class Store:
 
     # Writes ---------------------------------------------------------------------------------
 
-    def write_batch(self, batch) -> None:
-        """Write one projector batch (a projections.projector.ProjectionBatch)."""
-        self.insert_decisions(batch.ledger_rows, batch.token)
+    def write_batch(self, batch, suffix: str = "") -> None:
+        """Write one projector batch (a projections.projector.ProjectionBatch): postings, then decisions."""
+        if not batch.ledger_rows:
+            return
+        known = self.decisions_by_id(batch.superseded_ids(), suffix)
+        postings = batch.posting_rows(known)
+        if postings:
+            self._insert(POSTINGS_TABLE + suffix, postings, POSTING_COLUMNS, batch.token)
+        self._insert(DECISIONS_TABLE + suffix, batch.ledger_rows, DECISION_COLUMNS, batch.token)
 
     def insert_decisions(self, rows: list[list], token: str) -> None:
-        """Insert a batch of ledger rows; a retry with the same token is a no-op on the server."""
-        # Synchronous inserts, set explicitly: chDB defaults to async_insert=1, which buffers rows
-        # in memory and would let a SIGKILL lose rows the projector believed were written.
-        settings = {"insert_deduplication_token": token, "insert_deduplicate": 1, "async_insert": 0}
+        """Insert decisions_v2 rows (no postings); a retry with the same token is a no-op on the server."""
+        self._insert(DECISIONS_TABLE, rows, DECISION_COLUMNS, token)
+
+    def _insert(self, table: str, rows: list[list], columns, token: str) -> None:
+        settings = {**INSERT_SETTINGS, "insert_deduplication_token": token}
         pause = RETRY_PAUSE_S
         for attempt in range(1, self.attempts_max + 1):
             try:
-                self.client.insert(
-                    f"{self.database}.decision_ledger", rows, column_names=list(LEDGER_COLUMNS), settings=settings
-                )
+                self.client.insert(f"{self.database}.{table}", rows, column_names=list(columns), settings=settings)
                 return
             except OperationalError as error:
                 if attempt == self.attempts_max:
                     raise TransientError(f"ClickHouse insert failed {attempt} times: {error}") from None
                 time.sleep(pause)
                 pause *= 2
+
+    def decisions_by_id(self, decision_ids: set[str], suffix: str = "") -> dict[str, dict]:
+        """The money fields of these decisions (for reversal postings), by decision id."""
+        if not decision_ids:
+            return {}
+        result = self.client.query(
+            f"SELECT decision_id, kind, outcome, granted_cents, currency FROM {self.database}.{DECISIONS_TABLE}{suffix} "
+            "FINAL WHERE decision_id IN {ids:Array(String)}",
+            parameters={"ids": sorted(decision_ids)},
+        )
+        keys = ("decision_id", "kind", "outcome", "granted_cents", "currency")
+        return {row[0]: dict(zip(keys, row)) for row in result.result_rows}
 
     # Reads ----------------------------------------------------------------------------------
 
@@ -141,7 +169,7 @@ class Store:
 
     def decision_count(self) -> int:
         """Distinct decisions in the ledger."""
-        return int(self.client.command(f"SELECT uniqExact(decision_id) FROM {self.database}.decision_ledger"))
+        return int(self.client.command(f"SELECT uniqExact(decision_id) FROM {self.database}.{DECISIONS_TABLE}"))
 
     def totals(self, since: date | None = None, until: date | None = None, by: str | None = None) -> dict:
         """Finance totals between two dates (inclusive, UTC): by kind, by outcome, and optional rows."""
@@ -149,7 +177,7 @@ class Store:
             raise InvariantViolation(f"--by: expected one of {', '.join(GROUPINGS)}, got {by!r}")
         db, where = self.database, self._where(since, until)
         rows = self.client.query(
-            f"SELECT kind, outcome, count(), sum(granted_cents) FROM {db}.decision_ledger FINAL "
+            f"SELECT kind, outcome, count(), sum(granted_cents) FROM {db}.current_decisions "
             f"WHERE {where} GROUP BY kind, outcome"
         ).result_rows
         by_kind = {kind: {"count": 0, "cents": 0} for kind in REMEDY_KINDS}
@@ -181,20 +209,20 @@ class Store:
         if by == "day":
             sql = (
                 f"SELECT toString(toDate(decided_at)) AS day, kind, countIf(outcome = 'GRANTED'), "
-                f"sumIf(granted_cents, outcome = 'GRANTED'), count() FROM {db}.decision_ledger FINAL "
+                f"sumIf(granted_cents, outcome = 'GRANTED'), count() FROM {db}.current_decisions "
                 f"WHERE {where} GROUP BY day, kind ORDER BY day, kind"
             )
             keys = ("day", "kind")
         elif by == "kind":
             sql = (
                 f"SELECT kind, countIf(outcome = 'GRANTED'), sumIf(granted_cents, outcome = 'GRANTED'), count() "
-                f"FROM {db}.decision_ledger FINAL WHERE {where} GROUP BY kind ORDER BY kind"
+                f"FROM {db}.current_decisions WHERE {where} GROUP BY kind ORDER BY kind"
             )
             keys = ("kind",)
         else:
             sql = (
                 f"SELECT arrayJoin(reason_codes) AS reason, countIf(outcome = 'GRANTED'), "
-                f"sumIf(granted_cents, outcome = 'GRANTED'), count() FROM {db}.decision_ledger FINAL "
+                f"sumIf(granted_cents, outcome = 'GRANTED'), count() FROM {db}.current_decisions "
                 f"WHERE {where} GROUP BY reason ORDER BY reason"
             )
             keys = ("reason",)
@@ -205,3 +233,207 @@ class Store:
             record.update(granted_count=int(granted_count), granted_cents=int(granted_cents), decisions=int(decisions))
             out.append(record)
         return out
+
+    # Audit figures (the SQL side of `remedy-ledger verify`) -------------------------------------
+
+    def _current(self, suffix: str = "") -> str:
+        # Decisions not superseded by another decision, as a WHERE condition on the FINAL ledger.
+        return (
+            f"decision_id NOT IN (SELECT assumeNotNull(supersedes_decision_id) FROM "
+            f"{self.database}.{DECISIONS_TABLE}{suffix} FINAL WHERE supersedes_decision_id IS NOT NULL)"
+        )
+
+    def figures(self, suffix: str = "") -> dict:
+        """Every audit figure of projections.figures, computed by ClickHouse from the tables."""
+        decisions = f"{self.database}.{DECISIONS_TABLE}{suffix} FINAL"
+        postings = f"{self.database}.{POSTINGS_TABLE}{suffix} FINAL"
+        current = self._current(suffix)
+        rows = lambda sql: self.client.query(sql).result_rows
+        figures: dict = {name: {} for name in FIGURE_NAMES}
+        total, current_count = rows(f"SELECT count(), countIf({current}) FROM {decisions}")[0]
+        figures["decisions"] = {"all": int(total), "current": int(current_count)}
+        for outcome, reason, count in rows(
+            f"SELECT outcome, arrayJoin(reason_codes) AS reason, count() FROM {decisions} WHERE {current} "
+            "GROUP BY outcome, reason"
+        ):
+            figures["outcome_reasons"][f"{outcome}|{reason}"] = int(count)
+        for *key, count, cents in rows(
+            f"SELECT toString(toDate(decided_at)), customer_id, kind, incident_kind, origin, policy_version, "
+            f"count(), sum(granted_cents) FROM {decisions} WHERE outcome = 'GRANTED' AND {current} "
+            "GROUP BY 1, 2, 3, 4, 5, 6"
+        ):
+            figures["granted_totals"]["|".join(key)] = [int(count), int(cents)]
+        for role, associate, count, cents in rows(
+            f"SELECT 'requested', requested_by, count(), sum(granted_cents) FROM {decisions} "
+            f"WHERE outcome = 'GRANTED' AND requested_by != 'system' AND {current} GROUP BY 2 "
+            f"UNION ALL SELECT 'decided', decided_by, count(), sum(granted_cents) FROM {decisions} "
+            f"WHERE outcome = 'GRANTED' AND decided_by != 'policy' AND {current} GROUP BY 2"
+        ):
+            figures["associate_grants"][f"{role}|{associate}"] = [int(count), int(cents)]
+        for account, currency, cents in rows(
+            f"SELECT account, currency, sum(amount_cents) FROM {postings} GROUP BY account, currency"
+        ):
+            figures["account_balances"][f"{account}|{currency}"] = int(cents)
+        for customer_id, cents in rows(
+            f"SELECT customer_id, -sum(amount_cents) FROM {postings} WHERE account = 'customer_credit_balance' "
+            "GROUP BY customer_id"
+        ):
+            figures["customer_credit_balances"][customer_id] = int(cents)
+        for role, count in rows(f"SELECT role, count() FROM {postings} GROUP BY role"):
+            figures["posting_lines"][role] = int(count)
+        figures["unbalanced_decisions"] = {
+            f"{decision_id} ({currency})": int(cents)
+            for decision_id, currency, cents in rows(
+                f"SELECT decision_id, currency, sum(amount_cents) AS s FROM {postings} "
+                "GROUP BY decision_id, currency HAVING s != 0 ORDER BY decision_id LIMIT 1000"
+            )
+        }
+        return figures
+
+    def projected_positions(self) -> dict[int, int]:
+        """The highest decision-topic offset projected per partition (how far the projector got)."""
+        result = self.client.query(
+            f"SELECT source_partition, max(source_offset) FROM {self.database}.{DECISIONS_TABLE} GROUP BY 1"
+        )
+        return {int(p): int(o) for p, o in result.result_rows}
+
+    # Finance views ----------------------------------------------------------------------------
+
+    def customer(self, customer_id: str) -> dict:
+        """One customer's decisions (current and superseded), outstanding credit and account totals."""
+        db = self.database
+        columns = ("decision_id", "request_id", "kind", "outcome", "granted_cents", "currency", "reason_codes",
+                   "decided_at", "origin", "decided_by", "supersedes_decision_id", "current")
+        decisions = [
+            dict(zip(columns, row))
+            for row in self.client.query(
+                f"SELECT decision_id, request_id, kind, outcome, granted_cents, currency, reason_codes, "
+                f"toString(decided_at), origin, decided_by, supersedes_decision_id, {self._current()} "
+                f"FROM {db}.{DECISIONS_TABLE} FINAL WHERE customer_id = {{c:String}} ORDER BY decided_at, decision_id",
+                parameters={"c": customer_id},
+            ).result_rows
+        ]
+        for decision in decisions:
+            decision["current"] = bool(decision["current"])
+            decision["granted_cents"] = int(decision["granted_cents"])
+            decision["reason_codes"] = list(decision["reason_codes"])
+        accounts = {
+            f"{account}|{currency}": int(cents)
+            for account, currency, cents in self.client.query(
+                f"SELECT account, currency, sum(amount_cents) FROM {db}.{POSTINGS_TABLE} FINAL "
+                "WHERE customer_id = {c:String} GROUP BY account, currency ORDER BY account",
+                parameters={"c": customer_id},
+            ).result_rows
+        }
+        credit = -sum(cents for key, cents in accounts.items() if key.startswith("customer_credit_balance|"))
+        return {"customer_id": customer_id, "credit_balance_cents": credit, "accounts": accounts,
+                "decisions": decisions}
+
+    def associates(self) -> list[dict]:
+        """Current grants per associate, as requester and as decider, by kind."""
+        keys = ("role", "associate_id", "kind", "granted_count", "granted_cents")
+        out = []
+        for row in self.client.query(
+            f"SELECT role, associate_id, kind, granted_count, granted_cents FROM {self.database}.associate_grant_totals "
+            "ORDER BY role DESC, granted_cents DESC, associate_id, kind"
+        ).result_rows:
+            record = dict(zip(keys, row))
+            record["granted_count"], record["granted_cents"] = int(record["granted_count"]), int(record["granted_cents"])
+            out.append(record)
+        return out
+
+    def daily_granted(self, since: date | None = None, until: date | None = None,
+                      kinds: tuple[str, ...] = ("CREDIT", "RESHIP")) -> list[dict]:
+        """Granted count and cents per day and kind (current decisions), for the chart."""
+        rows = self.client.query(
+            f"SELECT toString(toDate(decided_at)) AS day, kind, count(), sum(granted_cents) "
+            f"FROM {self.database}.current_decisions WHERE outcome = 'GRANTED' AND kind IN {{kinds:Array(String)}} "
+            f"AND {self._where(since, until)} GROUP BY day, kind ORDER BY day, kind",
+            parameters={"kinds": list(kinds)},
+        ).result_rows
+        return [{"day": d, "kind": k, "granted_count": int(n), "granted_cents": int(c)} for d, k, n, c in rows]
+
+    def export(self, fmt: str, since: date | None = None, until: date | None = None) -> bytes:
+        """The decision ledger (every decision, with `is_current`) as CSV or Parquet bytes, made by ClickHouse."""
+        if fmt not in EXPORT_FORMATS:
+            raise InvariantViolation(f"--format: expected one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+        columns = ", ".join(c for c in DECISION_COLUMNS if c != "inputs")
+        return self.client.raw_query(
+            f"SELECT {columns}, toJSONString(inputs) AS inputs_json, {self._current()} AS is_current "
+            f"FROM {self.database}.{DECISIONS_TABLE} FINAL WHERE {self._where(since, until)} "
+            "ORDER BY decided_at, decision_id",
+            fmt=EXPORT_FORMATS[fmt],
+        )
+
+    # Rebuild: fresh tables, catch up, exchange ----------------------------------------------------
+
+    def rebuild_begin(self) -> None:
+        """Create empty rebuild tables shaped like the live ones (dropping a crashed rebuild's leftovers)."""
+        db = self.database
+        for table in (DECISIONS_TABLE, POSTINGS_TABLE):
+            # Fresh tables get fresh deduplication logs; reusing a table would drop re-sent tokens.
+            self.client.command(f"DROP TABLE IF EXISTS {db}.{table}{REBUILD_SUFFIX} SYNC")
+            self.client.command(f"CREATE TABLE {db}.{table}{REBUILD_SUFFIX} AS {db}.{table}")
+
+    def _copy_after(self, source: str, target: str, positions: dict[int, int], key: str, token: str) -> int:
+        # Rows the rebuild did not read (offsets past `positions`) that `source` holds and `target` lacks.
+        db = self.database
+        bound = "-1"
+        for partition, offset in sorted(positions.items()):
+            bound = f"if(source_partition = {int(partition)}, {int(offset)}, {bound})"
+        before = int(self.client.command(f"SELECT count() FROM {db}.{target}"))
+        self.client.command(
+            f"INSERT INTO {db}.{target} SELECT * FROM {db}.{source} WHERE source_offset > {bound} "
+            f"AND ({key}) NOT IN (SELECT {key} FROM {db}.{target})",
+            settings={**INSERT_SETTINGS, "insert_deduplication_token": token},
+        )
+        return int(self.client.command(f"SELECT count() FROM {db}.{target}")) - before
+
+    def rebuild_swap(self, positions: dict[int, int], rebuild_id: str, started_at) -> dict:
+        """Catch the rebuild tables up with rows projected meanwhile, exchange them in, drop the old ones."""
+        from projections.figures import differences
+
+        db, new = self.database, REBUILD_SUFFIX
+        keys = {DECISIONS_TABLE: "decision_id", POSTINGS_TABLE: "decision_id, line"}
+        caught_up = sum(
+            self._copy_after(table, table + new, positions, key, f"catch-up/{rebuild_id}/{table}")
+            for table, key in keys.items()
+        )
+        changed = differences(self.figures(), self.figures(new))
+        self.client.command(
+            f"EXCHANGE TABLES {db}.{DECISIONS_TABLE} AND {db}.{DECISIONS_TABLE}{new}, "
+            f"{db}.{POSTINGS_TABLE} AND {db}.{POSTINGS_TABLE}{new}"
+        )
+        # On a server the worker may have inserted into the old tables between the catch-up and
+        # the exchange; copy any such rows over (none in embedded mode: one thread does it all).
+        caught_up += sum(
+            self._copy_after(table + new, table, positions, key, f"late/{rebuild_id}/{table}")
+            for table, key in keys.items()
+        )
+        for table in keys:
+            self.client.command(f"DROP TABLE IF EXISTS {db}.{table}{new} SYNC")
+        counts = {t: int(self.client.command(f"SELECT count() FROM {db}.{t} FINAL")) for t in keys}
+        self.client.insert(
+            f"{db}.projection_rebuilds",
+            [[rebuild_id, started_at, _now(), counts[DECISIONS_TABLE], counts[POSTINGS_TABLE], caught_up, len(changed)]],
+            column_names=["rebuild_id", "started_at", "finished_at", "decisions", "postings", "caught_up_rows",
+                          "changed_figures"],
+            settings={"async_insert": 0},
+        )
+        return {"rebuild_id": rebuild_id, "decisions": counts[DECISIONS_TABLE], "postings": counts[POSTINGS_TABLE],
+                "caught_up_rows": caught_up, "changed_figures": changed[:50], "changed_figures_count": len(changed)}
+
+    def rebuild_history(self) -> list[dict]:
+        """Every finished rebuild, newest first."""
+        keys = ("rebuild_id", "started_at", "finished_at", "decisions", "postings", "caught_up_rows", "changed_figures")
+        return [
+            dict(zip(keys, [str(v) if i in (1, 2) else v for i, v in enumerate(row)]))
+            for row in self.client.query(
+                f"SELECT {', '.join(keys)} FROM {self.database}.projection_rebuilds ORDER BY started_at DESC"
+            ).result_rows
+        ]
+
+
+def _now() -> datetime:
+    # The wall clock only stamps rebuild bookkeeping; no projected figure depends on it.
+    return datetime.now(timezone.utc)
