@@ -102,3 +102,118 @@ def render_totals(result: dict) -> str:
         ]
         parts += ["", _table([*keys, "decisions", "granted", "granted amount"], rows)]
     return "\n".join(parts)
+
+
+def _worker_request(settings: Settings, path: str, params: dict, method: str = "GET") -> bytes | None:
+    """Raw answer of the running worker; None when no worker listens."""
+    query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    url = f"{settings.worker_url}{path}" + (f"?{query}" if query else "")
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=WORKER_QUERY_TIMEOUT_S) as response:
+            return response.read()
+    except urllib.error.HTTPError as error:
+        body = json.loads(error.read() or b"{}")
+        raise InvariantViolation(body.get("error", f"worker answered HTTP {error.code}")) from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+def _ask(settings: Settings, path: str, params: dict, method: str, *args, raw: bool = False):
+    """Ask the worker when it owns embedded ClickHouse, else call Store.method(*args) directly."""
+    if settings.embedded_clickhouse:
+        answer = _worker_request(settings, path, params)
+        if answer is not None:
+            return answer if raw else json.loads(answer)
+    store = _direct(settings)
+    try:
+        return getattr(store, method)(*args)
+    finally:
+        store.close()
+
+
+def customer(settings: Settings, customer_id: str) -> dict:
+    """One customer's decisions, outstanding credit and account totals."""
+    return _ask(settings, "/finance/customer", {"id": customer_id}, "customer", customer_id)
+
+
+def associates(settings: Settings) -> list[dict]:
+    """Current grants per associate (as requester and as decider) by kind."""
+    return _ask(settings, "/finance/associates", {}, "associates")
+
+
+def daily_granted(settings: Settings, since: str | None, until: str | None) -> list[dict]:
+    """Granted credits and reshipments per day (count and cents)."""
+    since_day, until_day = parse_day(since, "--since"), parse_day(until, "--until")
+    return _ask(settings, "/finance/daily", {"since": since, "until": until}, "daily_granted", since_day, until_day)
+
+
+def export(settings: Settings, fmt: str, since: str | None, until: str | None) -> bytes:
+    """The decision ledger as CSV or Parquet bytes."""
+    since_day, until_day = parse_day(since, "--since"), parse_day(until, "--until")
+    return _ask(settings, "/finance/export", {"format": fmt, "since": since, "until": until}, "export",
+                fmt, since_day, until_day, raw=True)
+
+
+def audit_snapshot(settings: Settings) -> dict:
+    """How far the projector got and every audit figure (for verify)."""
+    return _ask(settings, "/projections/audit", {}, "audit_snapshot")
+
+
+def render_customer(result: dict) -> str:
+    """A customer's page for people."""
+    parts = [f"Customer {result['customer_id']}: outstanding credit {dollars(result['credit_balance_cents'])}", ""]
+    rows = [[d["decided_at"][:19], d["decision_id"][:16], d["kind"], d["outcome"], dollars(d["granted_cents"]),
+             ",".join(d["reason_codes"]), "" if d["current"] else "superseded"] for d in result["decisions"]]
+    parts.append(_table(["decided at (UTC)", "decision", "kind", "outcome", "granted", "reasons", ""], rows)
+                 if rows else "no decisions")
+    if result["accounts"]:
+        parts += ["", _table(["account", "balance (debit +)"],
+                             [[k, dollars(v)] for k, v in result["accounts"].items()])]
+    return "\n".join(parts)
+
+
+def render_associates(rows: list[dict]) -> str:
+    """Associate grant totals for people."""
+    if not rows:
+        return "no grants requested or decided by associates"
+    return _table(["role", "associate", "kind", "grants", "amount"],
+                  [[r["role"], r["associate_id"], r["kind"], str(r["granted_count"]), dollars(r["granted_cents"])]
+                   for r in rows])
+
+
+def chart(rows: list[dict], out_path: str) -> None:
+    """A PNG of granted credits and reshipments per day: amounts as bars, counts written on them."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    days = sorted({r["day"] for r in rows})
+    series = {kind: {r["day"]: r for r in rows if r["kind"] == kind} for kind in ("CREDIT", "RESHIP")}
+    figure, axes = plt.subplots(figsize=(max(8, 0.6 * len(days) + 4), 5), dpi=120)
+    width = 0.4
+    colours = {"CREDIT": "#2f6db5", "RESHIP": "#e08a1e"}
+    labels = {"CREDIT": "credits granted", "RESHIP": "reshipments granted"}
+    for index, (kind, by_day) in enumerate(series.items()):
+        xs = [i + (index - 0.5) * width for i in range(len(days))]
+        cents = [by_day.get(day, {}).get("granted_cents", 0) for day in days]
+        bars = axes.bar(xs, [c / 100 for c in cents], width, label=labels[kind], color=colours[kind])
+        for bar, day in zip(bars, days):
+            count = by_day.get(day, {}).get("granted_count", 0)
+            if count:
+                axes.annotate(f"{count}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                              ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+    axes.set_xticks(range(len(days)), days, rotation=45 if len(days) > 7 else 0, ha="right" if len(days) > 7 else "center")
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"${value:,.0f}"))
+    axes.set_ylabel("amount granted (USD)")
+    axes.set_title("Remedies granted per day (current decisions; number of grants above each bar)")
+    axes.grid(axis="y", alpha=0.3)
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.legend(frameon=False)
+    if not days:
+        axes.text(0.5, 0.5, "no credits or reshipments granted in this period", ha="center", transform=axes.transAxes)
+    figure.tight_layout()
+    figure.savefig(out_path)
+    plt.close(figure)

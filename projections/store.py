@@ -290,6 +290,10 @@ class Store:
         }
         return figures
 
+    def audit_snapshot(self) -> dict:
+        """How far the projector got and every audit figure, for `remedy-ledger verify`."""
+        return {"positions": self.projected_positions(), "figures": self.figures()}
+
     def projected_positions(self) -> dict[int, int]:
         """The highest decision-topic offset projected per partition (how far the projector got)."""
         result = self.client.query(

@@ -174,4 +174,57 @@ def build_app(settings: Settings) -> faust.App:
     async def decision_count(web, request):
         return web.json({"decisions": await on_clickhouse("decision_count")})
 
+    @app.page("/finance/customer")
+    async def finance_customer(web, request):
+        customer_id = request.query.get("id")
+        if not customer_id:
+            return web.json({"error": "id: the customer id is required"}, status=400)
+        return web.json(await on_clickhouse("customer", customer_id))
+
+    @app.page("/finance/associates")
+    async def finance_associates(web, request):
+        return web.json(await on_clickhouse("associates"))
+
+    @app.page("/finance/daily")
+    async def finance_daily(web, request):
+        try:
+            since = parse_day(request.query.get("since"), "since")
+            until = parse_day(request.query.get("until"), "until")
+        except InvariantViolation as error:
+            return web.json({"error": str(error)}, status=400)
+        return web.json(await on_clickhouse("daily_granted", since, until))
+
+    @app.page("/finance/export")
+    async def finance_export(web, request):
+        query = request.query
+        try:
+            since = parse_day(query.get("since"), "since")
+            until = parse_day(query.get("until"), "until")
+            data = await on_clickhouse("export", query.get("format", "csv"), since, until)
+        except InvariantViolation as error:
+            return web.json({"error": str(error)}, status=400)
+        return web.bytes(data, content_type="application/octet-stream")
+
+    @app.page("/projections/audit")
+    async def projections_audit(web, request):
+        return web.json(await on_clickhouse("audit_snapshot"))
+
+    # The rebuild runs inside the worker because embedded chDB lets only one process open the data
+    # path; its chunks interleave with projection batches and queries on the ClickHouse thread.
+    from projections.rebuild import progress_state, rebuild_in_worker
+
+    rebuild_progress = progress_state()
+
+    @app.page("/projections/rebuild")
+    class ProjectionsRebuild(faust.web.View):
+        async def get(self, request):
+            return self.json(rebuild_progress)
+
+        async def post(self, request):
+            if rebuild_progress["state"] == "running":
+                return self.json(rebuild_progress, status=409)
+            rebuild_progress.update(progress_state(), state="running")
+            asyncio.ensure_future(rebuild_in_worker(settings, on_clickhouse, rebuild_progress))
+            return self.json(rebuild_progress, status=202)
+
     return app
