@@ -19,7 +19,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 import schemas
 from projections.projector import build_batch
 from projections.store import Store, parse_day
-from streams.batch import Incoming, fold_batch, state_from_bytes, state_to_bytes
+from streams.batch import Incoming, fold_batch, fold_scope_batch, scope_key_of, state_from_bytes, state_to_bytes
 from streams.errors import InvariantViolation
 from streams.kafka_io import topic_names
 from streams.settings import Settings
@@ -82,6 +82,16 @@ def build_app(settings: Settings) -> faust.App:
     inputs = app.topic(*names.inputs(), **raw)
     decisions_topic = app.topic(names.decisions, **raw)
     dead_letter_topic = app.topic(names.dead_letter, **raw)
+    limit_checks_topic = app.topic(names.limit_checks, **raw)
+    limit_results_topic = app.topic(names.limit_results, **raw)
+    # Household and associate counters: one writer per scope key (the partition that owns it).
+    scope_state = app.Table(
+        "scope_state",
+        partitions=settings.topic_partitions,
+        use_partitioner=True,
+        key_type=bytes,
+        value_type=bytes,
+    )
     customer_state = app.Table(
         "customer_state",
         partitions=settings.topic_partitions,
@@ -120,29 +130,45 @@ def build_app(settings: Settings) -> faust.App:
         # The table's changelog partition is computed eagerly from producer metadata; a topic the
         # producer has not seen yet has none, so fetch it before the first write.
         producer = app.producer._ensure_producer()
-        for topic in (names.customer_state_changelog, names.decisions, names.dead_letter):
+        for topic in (names.customer_state_changelog, names.scope_state_changelog, names.decisions,
+                      names.dead_letter, names.limit_checks, names.limit_results):
             await producer.partitions_for(topic)
+
+    def outputs(result) -> list:
+        """Everything a batch sends: decisions, limit checks (by scope) and dead letters."""
+        sends = [
+            (decisions_topic, d["customer_id"].encode(), schemas.encode("RemedyDecided", d)) for d in result.decisions
+        ]
+        for check in result.checks:
+            topic = limit_results_topic if check["action"] == "RESULT" else limit_checks_topic
+            sends.append((topic, scope_key_of(check).encode(), schemas.encode("LimitCheck", check)))
+        sends += [(dead_letter_topic, d["key"], schemas.encode("DeadLetter", d)) for d in result.dead_letters]
+        for letter in result.dead_letters:
+            log.warning("dead-lettered %s[%s]@%s: %s", letter["source_topic"], letter["source_partition"],
+                        letter["source_offset"], letter["reason"])
+        return sends
 
     @app.agent(inputs, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def decide(stream):
         wait_s = settings.decide_batch_wait_ms / 1000
         await warm_metadata()
         async for events in stream.take_events(settings.decide_batch_max, within=wait_s):
-            messages = [_incoming(event) for event in events]
-            result = fold_batch(
-                messages, lambda cid: state_from_bytes(customer_state.get(cid.encode())), policy, names
-            )
-            sends = [
-                (decisions_topic, d["customer_id"].encode(), schemas.encode("RemedyDecided", d))
-                for d in result.decisions
-            ]
-            sends += [(dead_letter_topic, d["key"], schemas.encode("DeadLetter", d)) for d in result.dead_letters]
-            await send_all(sends)
+            loader = lambda cid: state_from_bytes(customer_state.get(cid.encode()))
+            result = fold_batch([_incoming(event) for event in events], loader, policy, names)
+            await send_all(outputs(result))
             for customer_id, state in result.states.items():
                 customer_state[customer_id.encode()] = state_to_bytes(state)
-            for letter in result.dead_letters:
-                log.warning("dead-lettered %s[%s]@%s: %s", letter["source_topic"], letter["source_partition"],
-                            letter["source_offset"], letter["reason"])
+
+    @app.agent(limit_checks_topic, concurrency=1, supervisor_strategy=CrashingSupervisor)
+    async def limits(stream):
+        wait_s = settings.decide_batch_wait_ms / 1000
+        await warm_metadata()
+        async for events in stream.take_events(settings.decide_batch_max, within=wait_s):
+            loader = lambda key: state_from_bytes(scope_state.get(key.encode()))
+            result = fold_scope_batch([_incoming(event) for event in events], loader, policy, names)
+            await send_all(outputs(result))
+            for key, state in result.states.items():
+                scope_state[key.encode()] = state_to_bytes(state)
 
     @app.agent(decisions_topic, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def project(stream):

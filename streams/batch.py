@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import schemas
-from streams import core
+from streams import core, scopes
 from streams.errors import DecodeError
 from streams.inbound import decoded_event_problems, timestamps_to_ms
 from streams.policy import Policy
@@ -36,8 +36,9 @@ class Incoming:
 class BatchResult:
     """What a batch produced: changed states by customer, decisions and dead letters in order."""
 
-    states: dict[str, core.State] = field(default_factory=dict)
+    states: dict[str, dict] = field(default_factory=dict)
     decisions: list[core.Decision] = field(default_factory=list)
+    checks: list[core.Check] = field(default_factory=list)
     dead_letters: list[dict] = field(default_factory=list)
 
 
@@ -64,6 +65,8 @@ def decode_input(message: Incoming, names: TopicNames) -> tuple[str, dict]:
     if role is None or getattr(names, role) != message.topic:
         raise _Invalid(f"{record_name} does not belong on topic {message.topic}")
     problems = decoded_event_problems(record_name, datum)
+    if record_name == "LimitCheck" and datum["action"] != "RESULT":
+        problems.append(f"field 'action': {datum['action']} does not belong on {message.topic}")
     if problems:
         raise _Invalid(f"{record_name}: " + "; ".join(problems))
     key = message.key.decode("utf-8", "replace") if message.key is not None else None
@@ -102,9 +105,52 @@ def fold_batch(
         state = result.states.get(customer_id)
         if state is None:
             state = load_state(customer_id) or core.empty_state()
-        state, decisions = core.handle(state, event, policy)
+        state, decisions, checks = core.handle(state, event, policy)
         result.states[customer_id] = state
         result.decisions.extend(decisions)
+        result.checks.extend(checks)
+    return result
+
+
+def scope_key_of(check: dict) -> str:
+    """The message key of a LimitCheck: scope:key for RESERVE/RELEASE, the customer for a RESULT."""
+    if check["action"] == "RESULT":
+        return check["customer_id"]
+    return f"{check['scope']}:{check['scope_key']}"
+
+
+def fold_scope_batch(
+    messages: list[Incoming],
+    load_state: Callable[[str], dict | None],
+    policy: Policy,
+    names: TopicNames,
+) -> BatchResult:
+    """Run a batch of limit-check messages through the household/associate scopes."""
+    result = BatchResult()
+    for message in messages:
+        try:
+            if message.value is None:
+                raise DecodeError("empty message (null value)")
+            record_name, datum = schemas.decode(message.value)
+            if record_name != "LimitCheck" or datum["action"] not in ("RESERVE", "RELEASE"):
+                raise _Invalid(f"{record_name} {datum.get('action', '')} does not belong on {message.topic}")
+            key = message.key.decode("utf-8", "replace") if message.key is not None else None
+            if key != scope_key_of(datum):
+                raise _Invalid(f"LimitCheck: message key {key!r} does not match {scope_key_of(datum)!r}")
+        except DecodeError as error:
+            result.dead_letters.append(dead_letter(message, "DecodeError", str(error)))
+            continue
+        except _Invalid as error:
+            result.dead_letters.append(dead_letter(message, "InvariantViolation", str(error)))
+            continue
+        check = timestamps_to_ms(record_name, datum, avro_json_by_name())
+        key = scope_key_of(check)
+        state = result.states.get(key)
+        if state is None:
+            state = load_state(key) or scopes.empty_scope_state()
+        state, out = scopes.handle_check(state, check, policy)
+        result.states[key] = state
+        result.checks.extend(out)
     return result
 
 

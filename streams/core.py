@@ -5,20 +5,14 @@ arguments; timestamps are integer milliseconds since the Unix epoch (UTC); money
 cents. Replaying the same events through `handle` yields the same decisions, byte for byte.
 
 Events are dicts shaped like the Avro records in `schemas/` with a "type" key naming the record
-and timestamps already converted to milliseconds.
+and timestamps already converted to milliseconds. The rules are documented in docs/decisions.md.
 
-Rules (documented in docs/decisions.md):
-- A request is decided in the order it arrived on the requests topic. A request that names an
-  order this customer has not placed yet waits (parked) for that order, and requests behind it
-  wait too, so the order in which the cap is consumed never depends on topic interleaving.
-- A parked request is escalated to a person with ORDER_NOT_FOUND when a later request of the
-  same customer is more than `order_wait_ms_max` newer, or when the parking queue is full.
-  It is never silently denied.
-- The customer cap counts grants whose time t satisfies now - window < t, i.e. a grant stops
-  counting exactly `customer_window_ms` after it was made.
-- "now" for a request is its requested_at, except that a request dated more than
-  `request_lateness_ms_max` before the newest request of the customer is decided as of
-  (newest - request_lateness_ms_max); that bound is what lets old grants be pruned safely.
+A request passes the scopes in turn. The customer scope is decided here, on the partition that
+owns the customer. A request that passes it and also names a household (the order's
+shipping_address_id) or an associate reserves room at the customer and sends a LimitCheck to
+the next scope (`streams/scopes.py`), on the partition that owns that household or associate;
+the answer comes back as a LimitCheck RESULT, and only then is the decision emitted. A denial
+at a later scope releases the earlier reservations.
 """
 
 from __future__ import annotations
@@ -26,35 +20,50 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from streams.policy import Policy
+from streams.policy import DAY_MS, Policy
 
 State = dict[str, Any]
 Event = dict[str, Any]
 Decision = dict[str, Any]
+Check = dict[str, Any]
 
 GRANTED = "GRANTED"
 DENIED = "DENIED"
 ESCALATED = "ESCALATED"
 
-# Reason codes: every decision carries at least one.
+# Reason codes: every decision carries at least one (docs/decisions.md explains each).
 WITHIN_LIMITS = "WITHIN_LIMITS"
 CUSTOMER_30D_CAP_EXCEEDED = "CUSTOMER_30D_CAP_EXCEEDED"
+CUSTOMER_90D_CAP_EXCEEDED = "CUSTOMER_90D_CAP_EXCEEDED"
+CUSTOMER_KIND_30D_CAP_EXCEEDED = "CUSTOMER_KIND_30D_CAP_EXCEEDED"
+CUSTOMER_INCIDENT_CLAIMS_EXCEEDED = "CUSTOMER_INCIDENT_CLAIMS_EXCEEDED"
+DUPLICATE_REMEDY_FOR_INCIDENT = "DUPLICATE_REMEDY_FOR_INCIDENT"
 REFUND_EXCEEDS_ORDER_TOTAL = "REFUND_EXCEEDS_ORDER_TOTAL"
 RESHIP_OF_DIGITAL_ORDER = "RESHIP_OF_DIGITAL_ORDER"
 ORDER_REQUIRED = "ORDER_REQUIRED"
 ABOVE_AUTO_APPROVAL_CEILING = "ABOVE_AUTO_APPROVAL_CEILING"
 CURRENCY_NOT_SUPPORTED = "CURRENCY_NOT_SUPPORTED"
 ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
+HOUSEHOLD_CLAIMS_EXCEEDED = "HOUSEHOLD_CLAIMS_EXCEEDED"
+HOUSEHOLD_30D_CAP_EXCEEDED = "HOUSEHOLD_30D_CAP_EXCEEDED"
+ASSOCIATE_DAILY_BUDGET_EXCEEDED = "ASSOCIATE_DAILY_BUDGET_EXCEEDED"
 
 REASON_CODES = (
     WITHIN_LIMITS,
     CUSTOMER_30D_CAP_EXCEEDED,
+    CUSTOMER_90D_CAP_EXCEEDED,
+    CUSTOMER_KIND_30D_CAP_EXCEEDED,
+    CUSTOMER_INCIDENT_CLAIMS_EXCEEDED,
+    DUPLICATE_REMEDY_FOR_INCIDENT,
     REFUND_EXCEEDS_ORDER_TOTAL,
     RESHIP_OF_DIGITAL_ORDER,
     ORDER_REQUIRED,
     ABOVE_AUTO_APPROVAL_CEILING,
     CURRENCY_NOT_SUPPORTED,
     ORDER_NOT_FOUND,
+    HOUSEHOLD_CLAIMS_EXCEEDED,
+    HOUSEHOLD_30D_CAP_EXCEEDED,
+    ASSOCIATE_DAILY_BUDGET_EXCEEDED,
 )
 
 # Remedy kinds that only make sense against a known order.
@@ -63,7 +72,22 @@ KINDS_NEEDING_ORDER = frozenset({"REFUND", "RESHIP"})
 
 def empty_state() -> State:
     """The state of a customer nothing is known about yet."""
-    return {"orders": {}, "grants": [], "decided": {}, "pending": [], "incidents": {}, "clock_ms": None}
+    return {
+        "orders": {},
+        "incidents": {},
+        # [decided_at_ms, cents, request_id, kind, incident_id, incident_kind] per grant and reservation.
+        "grants": [],
+        "reservations": {},
+        "decided": {},
+        "pending": [],
+        "clock_ms": None,
+        "history": {"first_order_ms": None, "orders": 0, "spend_cents": 0, "claims": 0},
+    }
+
+
+def decision_id_for(request_id: str) -> str:
+    """The decision id for a request: the same request id always yields the same decision id."""
+    return "dec-" + hashlib.sha256(("remedy-decision/v1/" + request_id).encode()).hexdigest()[:32]
 
 
 def decision_time_ms(state: State, request: Event, policy: Policy) -> int:
@@ -74,15 +98,36 @@ def decision_time_ms(state: State, request: Event, policy: Policy) -> int:
     return max(request["requested_at"], clock - policy.request_lateness_ms_max)
 
 
-def decision_id_for(request_id: str) -> str:
-    """The decision id for a request: the same request id always yields the same decision id."""
-    return "dec-" + hashlib.sha256(("remedy-decision/v1/" + request_id).encode()).hexdigest()[:32]
+def _counted(state: State) -> list[list]:
+    """Grants plus outstanding reservations: room already taken, for every customer check."""
+    return state["grants"] + [r["entry"] for r in state["reservations"].values()]
 
 
-def granted_in_window_cents(state: State, now_ms: int, window_ms: int) -> int:
-    """Sum of grants that still count at `now_ms` in a rolling window of `window_ms`."""
+def granted_in_window_cents(state: State, now_ms: int, window_ms: int, kind: str | None = None) -> int:
+    """Sum of grants and reservations that still count at `now_ms` in a rolling window."""
     floor = now_ms - window_ms
-    return sum(cents for at_ms, cents, _ in state["grants"] if at_ms > floor)
+    return sum(e[1] for e in _counted(state) if e[0] > floor and (kind is None or e[3] == kind))
+
+
+def incident_claims(state: State, now_ms: int, window_ms: int, incident_kind: str) -> int:
+    """Distinct incidents of a kind remedied in the window (a reship and gift wrap for one loss count once)."""
+    floor = now_ms - window_ms
+    return len({e[4] for e in _counted(state) if e[0] > floor and e[5] == incident_kind and e[4]})
+
+
+def trust_tier(state: State, now_ms: int, policy: Policy) -> str:
+    """The customer's trust tier from their history: WATCH outranks LOYAL, ESTABLISHED and NEW."""
+    history = state["history"]
+    claims, orders = history["claims"], history["orders"]
+    if claims >= policy.watch_claims_min and claims * 100 > orders * policy.watch_claims_percent_of_orders_min:
+        return "WATCH"
+    first = history["first_order_ms"]
+    tenure_days = (now_ms - first) // DAY_MS if first is not None else 0
+    if tenure_days >= policy.loyal_tenure_days_min and history["spend_cents"] >= policy.loyal_spend_cents_min:
+        return "LOYAL"
+    if tenure_days >= policy.established_tenure_days_min and history["spend_cents"] >= policy.established_spend_cents_min:
+        return "ESTABLISHED"
+    return "NEW"
 
 
 def origin_of(request: Event) -> str:
@@ -95,105 +140,198 @@ def origin_of(request: Event) -> str:
     return "ASSOCIATE"
 
 
-def _context(state: State, request: Event) -> dict:
+def _context(state: State, request: Event, tier: str | None = None) -> dict:
     """Facts about the request's order and incident that every decision record carries."""
     order = state["orders"].get(request.get("order_id")) if request.get("order_id") else None
     incident = state["incidents"].get(request.get("incident_id")) if request.get("incident_id") else None
     return {
         "household_id": order["shipping_address_id"] if order else None,
         "incident_kind": incident["kind"] if incident else None,
+        "trust_tier": tier,
     }
 
 
 def decide(state: State, request: Event, policy: Policy) -> Decision:
-    """Decide one remedy request against the customer's state; never raises for a denial."""
+    """Decide one remedy request at the customer scope; never raises for a denial."""
     now_ms = decision_time_ms(state, request, policy)
-    context = _context(state, request)
-    amount = request["amount_cents"]
-    granted_before = granted_in_window_cents(state, now_ms, policy.customer_window_ms)
-    cap = policy.remedy_cents_max_per_customer_30d
+    tier = trust_tier(state, now_ms, policy)
+    context = _context(state, request, tier)
+    amount, kind, incident_kind = request["amount_cents"], request["kind"], context["incident_kind"]
+    cap_30d = policy.tier_cap(policy.remedy_cents_max_per_customer_30d, tier)
+    cap_90d = policy.tier_cap(policy.remedy_cents_max_per_customer_90d, tier)
+    kind_cap = policy.tier_cap(policy.kind_cents_max_per_customer_30d[kind], tier) if kind in policy.kind_cents_max_per_customer_30d else 0
     inputs = {
-        "customer_granted_cents_30d": granted_before,
-        "customer_cap_cents_30d": cap,
+        "customer_granted_cents_30d": granted_in_window_cents(state, now_ms, policy.customer_window_ms),
+        "customer_cap_cents_30d": cap_30d,
+        "customer_granted_cents_90d": granted_in_window_cents(state, now_ms, policy.long_window_ms),
+        "customer_cap_cents_90d": cap_90d,
+        "customer_kind_granted_cents_30d": granted_in_window_cents(state, now_ms, policy.customer_window_ms, kind),
+        "customer_kind_cap_cents_30d": kind_cap,
         "request_ceiling_cents": policy.remedy_cents_max_per_request,
+        "tier_percent": policy.tier_percent[tier],
     }
     order = state["orders"].get(request.get("order_id")) if request.get("order_id") else None
     if order is not None:
         inputs["order_total_cents"] = order["total_cents"]
-        inputs["order_refunded_cents"] = order["refunded_cents"]
+        inputs["order_refunded_cents"] = _refunded_cents(state, request["order_id"])
+    if incident_kind is not None:
+        inputs["customer_incident_claims_90d"] = incident_claims(state, now_ms, policy.long_window_ms, incident_kind)
+        inputs["customer_incident_claims_max_90d"] = policy.incident_claims_max_per_customer_90d[incident_kind]
+
+    def outcome(result: str, reason: str) -> Decision:
+        return _decision(request, policy, result, amount if result == GRANTED else 0, [reason], inputs, now_ms, context)
 
     if request["currency"] != policy.currency:
-        return _decision(request, policy, ESCALATED, 0, [CURRENCY_NOT_SUPPORTED], inputs, now_ms, context)
-    if request["kind"] in KINDS_NEEDING_ORDER and order is None:
-        return _decision(request, policy, DENIED, 0, [ORDER_REQUIRED], inputs, now_ms, context)
-    if request["kind"] == "RESHIP" and order["digital"]:
-        return _decision(request, policy, DENIED, 0, [RESHIP_OF_DIGITAL_ORDER], inputs, now_ms, context)
-    if request["kind"] == "REFUND" and order["refunded_cents"] + amount > order["total_cents"]:
-        return _decision(request, policy, DENIED, 0, [REFUND_EXCEEDS_ORDER_TOTAL], inputs, now_ms, context)
-    if granted_before + amount > cap:
-        return _decision(request, policy, DENIED, 0, [CUSTOMER_30D_CAP_EXCEEDED], inputs, now_ms, context)
+        return outcome(ESCALATED, CURRENCY_NOT_SUPPORTED)
+    if kind in KINDS_NEEDING_ORDER and order is None:
+        return outcome(DENIED, ORDER_REQUIRED)
+    if kind == "RESHIP" and order["digital"]:
+        return outcome(DENIED, RESHIP_OF_DIGITAL_ORDER)
+    if kind == "REFUND" and inputs["order_refunded_cents"] + amount > order["total_cents"]:
+        return outcome(DENIED, REFUND_EXCEEDS_ORDER_TOTAL)
+    incident_id = request.get("incident_id")
+    if incident_id and any(e[4] == incident_id and e[3] == kind for e in _counted(state)):
+        return outcome(DENIED, DUPLICATE_REMEDY_FOR_INCIDENT)
+    if inputs["customer_granted_cents_30d"] + amount > cap_30d:
+        return outcome(DENIED, CUSTOMER_30D_CAP_EXCEEDED)
+    if inputs["customer_granted_cents_90d"] + amount > cap_90d:
+        return outcome(DENIED, CUSTOMER_90D_CAP_EXCEEDED)
+    if inputs["customer_kind_granted_cents_30d"] + amount > kind_cap:
+        return outcome(DENIED, CUSTOMER_KIND_30D_CAP_EXCEEDED)
+    new_incident = incident_id is not None and not any(e[4] == incident_id for e in _counted(state))
+    if incident_kind is not None and new_incident and (
+        inputs["customer_incident_claims_90d"] + 1 > inputs["customer_incident_claims_max_90d"]
+    ):
+        return outcome(DENIED, CUSTOMER_INCIDENT_CLAIMS_EXCEEDED)
     if amount > policy.remedy_cents_max_per_request:
-        return _decision(request, policy, ESCALATED, 0, [ABOVE_AUTO_APPROVAL_CEILING], inputs, now_ms, context)
-    return _decision(request, policy, GRANTED, amount, [WITHIN_LIMITS], inputs, now_ms, context)
+        return outcome(ESCALATED, ABOVE_AUTO_APPROVAL_CEILING)
+    return outcome(GRANTED, WITHIN_LIMITS)
 
 
-def handle(state: State, event: Event, policy: Policy) -> tuple[State, list[Decision]]:
-    """Fold one event into the state and return the decisions it released, in order."""
+def _refunded_cents(state: State, order_id: str) -> int:
+    """Refunded on an order so far, including refunds reserved and still passing later scopes."""
+    reserved = sum(
+        r["entry"][1] for r in state["reservations"].values()
+        if r["request"]["kind"] == "REFUND" and r["request"].get("order_id") == order_id
+    )
+    return state["orders"][order_id]["refunded_cents"] + reserved
+
+
+def scopes_for(decision: Decision) -> list[str]:
+    """The scopes after the customer a granted request must pass, as "scope:key" strings, in order."""
+    scopes = []
+    if decision["household_id"]:
+        scopes.append("household:" + decision["household_id"])
+    if decision["origin"] == "ASSOCIATE":
+        scopes.append("associate:" + decision["requested_by"])
+    return scopes
+
+
+def handle(state: State, event: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
+    """Fold one event into the state; return the decisions and limit checks it released, in order."""
     kind = event["type"]
     if kind == "RemedyRequested":
         return _handle_request(state, event, policy)
+    if kind == "LimitCheck":
+        return _handle_result(state, event)
     if kind == "OrderPlaced":
         return _drain(_with_order(state, event, policy), policy, None)
     if kind == "OrderDelivered":
-        return _with_delivery(state, event), []
+        return _with_delivery(state, event), [], []
     if kind == "IncidentReported":
-        return _with_incident(state, event, policy), []
+        return _with_incident(state, event, policy), [], []
     raise ValueError(f"handle: unsupported event type {kind!r}")
 
 
-def _handle_request(state: State, request: Event, policy: Policy) -> tuple[State, list[Decision]]:
+def _handle_request(state: State, request: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
     request_id = request["request_id"]
     earlier = state["decided"].get(request_id)
     if earlier is not None:
         # A redelivered request: emit the same decision again; downstream keys on decision_id.
-        return state, [earlier]
+        return state, [earlier], []
+    reservation = state["reservations"].get(request_id)
+    if reservation is not None:
+        # Redelivered while its scopes are being checked: ask the next scope again (idempotent there).
+        return state, [], [reservation["check"]]
     if any(p["request_id"] == request_id for p in state["pending"]):
-        return state, []
+        return state, [], []
     clock = request["requested_at"] if state["clock_ms"] is None else max(state["clock_ms"], request["requested_at"])
     state = _pruned({**state, "clock_ms": clock}, policy)
     state = {**state, "pending": state["pending"] + [request]}
     return _drain(state, policy, request["requested_at"])
 
 
-def _drain(state: State, policy: Policy, newest_request_ms: int | None) -> tuple[State, list[Decision]]:
+def _handle_result(state: State, result: Check) -> tuple[State, list[Decision], list[Check]]:
+    """A later scope answered: grant the reservation, or release it with that scope's reasons."""
+    request_id = result["request_id"]
+    earlier = state["decided"].get(request_id)
+    if earlier is not None:
+        return state, [earlier], []
+    reservation = state["reservations"].get(request_id)
+    if reservation is None:
+        return state, [], []  # An answer for a request this state never reserved: nothing to do.
+    reservations = {rid: r for rid, r in state["reservations"].items() if rid != request_id}
+    decision = {**reservation["decision"], "inputs": {**reservation["decision"]["inputs"], **result["inputs"]}}
+    if not result["passed"]:
+        decision = {**decision, "outcome": result["outcome"], "granted_cents": 0, "reason_codes": list(result["reason_codes"])}
+    state = _with_decision({**state, "reservations": reservations}, reservation["request"], decision)
+    return state, [decision], []
+
+
+def _drain(state: State, policy: Policy, newest_request_ms: int | None) -> tuple[State, list[Decision], list[Check]]:
     """Decide parked requests from the head of the queue while their orders are known."""
-    decisions = []
+    decisions, checks = [], []
     while state["pending"]:
         head = state["pending"][0]
         order_id = head.get("order_id")
+        rest = {**state, "pending": state["pending"][1:]}
         if order_id and order_id not in state["orders"]:
             waited_too_long = (
-                newest_request_ms is not None
-                and newest_request_ms - head["requested_at"] > policy.order_wait_ms_max
+                newest_request_ms is not None and newest_request_ms - head["requested_at"] > policy.order_wait_ms_max
             )
             queue_full = len(state["pending"]) > policy.pending_requests_max_per_customer
             if not (waited_too_long or queue_full):
                 break
             decision = _decision(
-                head,
-                policy,
-                ESCALATED,
-                0,
-                [ORDER_NOT_FOUND],
-                {"pending_requests": len(state["pending"])},
-                decision_time_ms(state, head, policy),
-                _context(state, head),
+                head, policy, ESCALATED, 0, [ORDER_NOT_FOUND], {"pending_requests": len(state["pending"])},
+                decision_time_ms(state, head, policy), _context(state, head),
             )
+            state = _with_decision(rest, head, decision)
+            decisions.append(decision)
+            continue
+        decision = decide(state, head, policy)
+        scopes = scopes_for(decision) if decision["outcome"] == GRANTED else []
+        if scopes:
+            check = _first_check(head, decision, scopes)
+            state = _with_reservation(rest, head, decision, check)
+            checks.append(check)
         else:
-            decision = decide(state, head, policy)
-        state = _with_decision({**state, "pending": state["pending"][1:]}, head, decision)
-        decisions.append(decision)
-    return state, decisions
+            state = _with_decision(rest, head, decision)
+            decisions.append(decision)
+    return state, decisions, checks
+
+
+def _first_check(request: Event, decision: Decision, scopes: list[str]) -> Check:
+    scope, _, key = scopes[0].partition(":")
+    return {
+        "event_id": f"{request['request_id']}/RESERVE/{scopes[0]}",
+        "request_id": request["request_id"],
+        "customer_id": request["customer_id"],
+        "action": "RESERVE",
+        "scope": scope,
+        "scope_key": key,
+        "route": scopes[1:],
+        "reserved": [],
+        "amount_cents": decision["granted_cents"],
+        "kind": request["kind"],
+        "incident_id": request.get("incident_id"),
+        "at": decision["decided_at"],
+        "passed": True,
+        "outcome": GRANTED,
+        "reason_codes": [],
+        "inputs": {},
+        "policy_version": decision["policy_version"],
+    }
 
 
 def _decision(
@@ -236,12 +374,24 @@ def _decision(
     }
 
 
+def _entry(request: Event, decision: Decision) -> list:
+    return [decision["decided_at"], decision["granted_cents"], request["request_id"], request["kind"],
+            request.get("incident_id"), decision["incident_kind"]]
+
+
+def _with_reservation(state: State, request: Event, decision: Decision, check: Check) -> State:
+    reservation = {"request": request, "decision": decision, "check": check, "entry": _entry(request, decision)}
+    return {**state, "reservations": {**state["reservations"], request["request_id"]: reservation}}
+
+
 def _with_decision(state: State, request: Event, decision: Decision) -> State:
     state = {**state, "decided": {**state["decided"], request["request_id"]: decision}}
     if decision["outcome"] != GRANTED:
         return state
-    grant = [decision["decided_at"], decision["granted_cents"], request["request_id"]]
-    state = {**state, "grants": state["grants"] + [grant]}
+    incident_id = request.get("incident_id")
+    new_claim = incident_id is not None and not any(e[4] == incident_id for e in state["grants"])
+    history = {**state["history"], "claims": state["history"]["claims"] + (1 if new_claim else 0)}
+    state = {**state, "grants": state["grants"] + [_entry(request, decision)], "history": history}
     order_id = request.get("order_id")
     if request["kind"] == "REFUND" and order_id in state["orders"]:
         order = state["orders"][order_id]
@@ -266,7 +416,10 @@ def _with_order(state: State, event: Event, policy: Policy) -> State:
     if len(orders) > policy.orders_max_per_customer:
         oldest = min(orders, key=lambda oid: (orders[oid]["placed_at"], oid))
         orders.pop(oldest)
-    return {**state, "orders": orders}
+    old = state["history"]
+    first = event["placed_at"] if old["first_order_ms"] is None else min(old["first_order_ms"], event["placed_at"])
+    history = {**old, "first_order_ms": first, "orders": old["orders"] + 1, "spend_cents": old["spend_cents"] + event["total_cents"]}
+    return {**state, "orders": orders, "history": history}
 
 
 def _with_delivery(state: State, event: Event) -> State:
@@ -291,7 +444,7 @@ def _with_incident(state: State, event: Event, policy: Policy) -> State:
 def _pruned(state: State, policy: Policy) -> State:
     """Drop what can no longer affect any decision at or after the customer's clock (bounded state)."""
     now_ms = state["clock_ms"] - policy.request_lateness_ms_max
-    grant_floor = now_ms - policy.customer_window_ms
+    grant_floor = now_ms - max(policy.customer_window_ms, policy.long_window_ms)
     grants = [g for g in state["grants"] if g[0] > grant_floor]
     decided_floor = now_ms - policy.decided_retention_ms
     decided = {rid: d for rid, d in state["decided"].items() if d["decided_at"] > decided_floor}

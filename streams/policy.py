@@ -1,18 +1,44 @@
 """The remedy policy: named thresholds, their defaults, and the checks that relate them.
 
-Pure module: no clock, no environment, no I/O. The composition root builds a Policy from
-settings; the decision core only ever receives one.
+Pure module: no clock, environment or I/O. A policy is a document the fraud team edits (JSON,
+see docs/policy.md); `Policy.from_document` validates one and `as_document` writes one. Every
+default treats an ordinary customer generously.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from streams.errors import PolicyError
 
 DAY_MS = 24 * 60 * 60 * 1000
+REMEDY_KINDS = ("CREDIT", "REFUND", "RESHIP", "SHIPPING_UPGRADE", "GIFT_WRAP")
+INCIDENT_KINDS = (
+    "LOST_IN_TRANSIT", "STOLEN_AFTER_DELIVERY", "DAMAGED", "LATE_DELIVERY", "WRONG_ITEM", "SLOW_DOWNLOAD",
+    "SERVICE_OUTAGE",
+)
+TIERS = ("NEW", "ESTABLISHED", "LOYAL", "WATCH")
+
+
+def _kind_caps() -> dict[str, int]:
+    # Per kind, in 30 days: room for a couple of ordinary mishaps of that kind.
+    return {"CREDIT": 10_000, "REFUND": 25_000, "RESHIP": 25_000, "SHIPPING_UPGRADE": 5_000, "GIFT_WRAP": 2_500}
+
+
+def _incident_claims() -> dict[str, int]:
+    # Distinct incidents remedied per customer in 90 days, by incident kind. Thefts are rare for an
+    # honest customer; outages and slow downloads are our fault and get the most room.
+    return {
+        "LOST_IN_TRANSIT": 3, "STOLEN_AFTER_DELIVERY": 2, "DAMAGED": 4, "LATE_DELIVERY": 6, "WRONG_ITEM": 4,
+        "SLOW_DOWNLOAD": 8, "SERVICE_OUTAGE": 12,
+    }
+
+
+def _tier_percent() -> dict[str, int]:
+    # How much of each customer cents cap a tier gets, in percent (integers: no float money).
+    return {"NEW": 100, "ESTABLISHED": 150, "LOYAL": 200, "WATCH": 50}
 
 
 @dataclass(frozen=True)
@@ -21,20 +47,45 @@ class Policy:
 
     # The currency all caps are counted in; a request in another currency goes to a person.
     currency: str = "USD"
-    # Rolling cap on granted remedy value per customer: $250 in any 30 days covers several
-    # ordinary mishaps (a lost parcel plus goodwill credits) without any friction.
+    # Customer exposure: granted value of every kind together. $250 in any 30 days covers several
+    # ordinary mishaps (a lost parcel plus goodwill credits) without friction.
     remedy_cents_max_per_customer_30d: int = 25_000
-    # Length of the rolling window the customer cap is counted over.
-    customer_window_ms: int = 30 * DAY_MS
-    # How far behind the newest request of a customer a request may be dated and still be decided
-    # at its own time; an older one is decided as of (newest - this). Without a bound, pruning old
-    # grants could let a backdated request escape the rolling cap.
-    request_lateness_ms_max: int = 7 * DAY_MS
+    # The same over 90 days: a steady stream of claims is stopped even when each month is under the cap.
+    remedy_cents_max_per_customer_90d: int = 50_000
+    # Granted value per remedy kind per customer in 30 days.
+    kind_cents_max_per_customer_30d: dict = field(default_factory=_kind_caps)
+    # Distinct incidents remedied per customer in 90 days, by incident kind.
+    incident_claims_max_per_customer_90d: dict = field(default_factory=_incident_claims)
+    # Household (shipping_address_id, across all accounts shipping there): distinct incidents
+    # remedied in 90 days, and granted value in 30 days. Porch-pirate rings show up here.
+    household_claims_max_90d: int = 6
+    household_cents_max_30d: int = 60_000
+    # Granted value per associate per UTC day; above it the request goes to a second person.
+    associate_cents_max_per_day: int = 150_000
     # Auto-approval ceiling for a single request: above it a person looks (ESCALATED, not denied).
     remedy_cents_max_per_request: int = 15_000
+    # Trust tiers scale every customer cents cap by a percentage.
+    tier_percent: dict = field(default_factory=_tier_percent)
+    # ESTABLISHED: customer for a year with $500 spent; LOYAL: five years and $2,000.
+    established_tenure_days_min: int = 365
+    established_spend_cents_min: int = 50_000
+    loyal_tenure_days_min: int = 5 * 365
+    loyal_spend_cents_min: int = 200_000
+    # WATCH: at least this many remedied incidents, and more remedied incidents than this percent
+    # of orders (lifetime). Outranks the other tiers.
+    watch_claims_min: int = 4
+    watch_claims_percent_of_orders_min: int = 50
+    # Length of the customer's short rolling window.
+    customer_window_ms: int = 30 * DAY_MS
+    # Length of the long rolling window (90-day caps, claim counts).
+    long_window_ms: int = 90 * DAY_MS
+    # How far behind the newest request of a customer a request may be dated and still be decided
+    # at its own time; an older one is decided as of (newest - this). Without a bound, pruning old
+    # grants could let a backdated request escape the rolling caps.
+    request_lateness_ms_max: int = 7 * DAY_MS
     # How long (event time) a request naming an unknown order waits for that order before it is
-    # escalated: upstream systems publish orders and requests on separate topics, so a request
-    # can overtake its order by seconds; a day covers any upstream backlog we expect.
+    # escalated: orders and requests travel on separate topics, so a request can overtake its
+    # order by seconds; a day covers any upstream backlog we expect.
     order_wait_ms_max: int = DAY_MS
     # Parked requests per customer: bounds memory if an upstream never sends the orders.
     pending_requests_max_per_customer: int = 20
@@ -44,8 +95,10 @@ class Policy:
     decided_max_per_customer: int = 2_000
     # How long an order is remembered after it was placed (refunds need the order total).
     order_retention_ms: int = 400 * DAY_MS
-    # Orders remembered per customer at most.
+    # Orders (and incidents) remembered per customer at most.
     orders_max_per_customer: int = 2_000
+    # Reservations and answers a household or associate scope remembers at most.
+    scope_entries_max: int = 5_000
 
     @property
     def version(self) -> str:
@@ -53,28 +106,55 @@ class Policy:
         canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
         return "p1-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
+    def tier_cap(self, cents: int, tier: str) -> int:
+        """A customer cents cap scaled by the tier's percentage (integer cents, rounded down)."""
+        return cents * self.tier_percent[tier] // 100
+
     def problems(self) -> list[str]:
         """Every reason this policy is unusable; empty when it is sound."""
         found = []
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if field.type == "int" or isinstance(field.default, int):
-                if not isinstance(value, int) or isinstance(value, bool):
-                    found.append(f"{field.name}: must be an integer, got {value!r}")
-                elif value <= 0:
-                    found.append(f"{field.name}: must be positive, got {value}")
-        if not (isinstance(self.currency, str) and len(self.currency) == 3 and self.currency.isupper()):
-            found.append(f"currency: must be a 3-letter ISO 4217 code, got {self.currency!r}")
-        if not found and self.remedy_cents_max_per_request > self.remedy_cents_max_per_customer_30d:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "currency":
+                if not (isinstance(value, str) and len(value) == 3 and value.isupper() and value.isalpha()):
+                    found.append(f"currency: must be a 3-letter ISO 4217 code, got {value!r}")
+            elif isinstance(value, dict):
+                wanted = {
+                    "kind_cents_max_per_customer_30d": REMEDY_KINDS,
+                    "incident_claims_max_per_customer_90d": INCIDENT_KINDS,
+                    "tier_percent": TIERS,
+                }[item.name]
+                for key in sorted(set(value) - set(wanted)):
+                    found.append(f"{item.name}.{key}: unknown key; expected one of {', '.join(wanted)}")
+                for key in wanted:
+                    if key not in value:
+                        found.append(f"{item.name}.{key}: missing")
+                    elif not _positive_int(value[key]):
+                        found.append(f"{item.name}.{key}: must be a positive integer, got {value[key]!r}")
+            elif not _positive_int(value):
+                found.append(f"{item.name}: must be a positive integer, got {value!r}")
+        if found:
+            return found
+        relations = [
+            ("remedy_cents_max_per_request", "remedy_cents_max_per_customer_30d"),
+            ("remedy_cents_max_per_customer_30d", "remedy_cents_max_per_customer_90d"),
+            ("customer_window_ms", "long_window_ms"),
+            ("established_tenure_days_min", "loyal_tenure_days_min"),
+            ("established_spend_cents_min", "loyal_spend_cents_min"),
+        ]
+        for smaller, larger in relations:
+            if getattr(self, smaller) > getattr(self, larger):
+                found.append(
+                    f"{smaller}: {getattr(self, smaller)} exceeds {larger} {getattr(self, larger)}; "
+                    "the larger limit could never be reached"
+                )
+        for kind, cap in self.kind_cents_max_per_customer_30d.items():
+            if cap > self.remedy_cents_max_per_customer_30d * max(self.tier_percent.values()) // 100:
+                found.append(f"kind_cents_max_per_customer_30d.{kind}: {cap} exceeds the 30-day exposure cap of every tier")
+        if self.decided_retention_ms < self.long_window_ms + self.request_lateness_ms_max:
             found.append(
-                "remedy_cents_max_per_request: "
-                f"{self.remedy_cents_max_per_request} exceeds remedy_cents_max_per_customer_30d "
-                f"{self.remedy_cents_max_per_customer_30d}; a single request could never use it"
-            )
-        if not found and self.decided_retention_ms < self.customer_window_ms:
-            found.append(
-                "decided_retention_ms: must cover customer_window_ms, or a redelivered request "
-                "could be decided again inside the window"
+                "decided_retention_ms: must cover long_window_ms + request_lateness_ms_max, or a "
+                "redelivered request could be decided again inside the window"
             )
         return found
 
@@ -85,6 +165,28 @@ class Policy:
             raise PolicyError("invalid policy:\n  " + "\n  ".join(found))
         return self
 
-    def as_dict(self) -> dict:
-        """The thresholds plus the derived version, for display and audit."""
-        return {"version": self.version, **asdict(self)}
+    def as_document(self) -> dict:
+        """The thresholds as the JSON document the fraud team edits (without the derived version)."""
+        return asdict(self)
+
+    @classmethod
+    def from_document(cls, document: dict, base: "Policy | None" = None) -> "Policy":
+        """A checked policy from a document; keys not given keep `base`'s values (default policy)."""
+        if not isinstance(document, dict):
+            raise PolicyError(f"policy document: expected a JSON object, got {type(document).__name__}")
+        known = {item.name for item in fields(cls)}
+        unknown = sorted(set(document) - known - {"version"})
+        if unknown:
+            raise PolicyError("invalid policy:\n  " + "\n  ".join(f"{key}: unknown key" for key in unknown))
+        values = (base or cls()).as_document()
+        for key, value in document.items():
+            if key == "version":
+                continue
+            if isinstance(values.get(key), dict) and isinstance(value, dict):
+                value = {**values[key], **value}
+            values[key] = value
+        return cls(**values).checked()
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0

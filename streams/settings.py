@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.errors import InvariantViolation
+from streams.errors import InvariantViolation, PolicyError
 from streams.policy import Policy
 
 
@@ -70,16 +71,21 @@ def load_settings(env: dict | None = None) -> Settings:
     """Build Settings from the environment (REMEDY_* variables); validates the policy."""
     env = dict(os.environ if env is None else env)
     defaults = Settings()
-    default_policy = Policy()
-    policy = Policy(
-        currency=env.get("REMEDY_POLICY_CURRENCY", default_policy.currency),
-        remedy_cents_max_per_customer_30d=_int(
-            env, "REMEDY_CUSTOMER_CAP_30D_CENTS", default_policy.remedy_cents_max_per_customer_30d
+    base = Policy()
+    policy_file = env.get("REMEDY_POLICY_FILE")
+    if policy_file:
+        try:
+            base = Policy.from_document(json.loads(Path(policy_file).read_text()))
+        except (OSError, json.JSONDecodeError) as error:
+            raise PolicyError(f"REMEDY_POLICY_FILE {policy_file}: {error}") from None
+    overrides = {
+        "currency": env.get("REMEDY_POLICY_CURRENCY", base.currency),
+        "remedy_cents_max_per_customer_30d": _int(
+            env, "REMEDY_CUSTOMER_CAP_30D_CENTS", base.remedy_cents_max_per_customer_30d
         ),
-        remedy_cents_max_per_request=_int(
-            env, "REMEDY_REQUEST_CEILING_CENTS", default_policy.remedy_cents_max_per_request
-        ),
-    ).checked()
+        "remedy_cents_max_per_request": _int(env, "REMEDY_REQUEST_CEILING_CENTS", base.remedy_cents_max_per_request),
+    }
+    policy = Policy.from_document(overrides, base=base)
     settings = Settings(
         kafka_bootstrap=env.get("REMEDY_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
         data_dir=Path(env.get("REMEDY_DATA_DIR", ".data")).resolve(),

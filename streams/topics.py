@@ -14,6 +14,7 @@ EVENT_TOPIC_ROLE = {
     "OrderDelivered": "orders",
     "IncidentReported": "incidents",
     "RemedyRequested": "requests",
+    "LimitCheck": "limit_results",
 }
 
 # Retention of the event log: forever. The log is the source of truth that audits replay.
@@ -53,6 +54,21 @@ class TopicNames:
         return f"{self.prefix}.dead-letter.v1"
 
     @property
+    def limit_checks(self) -> str:
+        """LimitCheck RESERVE/RELEASE messages, keyed by scope:key (household or associate)."""
+        return f"{self.prefix}.limit-checks.v1"
+
+    @property
+    def limit_results(self) -> str:
+        """LimitCheck RESULT messages back to the customer's partition, keyed by customer_id."""
+        return f"{self.prefix}.limit-results.v1"
+
+    @property
+    def scope_state_changelog(self) -> str:
+        """Faust's changelog of the household/associate scope table (compacted)."""
+        return f"{self.app_id}-scope_state-changelog"
+
+    @property
     def customer_state_changelog(self) -> str:
         """Faust's changelog of the per-customer state table (compacted)."""
         return f"{self.app_id}-customer_state-changelog"
@@ -62,8 +78,8 @@ class TopicNames:
         return getattr(self, EVENT_TOPIC_ROLE[record_name])
 
     def inputs(self) -> tuple[str, ...]:
-        """The topics the decision agent consumes."""
-        return (self.orders, self.incidents, self.requests)
+        """The topics the decision agent consumes (all keyed by customer_id)."""
+        return (self.orders, self.incidents, self.requests, self.limit_results)
 
     def all_with_configs(self, partitions: int) -> list[tuple[str, int, dict[str, str]]]:
         """(name, partitions, configs) for every topic the project creates itself."""
@@ -75,5 +91,8 @@ class TopicNames:
             (self.requests, partitions, log),
             (self.decisions, partitions, log),
             (self.dead_letter, partitions, log),
+            (self.limit_checks, partitions, log),
+            (self.limit_results, partitions, log),
             (self.customer_state_changelog, partitions, compacted),
+            (self.scope_state_changelog, partitions, compacted),
         ]

@@ -12,7 +12,14 @@ import random
 from pathlib import Path
 
 CAP_30D_CENTS = 25_000
+CAP_90D_CENTS = 50_000
 CEILING_CENTS = 15_000
+KIND_CAP_30D_CENTS = {"CREDIT": 10_000, "REFUND": 25_000, "RESHIP": 25_000, "SHIPPING_UPGRADE": 5_000, "GIFT_WRAP": 2_500}
+INCIDENT_CLAIMS_90D = {"LOST_IN_TRANSIT": 3, "STOLEN_AFTER_DELIVERY": 2, "DAMAGED": 4, "LATE_DELIVERY": 6,
+                       "WRONG_ITEM": 4, "SLOW_DOWNLOAD": 8, "SERVICE_OUTAGE": 12}
+HOUSEHOLD_CLAIMS_90D = 6
+HOUSEHOLD_CENTS_30D = 60_000
+ASSOCIATE_CENTS_PER_DAY = 150_000
 KINDS = ("CREDIT", "REFUND", "RESHIP", "SHIPPING_UPGRADE", "GIFT_WRAP")
 
 
@@ -20,18 +27,31 @@ def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+class LimitsWouldBind(AssertionError):
+    """The file reaches a household or associate limit, or the WATCH tier, whose outcome depends on
+    cross-partition timing; this reference only predicts files that stay clear of them."""
+
+
 def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
-    """request_id -> (outcome, granted cents)."""
+    """request_id -> (outcome, granted cents), for files within one 30-day window."""
     events = load(path)
     orders = {e["order_id"]: e for e in events if e["type"] == "OrderPlaced"}
+    incidents = {e["incident_id"]: e for e in events if e["type"] == "IncidentReported"}
     refunded: dict[str, int] = {}
-    granted: dict[str, int] = {}
+    grants: dict[str, list[tuple[str, int, str | None, str | None]]] = {}  # customer -> (kind, cents, incident, incident kind)
+    household: dict[str, dict] = {}
+    associate: dict[str, int] = {}
     out: dict[str, tuple[str, int]] = {}
     for e in events:
         if e["type"] != "RemedyRequested" or e["request_id"] in out:
             continue
         amount, kind, order = e["amount_cents"], e["kind"], orders.get(e.get("order_id"))
-        customer_total = granted.get(e["customer_id"], 0)
+        mine = grants.setdefault(e["customer_id"], [])
+        incident_id = e.get("incident_id")
+        incident_kind = incidents[incident_id]["kind"] if incident_id in incidents else None
+        claims_of_kind = len({g[2] for g in mine if g[3] == incident_kind and g[2]})
+        if len({g[2] for g in mine if g[2]}) >= 4:
+            raise LimitsWouldBind(f"{e['customer_id']} could reach the WATCH tier")
         if e["currency"] != "USD":
             result = ("ESCALATED", 0)
         elif kind in ("REFUND", "RESHIP") and order is None:
@@ -40,15 +60,32 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
             result = ("DENIED", 0)
         elif kind == "REFUND" and refunded.get(order["order_id"], 0) + amount > order["total_cents"]:
             result = ("DENIED", 0)
-        elif customer_total + amount > CAP_30D_CENTS:
+        elif incident_id and any(g[2] == incident_id and g[0] == kind for g in mine):
+            result = ("DENIED", 0)
+        elif sum(g[1] for g in mine) + amount > CAP_30D_CENTS:
+            result = ("DENIED", 0)
+        elif sum(g[1] for g in mine if g[0] == kind) + amount > KIND_CAP_30D_CENTS[kind]:
+            result = ("DENIED", 0)
+        elif (incident_kind and not any(g[2] == incident_id for g in mine)
+              and claims_of_kind + 1 > INCIDENT_CLAIMS_90D[incident_kind]):
             result = ("DENIED", 0)
         elif amount > CEILING_CENTS:
             result = ("ESCALATED", 0)
         else:
             result = ("GRANTED", amount)
-            granted[e["customer_id"]] = customer_total + amount
+            mine.append((kind, amount, incident_id, incident_kind))
             if kind == "REFUND":
                 refunded[order["order_id"]] = refunded.get(order["order_id"], 0) + amount
+            if order is not None:
+                home = household.setdefault(order["shipping_address_id"], {"claims": set(), "cents": 0})
+                home["claims"].add(incident_id or e["request_id"])
+                home["cents"] += amount
+                if len(home["claims"]) > HOUSEHOLD_CLAIMS_90D or home["cents"] > HOUSEHOLD_CENTS_30D:
+                    raise LimitsWouldBind(f"household {order['shipping_address_id']} nears its limits")
+            if e["requested_by"] not in ("system", "customer"):
+                associate[e["requested_by"]] = associate.get(e["requested_by"], 0) + amount
+                if associate[e["requested_by"]] > ASSOCIATE_CENTS_PER_DAY:
+                    raise LimitsWouldBind(f"associate {e['requested_by']} nears the daily budget")
         out[e["request_id"]] = result
     return out
 
@@ -78,7 +115,7 @@ def write_workload(path: Path, customers: int, seed: int) -> Path:
             order = {"type": "OrderPlaced", "event_id": f"eo-{customer}-{k}", "order_id": f"o-{customer}-{k}",
                      "customer_id": customer, "placed_at": f"2026-11-21T08:{k:02d}:00Z", "total_cents": total,
                      "currency": "USD", "items": [{"sku": "s", "quantity": 1, "unit_price_cents": total}],
-                     "shipping_address_id": f"a-{n % 50}", "digital": rng.random() < 0.2}
+                     "shipping_address_id": f"a-{n}", "digital": rng.random() < 0.2}
             orders.append(order)
             lines.append(order)
         for r in range(rng.randint(1, 4)):
@@ -87,7 +124,7 @@ def write_workload(path: Path, customers: int, seed: int) -> Path:
             lines.append({"type": "RemedyRequested", "event_id": f"er-{customer}-{r}", "request_id": f"r-{customer}-{r}",
                           "customer_id": customer, "order_id": order["order_id"] if kind != "CREDIT" else None,
                           "incident_id": None, "kind": kind, "amount_cents": rng.randint(100, 16_000),
-                          "currency": "USD", "requested_by": "assoc-1",
+                          "currency": "USD", "requested_by": f"assoc-{n % 100}" if kind == "CREDIT" else "customer",
                           "requested_at": f"2026-11-21T09:{r:02d}:{n % 60:02d}Z", "reason": "test"})
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path

@@ -1,0 +1,115 @@
+"""Household and associate limits: the scopes a request passes after the customer (pure).
+
+Each scope key ("household:<shipping_address_id>", "associate:<id>") has a single writer: the
+partition of the limit-checks topic that owns the key. A RESERVE either takes room and moves on
+to the next scope (or answers PASSED to the customer when it was the last), or answers FAILED to
+the customer and RELEASEs the scopes reserved before it. Every message is idempotent: a
+redelivered RESERVE gets the same answer, a redelivered RELEASE changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.core import (
+    ASSOCIATE_DAILY_BUDGET_EXCEEDED,
+    DENIED,
+    ESCALATED,
+    GRANTED,
+    HOUSEHOLD_30D_CAP_EXCEEDED,
+    HOUSEHOLD_CLAIMS_EXCEEDED,
+)
+from streams.policy import DAY_MS, Policy
+
+ScopeState = dict[str, Any]
+Check = dict[str, Any]
+
+
+def empty_scope_state() -> ScopeState:
+    """A scope key nothing was reserved at yet."""
+    # reservations: request_id -> [at_ms, cents, incident_id]; answers: request_id -> checks sent.
+    return {"reservations": {}, "answers": {}, "released": {}}
+
+
+def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[ScopeState, list[Check]]:
+    """Apply one RESERVE or RELEASE at this scope; returns the new state and the checks to send."""
+    request_id = check["request_id"]
+    if check["action"] == "RELEASE":
+        if request_id not in state["reservations"]:
+            return state, []
+        reservations = {rid: r for rid, r in state["reservations"].items() if rid != request_id}
+        released = {**state["released"], request_id: check["at"]}
+        return _bounded({**state, "reservations": reservations, "released": released}, policy), []
+    if check["action"] != "RESERVE":
+        raise ValueError(f"handle_check: unexpected action {check['action']!r} at a scope")
+    if request_id in state["answers"]:
+        return state, state["answers"][request_id]
+    if request_id in state["released"]:
+        return state, []  # Reserved, failed later and released: a stale redelivery.
+    reason, inputs = _verdict(state, check, policy)
+    here = f"{check['scope']}:{check['scope_key']}"
+    if reason is None:
+        reservations = {**state["reservations"], request_id: [check["at"], check["amount_cents"], check["incident_id"]]}
+        if check["route"]:
+            nxt, _, key = check["route"][0].partition(":")
+            out = [{**check, "event_id": f"{request_id}/RESERVE/{check['route'][0]}", "scope": nxt, "scope_key": key,
+                    "route": check["route"][1:], "reserved": check["reserved"] + [here],
+                    "inputs": {**check["inputs"], **inputs}}]
+        else:
+            out = [_result(check, True, GRANTED, [], inputs)]
+        state = {**state, "reservations": reservations}
+    else:
+        outcome = ESCALATED if reason == ASSOCIATE_DAILY_BUDGET_EXCEEDED else DENIED
+        out = [_result(check, False, outcome, [reason], inputs)]
+        for earlier in check["reserved"]:
+            scope, _, key = earlier.partition(":")
+            out.append({**check, "event_id": f"{request_id}/RELEASE/{earlier}", "action": "RELEASE",
+                        "scope": scope, "scope_key": key, "route": [], "reserved": []})
+    state = {**state, "answers": {**state["answers"], request_id: out}}
+    return _bounded(state, policy), out
+
+
+def _verdict(state: ScopeState, check: Check, policy: Policy) -> tuple[str | None, dict]:
+    at, amount = check["at"], check["amount_cents"]
+    taken = state["reservations"].values()
+    if check["scope"] == "household":
+        floor_90d, floor_30d = at - policy.long_window_ms, at - policy.customer_window_ms
+        incidents = {r[2] or rid for rid, r in state["reservations"].items() if r[0] > floor_90d}
+        claims = len(incidents)
+        cents = sum(r[1] for r in taken if r[0] > floor_30d)
+        inputs = {"household_claims_90d": claims, "household_claims_max_90d": policy.household_claims_max_90d,
+                  "household_granted_cents_30d": cents, "household_cap_cents_30d": policy.household_cents_max_30d}
+        new_claim = (check["incident_id"] or check["request_id"]) not in incidents
+        if new_claim and claims + 1 > policy.household_claims_max_90d:
+            return HOUSEHOLD_CLAIMS_EXCEEDED, inputs
+        if cents + amount > policy.household_cents_max_30d:
+            return HOUSEHOLD_30D_CAP_EXCEEDED, inputs
+        return None, inputs
+    if check["scope"] == "associate":
+        day = at // DAY_MS
+        cents = sum(r[1] for r in taken if r[0] // DAY_MS == day)
+        inputs = {"associate_granted_cents_day": cents, "associate_cap_cents_day": policy.associate_cents_max_per_day}
+        if cents + amount > policy.associate_cents_max_per_day:
+            return ASSOCIATE_DAILY_BUDGET_EXCEEDED, inputs
+        return None, inputs
+    raise ValueError(f"unknown scope {check['scope']!r}")
+
+
+def _result(check: Check, passed: bool, outcome: str, reasons: list[str], inputs: dict) -> Check:
+    """The answer that goes back to the customer's partition (keyed by customer_id)."""
+    return {**check, "event_id": f"{check['request_id']}/RESULT", "action": "RESULT", "scope": "customer",
+            "scope_key": check["customer_id"], "route": [], "passed": passed, "outcome": outcome,
+            "reason_codes": reasons, "inputs": {**check["inputs"], **inputs}}
+
+
+def _bounded(state: ScopeState, policy: Policy) -> ScopeState:
+    """Forget what can no longer matter: entries older than the long window after the newest one."""
+    newest = max([r[0] for r in state["reservations"].values()] + list(state["released"].values()) + [0])
+    floor = newest - policy.long_window_ms - policy.request_lateness_ms_max
+    reservations = {rid: r for rid, r in state["reservations"].items() if r[0] > floor}
+    answers = {rid: a for rid, a in state["answers"].items() if a[0]["at"] > floor}
+    released = {rid: at for rid, at in state["released"].items() if at > floor}
+    if len(answers) > policy.scope_entries_max:
+        keep = sorted(answers, key=lambda rid: (answers[rid][0]["at"], rid))[-policy.scope_entries_max :]
+        answers = {rid: answers[rid] for rid in keep}
+    return {"reservations": reservations, "answers": answers, "released": released}
