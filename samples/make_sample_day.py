@@ -64,14 +64,22 @@ def main() -> None:
                 ("SLOW_DOWNLOAD", "REFUND", order["total_cents"]),
             ])
             if serial_claimer:
-                kind, amount = "CREDIT", rng.randint(6000, 12000)
+                incident_kind, kind, amount = "DAMAGED", "CREDIT", rng.randint(6000, 12000)
             if n % 29 == 0 and r == 0:
                 amount = 18_000  # above the auto-approval ceiling: a person decides
             incident_id = f"inc-{customer}-{r}"
             source = "CARRIER" if incident_kind == "LOST_IN_TRANSIT" else "CUSTOMER"
+            if incident_kind == "SLOW_DOWNLOAD" and order["digital"] and r == 0:
+                source = "QOS_MONITOR"
             events.append({"type": "IncidentReported", "event_id": f"evt-{incident_id}", "incident_id": incident_id,
                            "customer_id": customer, "order_id": order["order_id"], "kind": incident_kind,
                            "source": source, "reported_at": ts(tick()), "description": None})
+            if source in ("CARRIER", "QOS_MONITOR"):
+                # The service remedies these by itself (a reshipment, a refund); an associate adds
+                # free gift wrap to a lost parcel's replacement.
+                if source == "QOS_MONITOR":
+                    continue
+                kind, amount = "GIFT_WRAP", 499
             events.append({"type": "RemedyRequested", "event_id": f"evt-req-{customer}-{r}",
                            "request_id": f"req-{customer}-{r}", "customer_id": customer, "order_id": order["order_id"],
                            "incident_id": incident_id, "kind": kind, "amount_cents": amount, "currency": "USD",
@@ -82,6 +90,11 @@ def main() -> None:
                            "request_id": f"req-goodwill-{customer}", "customer_id": customer, "order_id": None,
                            "incident_id": None, "kind": "CREDIT", "amount_cents": 1000, "currency": "USD",
                            "requested_by": "assoc-ana", "requested_at": ts(tick()), "reason": "goodwill: the moment called for it"})
+        if n % 40 == 11:
+            # An outage: the service credits every affected customer once, before they call.
+            events.append({"type": "IncidentReported", "event_id": f"evt-outage-{customer}", "incident_id": "inc-outage-1",
+                           "customer_id": customer, "order_id": None, "kind": "SERVICE_OUTAGE", "source": "SYSTEM",
+                           "reported_at": ts(tick()), "description": "checkout unavailable for 40 minutes"})
         if n in (7, 42):
             # Upstream lag: a request for an order that is published after it.
             late = {"type": "OrderPlaced", "event_id": f"evt-{customer}-late", "order_id": f"ord-{customer}-late",

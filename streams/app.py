@@ -13,6 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from mode import CrashingSupervisor
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -20,7 +21,9 @@ import schemas
 from projections.projector import build_batch
 from projections.store import Store, parse_day
 from streams.batch import Incoming, fold_batch, fold_scope_batch, scope_key_of, state_from_bytes, state_to_bytes
-from streams.errors import InvariantViolation
+from streams.errors import InvariantViolation, RemedyLedgerError
+from streams.policy import Policy
+from streams.policy_log import decode_applied
 from streams.kafka_io import topic_names
 from streams.settings import Settings
 
@@ -51,10 +54,14 @@ def _incoming(event) -> Incoming:
     )
 
 
-def build_app(settings: Settings) -> faust.App:
-    """The Faust application with its table, agents and web views, wired to these settings."""
+def build_app(settings: Settings, policy: Policy | None = None) -> faust.App:
+    """The Faust application with its tables, agents and web views, wired to these settings.
+
+    `policy` is the version in force at start (from the policy topic); the worker follows the
+    topic and switches to every newer version without a restart.
+    """
     names = topic_names(settings)
-    policy = settings.policy
+    policy_box = {"current": policy or settings.policy}
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -123,6 +130,28 @@ def build_app(settings: Settings) -> faust.App:
         await asyncio.gather(*pending)
 
     @app.task
+    async def follow_policy() -> None:
+        # No consumer group: every worker reads every version, from the beginning.
+        consumer = AIOKafkaConsumer(
+            names.policy, bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            async for message in consumer:
+                try:
+                    applied = decode_applied(message.value, message.offset)
+                except RemedyLedgerError as error:
+                    log.error("ignoring policy message at offset %s: %s", message.offset, error)
+                    continue
+                if applied.policy.version != policy_box["current"].version:
+                    log.warning("policy %s in force (applied by %s: %s)", applied.policy.version, applied.author,
+                                applied.reason)
+                policy_box["current"] = applied.policy
+        finally:
+            await consumer.stop()
+
+    @app.task
     async def open_store() -> None:
         await on_clickhouse("decision_count")
 
@@ -154,7 +183,7 @@ def build_app(settings: Settings) -> faust.App:
         await warm_metadata()
         async for events in stream.take_events(settings.decide_batch_max, within=wait_s):
             loader = lambda cid: state_from_bytes(customer_state.get(cid.encode()))
-            result = fold_batch([_incoming(event) for event in events], loader, policy, names)
+            result = fold_batch([_incoming(event) for event in events], loader, policy_box["current"], names)
             await send_all(outputs(result))
             for customer_id, state in result.states.items():
                 customer_state[customer_id.encode()] = state_to_bytes(state)
@@ -165,7 +194,7 @@ def build_app(settings: Settings) -> faust.App:
         await warm_metadata()
         async for events in stream.take_events(settings.decide_batch_max, within=wait_s):
             loader = lambda key: state_from_bytes(scope_state.get(key.encode()))
-            result = fold_scope_batch([_incoming(event) for event in events], loader, policy, names)
+            result = fold_scope_batch([_incoming(event) for event in events], loader, policy_box["current"], names)
             await send_all(outputs(result))
             for key, state in result.states.items():
                 scope_state[key.encode()] = state_to_bytes(state)
@@ -183,7 +212,7 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.page("/health")
     async def health(web, request):
-        return web.json({"status": "ok", "app": settings.app_id})
+        return web.json({"status": "ok", "app": settings.app_id, "policy_version": policy_box["current"].version})
 
     @app.page("/finance/totals")
     async def finance_totals(web, request):

@@ -14,7 +14,7 @@ from streams.errors import RemedyLedgerError, ValidationError
 # Longest `wait` blocks by default before it gives up and says how far it got.
 WAIT_TIMEOUT_S_DEFAULT = 300
 # Modules that add subcommands: each has register(subparsers).
-EXTENSION_MODULES = ("projections.cli", "streams.workload_cli")
+EXTENSION_MODULES = ("projections.cli", "streams.workload_cli", "streams.review_cli")
 # How often `wait` polls the projections.
 WAIT_POLL_S = 0.5
 
@@ -42,7 +42,10 @@ def cmd_worker(args) -> int:
         store = Store(settings.clickhouse_dsn, settings.clickhouse_database)
         store.migrate()
         store.close()
-    app = build_app(settings)
+    from streams.policy_log import in_force
+
+    applied = in_force(settings)
+    app = build_app(settings, applied.policy if applied else settings.policy)
     Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
     return 0
 
@@ -77,26 +80,29 @@ def cmd_publish(args) -> int:
 
 
 def cmd_wait(args) -> int:
-    """Wait until the projections hold at least N decisions (or every request of a file is decided)."""
+    """Wait until the worker has processed everything published and projected every decision."""
     from projections import finance
+    from streams.kafka_io import worker_lag
     from streams.upstream import read_events, validate_file
 
     settings = _settings()
-    expected = args.decisions
+    expected = args.decisions or 0
     if args.file:
         validate_file(Path(args.file))
         expected = len({d["request_id"] for name, d in read_events(Path(args.file)) if name == "RemedyRequested"})
     deadline = time.monotonic() + args.timeout
-    seen = -1
+    last = None
     while True:
-        count = finance.decision_count(settings)
-        if count != seen:
-            print(f"  decisions projected: {count}/{expected}", file=sys.stderr, flush=True)
-            seen = count
-        if count >= expected:
+        count, lag = finance.decision_count(settings), worker_lag(settings)
+        if (count, lag) != last:
+            print(f"  decisions projected: {count} (at least {expected} expected), messages not yet processed: {lag}",
+                  file=sys.stderr, flush=True)
+            last = (count, lag)
+        if count >= expected and lag == 0:
             return 0
         if time.monotonic() > deadline:
-            print(f"gave up after {args.timeout}s: {count} of {expected} decisions projected", file=sys.stderr)
+            print(f"gave up after {args.timeout}s: {count} decisions projected, {lag} messages unprocessed",
+                  file=sys.stderr)
             return 1
         time.sleep(WAIT_POLL_S)
 

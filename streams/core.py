@@ -47,6 +47,9 @@ ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
 HOUSEHOLD_CLAIMS_EXCEEDED = "HOUSEHOLD_CLAIMS_EXCEEDED"
 HOUSEHOLD_30D_CAP_EXCEEDED = "HOUSEHOLD_30D_CAP_EXCEEDED"
 ASSOCIATE_DAILY_BUDGET_EXCEEDED = "ASSOCIATE_DAILY_BUDGET_EXCEEDED"
+APPROVED_BY_REVIEW = "APPROVED_BY_REVIEW"
+DENIED_BY_REVIEW = "DENIED_BY_REVIEW"
+DELIVERED_AFTER_LOST_CLAIM = "DELIVERED_AFTER_LOST_CLAIM"
 
 REASON_CODES = (
     WITHIN_LIMITS,
@@ -64,6 +67,9 @@ REASON_CODES = (
     HOUSEHOLD_CLAIMS_EXCEEDED,
     HOUSEHOLD_30D_CAP_EXCEEDED,
     ASSOCIATE_DAILY_BUDGET_EXCEEDED,
+    APPROVED_BY_REVIEW,
+    DENIED_BY_REVIEW,
+    DELIVERED_AFTER_LOST_CLAIM,
 )
 
 # Remedy kinds that only make sense against a known order.
@@ -237,9 +243,11 @@ def handle(state: State, event: Event, policy: Policy) -> tuple[State, list[Deci
     if kind == "OrderPlaced":
         return _drain(_with_order(state, event, policy), policy, None)
     if kind == "OrderDelivered":
-        return _with_delivery(state, event), [], []
+        return _with_delivery(state, event, policy)
     if kind == "IncidentReported":
-        return _with_incident(state, event, policy), [], []
+        return _handle_incident(state, event, policy)
+    if kind == "RemedyReviewed":
+        return _handle_review(state, event, policy)
     raise ValueError(f"handle: unsupported event type {kind!r}")
 
 
@@ -299,6 +307,8 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None) -> tuple
             state = _with_decision(rest, head, decision)
             decisions.append(decision)
             continue
+        if head.get("amount_rule") == "ORDER_TOTAL":
+            head = {**head, "amount_cents": state["orders"][order_id]["total_cents"], "amount_rule": None}
         decision = decide(state, head, policy)
         scopes = scopes_for(decision) if decision["outcome"] == GRANTED else []
         if scopes:
@@ -422,12 +432,86 @@ def _with_order(state: State, event: Event, policy: Policy) -> State:
     return {**state, "orders": orders, "history": history}
 
 
-def _with_delivery(state: State, event: Event) -> State:
+def _with_delivery(state: State, event: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
+    """Record a delivery; a delivery after a granted lost-in-transit reshipment flags that reshipment."""
     order = state["orders"].get(event["order_id"])
     if order is None or order["delivered_at"] is not None:
-        return state
+        return state, [], []
     delivered = {**order, "delivered_at": event["delivered_at"]}
-    return {**state, "orders": {**state["orders"], event["order_id"]: delivered}}
+    state = {**state, "orders": {**state["orders"], event["order_id"]: delivered}}
+    if not policy.flag_delivery_after_lost_claim:
+        return state, [], []
+    flags = []
+    for request_id, current in sorted(state["decided"].items()):
+        if (current["order_id"] == event["order_id"] and current["kind"] == "RESHIP" and current["outcome"] == GRANTED
+                and current["incident_kind"] == "LOST_IN_TRANSIT"
+                and DELIVERED_AFTER_LOST_CLAIM not in current["reason_codes"]):
+            flag = _superseding(current, request_id + "/evidence", GRANTED, current["granted_cents"],
+                                current["reason_codes"] + [DELIVERED_AFTER_LOST_CLAIM], "policy",
+                                event["delivered_at"],
+                                "Delivered after a lost-in-transit claim: flagged for review; the customer is not charged.")
+            state = {**state, "decided": {**state["decided"], request_id: flag}}
+            flags.append(flag)
+    return state, flags, []
+
+
+def _superseding(current: Decision, id_seed: str, outcome: str, granted_cents: int, reasons: list[str],
+                 decided_by: str, decided_at_ms: int, note: str | None) -> Decision:
+    """A decision that replaces `current` for the same request (a review, or later evidence)."""
+    decision_id = decision_id_for(id_seed)
+    return {**current, "event_id": decision_id, "decision_id": decision_id, "outcome": outcome,
+            "granted_cents": granted_cents, "reason_codes": list(reasons), "decided_by": decided_by,
+            "decided_at": decided_at_ms, "supersedes_decision_id": current["decision_id"], "note": note}
+
+
+def _handle_review(state: State, review: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
+    """A person approved or denied an escalated request: a decision superseding the escalation.
+
+    An approval is a person's judgement and is not held to the automatic caps, but it uses the
+    customer's room like any grant. A review of a request that is not escalated changes nothing.
+    """
+    current = state["decided"].get(review["request_id"])
+    if current is None or current["outcome"] != ESCALATED:
+        if current is not None and current["decided_by"] != "policy":
+            return state, [current], []  # A redelivered review: the same decision again.
+        return state, [], []
+    approve = review["verdict"] == "APPROVE"
+    decision = _superseding(
+        current, review["request_id"] + "/review", GRANTED if approve else DENIED,
+        current["requested_cents"] if approve else 0, [APPROVED_BY_REVIEW if approve else DENIED_BY_REVIEW],
+        review["reviewed_by"], review["reviewed_at"], review.get("note"),
+    )
+    request = {"request_id": current["request_id"], "kind": current["kind"], "order_id": current["order_id"],
+               "incident_id": current["incident_id"]}
+    return _with_decision(state, request, decision), [decision], []
+
+
+def _handle_incident(state: State, event: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
+    """Record an incident; if policy remedies this kind proactively, request that remedy now."""
+    if event["incident_id"] in state["incidents"]:
+        return state, [], []  # A redelivered incident: its proactive request was made the first time.
+    state = _with_incident(state, event, policy)
+    rule = policy.proactive_rules.get(event["kind"])
+    if rule is None or rule["source"] not in ("ANY", event["source"]):
+        return state, [], []
+    if rule["amount"] == "ORDER_TOTAL" and not event.get("order_id"):
+        return state, [], []  # Nothing to price the remedy by; a person can still request one.
+    request = {
+        "type": "RemedyRequested",
+        "event_id": f"proactive/{event['event_id']}",
+        "request_id": f"proactive:{event['incident_id']}:{event['customer_id']}:{rule['remedy']}",
+        "customer_id": event["customer_id"],
+        "order_id": event.get("order_id"),
+        "incident_id": event["incident_id"],
+        "kind": rule["remedy"],
+        "amount_cents": 0 if rule["amount"] == "ORDER_TOTAL" else rule["amount"],
+        "amount_rule": "ORDER_TOTAL" if rule["amount"] == "ORDER_TOTAL" else None,
+        "currency": policy.currency,
+        "requested_by": "system",
+        "requested_at": event["reported_at"],
+        "reason": f"proactive: {event['kind']} reported by {event['source']}",
+    }
+    return _handle_request(state, request, policy)
 
 
 def _with_incident(state: State, event: Event, policy: Policy) -> State:

@@ -185,7 +185,7 @@ def _datetime_ms(value: datetime) -> int:
 
 
 # Enum-typed fields of the input events; UNKNOWN is what a newer producer's symbol decodes to.
-ENUM_FIELDS = ("kind", "source")
+ENUM_FIELDS = ("kind", "source", "verdict")
 
 
 def decoded_event_problems(record_name: str, datum: dict) -> list[str]:

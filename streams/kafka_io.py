@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Iterable
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -143,3 +143,19 @@ def publish_events(settings: Settings, events: Iterable[tuple[str, dict]]) -> in
             publisher.publish(record_name, datum)
             count += 1
     return count
+
+
+def worker_lag(settings: Settings) -> int:
+    """Messages the worker has not yet processed and committed, over every topic it consumes."""
+    names = topic_names(settings)
+    topics = [*names.inputs(), names.limit_checks, names.decisions]
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id, enable_auto_commit=False,
+        client_id="remedy-lag",
+    )
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
+        ends = consumer.end_offsets(partitions)
+        return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in partitions)
+    finally:
+        consumer.close()

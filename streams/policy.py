@@ -36,6 +36,20 @@ def _incident_claims() -> dict[str, int]:
     }
 
 
+def _proactive_rules() -> dict[str, dict]:
+    # Which reported incidents the service remedies by itself, before anyone asks. "source" is the
+    # reporter that must have reported it (or ANY); "amount" is cents, or ORDER_TOTAL for the
+    # order's price (a refund of a slow download, a reshipment of the lost items).
+    return {
+        "SLOW_DOWNLOAD": {"source": "QOS_MONITOR", "remedy": "REFUND", "amount": "ORDER_TOTAL"},
+        "LOST_IN_TRANSIT": {"source": "CARRIER", "remedy": "RESHIP", "amount": "ORDER_TOTAL"},
+        "SERVICE_OUTAGE": {"source": "ANY", "remedy": "CREDIT", "amount": 500},
+    }
+
+
+INCIDENT_SOURCES = ("CUSTOMER", "CARRIER", "QOS_MONITOR", "ASSOCIATE", "SYSTEM")
+
+
 def _tier_percent() -> dict[str, int]:
     # How much of each customer cents cap a tier gets, in percent (integers: no float money).
     return {"NEW": 100, "ESTABLISHED": 150, "LOYAL": 200, "WATCH": 50}
@@ -64,6 +78,11 @@ class Policy:
     associate_cents_max_per_day: int = 150_000
     # Auto-approval ceiling for a single request: above it a person looks (ESCALATED, not denied).
     remedy_cents_max_per_request: int = 15_000
+    # Proactive remedies by incident kind (see _proactive_rules); decided by the same limits.
+    proactive_rules: dict = field(default_factory=_proactive_rules)
+    # When an order claimed LOST_IN_TRANSIT is delivered after all, flag the reshipment for
+    # review (the customer is never charged); 0 turns the flag off.
+    flag_delivery_after_lost_claim: int = 1
     # Trust tiers scale every customer cents cap by a percentage.
     tier_percent: dict = field(default_factory=_tier_percent)
     # ESTABLISHED: customer for a year with $500 spent; LOYAL: five years and $2,000.
@@ -118,6 +137,11 @@ class Policy:
             if item.name == "currency":
                 if not (isinstance(value, str) and len(value) == 3 and value.isupper() and value.isalpha()):
                     found.append(f"currency: must be a 3-letter ISO 4217 code, got {value!r}")
+            elif item.name == "proactive_rules":
+                found += _rule_problems(value)
+            elif item.name == "flag_delivery_after_lost_claim":
+                if value not in (0, 1) or isinstance(value, bool):
+                    found.append(f"{item.name}: must be 0 or 1, got {value!r}")
             elif isinstance(value, dict):
                 wanted = {
                     "kind_cents_max_per_customer_30d": REMEDY_KINDS,
@@ -186,6 +210,27 @@ class Policy:
                 value = {**values[key], **value}
             values[key] = value
         return cls(**values).checked()
+
+
+def _rule_problems(rules) -> list[str]:
+    if not isinstance(rules, dict):
+        return [f"proactive_rules: must be an object by incident kind, got {rules!r}"]
+    found = []
+    for kind, rule in rules.items():
+        where = f"proactive_rules.{kind}"
+        if kind not in INCIDENT_KINDS:
+            found.append(f"{where}: unknown incident kind; expected one of {', '.join(INCIDENT_KINDS)}")
+            continue
+        if not isinstance(rule, dict) or set(rule) != {"source", "remedy", "amount"}:
+            found.append(f"{where}: must have exactly the keys source, remedy, amount")
+            continue
+        if rule["source"] not in INCIDENT_SOURCES + ("ANY",):
+            found.append(f"{where}.source: {rule['source']!r} is not one of {', '.join(INCIDENT_SOURCES)}, ANY")
+        if rule["remedy"] not in REMEDY_KINDS:
+            found.append(f"{where}.remedy: {rule['remedy']!r} is not one of {', '.join(REMEDY_KINDS)}")
+        if rule["amount"] != "ORDER_TOTAL" and not _positive_int(rule["amount"]):
+            found.append(f"{where}.amount: must be ORDER_TOTAL or a positive number of cents, got {rule['amount']!r}")
+    return found
 
 
 def _positive_int(value) -> bool:

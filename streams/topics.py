@@ -14,6 +14,7 @@ EVENT_TOPIC_ROLE = {
     "OrderDelivered": "orders",
     "IncidentReported": "incidents",
     "RemedyRequested": "requests",
+    "RemedyReviewed": "requests",
     "LimitCheck": "limit_results",
 }
 
@@ -69,6 +70,11 @@ class TopicNames:
         return f"{self.app_id}-scope_state-changelog"
 
     @property
+    def policy(self) -> str:
+        """PolicyApplied events, compacted and keyed by version; the newest by offset is in force."""
+        return f"{self.prefix}.policy.v1"
+
+    @property
     def customer_state_changelog(self) -> str:
         """Faust's changelog of the per-customer state table (compacted)."""
         return f"{self.app_id}-customer_state-changelog"
@@ -93,6 +99,7 @@ class TopicNames:
             (self.dead_letter, partitions, log),
             (self.limit_checks, partitions, log),
             (self.limit_results, partitions, log),
+            (self.policy, 1, compacted),
             (self.customer_state_changelog, partitions, compacted),
             (self.scope_state_changelog, partitions, compacted),
         ]

@@ -32,6 +32,26 @@ class LimitsWouldBind(AssertionError):
     cross-partition timing; this reference only predicts files that stay clear of them."""
 
 
+PROACTIVE = {"SLOW_DOWNLOAD": ("QOS_MONITOR", "REFUND", None), "LOST_IN_TRANSIT": ("CARRIER", "RESHIP", None),
+             "SERVICE_OUTAGE": ("ANY", "CREDIT", 500)}
+
+
+def _with_proactive(events, orders, seen):
+    """The file's events with the requests the service makes by itself right after their incidents."""
+    for e in events:
+        yield e
+        if e["type"] != "IncidentReported" or (e["customer_id"], e["incident_id"]) in seen:
+            continue
+        seen.add((e["customer_id"], e["incident_id"]))
+        rule = PROACTIVE.get(e["kind"])
+        if rule is None or rule[0] not in ("ANY", e["source"]):
+            continue
+        amount = rule[2] if rule[2] is not None else orders[e["order_id"]]["total_cents"]
+        yield {"type": "RemedyRequested", "request_id": f"proactive:{e['incident_id']}:{e['customer_id']}:{rule[1]}",
+               "customer_id": e["customer_id"], "order_id": e.get("order_id"), "incident_id": e["incident_id"],
+               "kind": rule[1], "amount_cents": amount, "currency": "USD", "requested_by": "system"}
+
+
 def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
     """request_id -> (outcome, granted cents), for files within one 30-day window."""
     events = load(path)
@@ -42,7 +62,8 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
     household: dict[str, dict] = {}
     associate: dict[str, int] = {}
     out: dict[str, tuple[str, int]] = {}
-    for e in events:
+    seen_incidents = set()
+    for e in _with_proactive(events, orders, seen_incidents):
         if e["type"] != "RemedyRequested" or e["request_id"] in out:
             continue
         amount, kind, order = e["amount_cents"], e["kind"], orders.get(e.get("order_id"))
@@ -92,7 +113,9 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
 
 def expected_totals(path: Path) -> dict:
     """The by_kind / by_outcome part of `finance totals --json` the file must produce."""
-    kinds = {e["request_id"]: e["kind"] for e in load(path) if e["type"] == "RemedyRequested"}
+    events = load(path)
+    orders = {e["order_id"]: e for e in events if e["type"] == "OrderPlaced"}
+    kinds = {e["request_id"]: e["kind"] for e in _with_proactive(events, orders, set()) if e["type"] == "RemedyRequested"}
     by_kind = {kind: {"count": 0, "cents": 0} for kind in KINDS}
     by_outcome = {"GRANTED": 0, "DENIED": 0, "ESCALATED": 0}
     for request_id, (outcome, cents) in expected_decisions(path).items():

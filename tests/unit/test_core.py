@@ -151,7 +151,7 @@ def test_theft_claims_per_customer_at_and_above(earlier, outcome):
 
 
 def test_one_remedy_of_each_kind_per_incident_but_several_kinds_are_fine():
-    world = world_after(order(), incident("i1"))
+    world = world_after(order(), incident("i1", source="CUSTOMER"))
     first = world.feed(request("r1", 5_000, kind="RESHIP", order_id="o1", incident_id="i1"))
     wrap = world.feed(request("r2", 499, kind="GIFT_WRAP", order_id="o1", incident_id="i1", at=T0 + 1))
     again = world.feed(request("r3", 5_000, kind="RESHIP", order_id="o1", incident_id="i1", at=T0 + 2))
@@ -464,3 +464,73 @@ def test_a_refund_still_passing_later_scopes_counts_against_the_order_total():
     assert (decided["r1"]["outcome"], decided["r2"]["outcome"]) == ("GRANTED", "DENIED")
     assert decided["r2"]["reason_codes"] == [core.REFUND_EXCEEDS_ORDER_TOTAL]
     assert decided["r2"]["inputs"]["order_refunded_cents"] == 7_000
+
+
+# Proactive remedies, later evidence and reviews -------------------------------------------
+
+def test_slow_download_reported_by_the_qos_monitor_is_refunded_before_anyone_asks():
+    world = World()
+    world.feed(order("o1", total=399, digital=True))
+    (decision,) = world.feed(incident("i1", "SLOW_DOWNLOAD", source="QOS_MONITOR"))
+    assert (decision["kind"], decision["outcome"], decision["granted_cents"]) == ("REFUND", "GRANTED", 399)
+    assert decision["origin"] == "PROACTIVE" and decision["requested_by"] == "system"
+
+
+def test_a_customer_reported_slow_download_is_not_remedied_proactively():
+    world = World()
+    world.feed(order("o1", total=399, digital=True))
+    assert world.feed(incident("i1", "SLOW_DOWNLOAD", source="CUSTOMER")) == []
+
+
+def test_lost_in_transit_from_the_carrier_reships_even_before_the_order_arrives():
+    world = World()
+    assert world.feed(incident("i1", "LOST_IN_TRANSIT", source="CARRIER")) == []  # parked: no order yet
+    (decision,) = world.feed(order("o1", total=4_599))
+    assert (decision["kind"], decision["granted_cents"], decision["request_id"]) == (
+        "RESHIP", 4_599, "proactive:i1:c1:RESHIP")
+
+
+def test_an_outage_credits_each_affected_customer_once():
+    world = World()
+    credited = []
+    for customer in ("a", "b", "c", "a"):  # "a" is named twice
+        credited += world.feed(incident("outage-1", "SERVICE_OUTAGE", customer=customer, order_id=None, source="SYSTEM"))
+    assert sorted((d["customer_id"], d["granted_cents"]) for d in credited) == [("a", 500), ("b", 500), ("c", 500)]
+
+
+def test_delivery_after_a_lost_claim_flags_the_reshipment_and_charges_nothing():
+    world = World()
+    world.feed(order("o1", total=2_000))
+    (reship,) = world.feed(incident("i1", "LOST_IN_TRANSIT", source="CARRIER"))
+    delivered = {"type": "OrderDelivered", "event_id": "d1", "order_id": "o1", "customer_id": "c1", "delivered_at": T0 + DAY_MS}
+    (flag,) = world.feed(delivered)
+    assert flag["supersedes_decision_id"] == reship["decision_id"]
+    assert (flag["outcome"], flag["granted_cents"]) == ("GRANTED", 2_000)
+    assert core.DELIVERED_AFTER_LOST_CLAIM in flag["reason_codes"]
+    assert world.feed(delivered) == []  # flagged once
+
+
+def review(request_id, verdict, by="assoc-lead", customer="c1", at=T0 + 1_000):
+    return {"type": "RemedyReviewed", "event_id": f"rev-{request_id}-{verdict}", "request_id": request_id,
+            "customer_id": customer, "verdict": verdict, "reviewed_by": by, "reviewed_at": at, "note": "checked"}
+
+
+@pytest.mark.parametrize("verdict, outcome, granted, reason", [
+    ("APPROVE", "GRANTED", 20_000, core.APPROVED_BY_REVIEW), ("DENY", "DENIED", 0, core.DENIED_BY_REVIEW)])
+def test_a_review_supersedes_the_escalation(verdict, outcome, granted, reason):
+    world = World(WIDE)
+    (escalated,) = world.feed(request("r1", 20_000))
+    (reviewed,) = world.feed(review("r1", verdict))
+    assert (reviewed["outcome"], reviewed["granted_cents"], reviewed["reason_codes"]) == (outcome, granted, [reason])
+    assert reviewed["supersedes_decision_id"] == escalated["decision_id"]
+    assert reviewed["decided_by"] == "assoc-lead"
+    assert core.granted_in_window_cents(world.customers["c1"], T0 + 1_000, POLICY.customer_window_ms) == granted
+    assert world.feed(review("r1", verdict)) == [reviewed]  # a redelivered review changes nothing
+
+
+def test_a_review_of_a_request_that_is_not_escalated_changes_nothing():
+    world = World()
+    world.feed(request("r1", 1_000))
+    state = json.dumps(world.customers, sort_keys=True)
+    assert world.feed(review("r1", "DENY")) == []
+    assert json.dumps(world.customers, sort_keys=True) == state

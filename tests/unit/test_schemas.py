@@ -152,6 +152,14 @@ def limit_check(**changes: Any) -> dict[str, Any]:
 
 # Each record with every optional field present, then with every optional field absent (null).
 EXAMPLES = [
+    ("RemedyReviewed", {"event_id": "rev-1", "request_id": "req-77", "customer_id": "cus-42", "verdict": "APPROVE",
+                        "reviewed_by": "assoc-1", "reviewed_at": T0_MS, "note": "loyal customer"}),
+    ("RemedyReviewed", {"event_id": "rev-2", "request_id": "req-77", "customer_id": "cus-42", "verdict": "DENY",
+                        "reviewed_by": "assoc-1", "reviewed_at": T0_MS, "note": None}),
+    ("PolicyApplied", {"version": "p1-abc", "document": "{}", "author": "fraud-team", "reason": "tighten",
+                       "applied_at": T0_MS, "previous_version": "p1-old"}),
+    ("PolicyApplied", {"version": "p1-abc", "document": "{}", "author": "fraud-team", "reason": "first",
+                       "applied_at": T0_MS, "previous_version": None}),
     ("LimitCheck", limit_check()),
     ("LimitCheck", limit_check(incident_id=None, action="RESULT", passed=False, outcome="DENIED", reason_codes=["HOUSEHOLD_CLAIMS_EXCEEDED"])),
     ("OrderItem", {"sku": "BOOK-123", "quantity": 1, "unit_price_cents": 1999}),
@@ -221,7 +229,7 @@ def test_every_schema_file_is_one_documented_named_type(path: Path) -> None:
 
 
 def test_the_package_schemas_load_and_name_the_expected_records() -> None:
-    assert schemas.record_names() == tuple(sorted(set(FINGERPRINTS_R1) | {"LimitCheck"}))
+    assert schemas.record_names() == tuple(sorted(set(FINGERPRINTS_R1) | {"LimitCheck", "RemedyReviewed", "PolicyApplied"}))
     assert len(list((SCHEMA_ROOT_DEFAULT / "r1").glob("*.avsc"))) == 11
 
 

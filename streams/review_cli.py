@@ -1,0 +1,167 @@
+"""`remedy-ledger review ...` (the escalation queue) and `remedy-ledger policy ...` (the fraud team's policy lifecycle)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+
+import schemas
+from streams.errors import InvariantViolation, TransientError
+from streams.kafka_io import Publisher, topic_names
+from streams.settings import load_settings
+
+# Longest `review list` spends reading the decision topic to its end.
+DECISION_READ_TIMEOUT_S = 120
+
+
+def current_decisions(settings) -> dict[str, dict]:
+    """The decision in force for every request: the newest one that nothing supersedes."""
+    topic = topic_names(settings).decisions
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, client_id="remedy-review")
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        current: dict[str, dict] = {}
+        superseded: set[str] = set()
+        deadline = time.monotonic() + DECISION_READ_TIMEOUT_S
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TransientError(f"could not read {topic} to its end in {DECISION_READ_TIMEOUT_S}s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                for message in batch:
+                    _, decision = schemas.decode(message.value)
+                    if decision["supersedes_decision_id"]:
+                        superseded.add(decision["supersedes_decision_id"])
+                    if decision["decision_id"] not in superseded:
+                        current[decision["request_id"]] = decision
+        return {rid: d for rid, d in current.items() if d["decision_id"] not in superseded}
+    finally:
+        consumer.close()
+
+
+def cmd_review_list(args) -> int:
+    """List escalated requests waiting for a person, oldest first, with their reasons."""
+    waiting = sorted(
+        (d for d in current_decisions(load_settings()).values() if d["outcome"] == "ESCALATED"),
+        key=lambda d: (d["requested_at"], d["request_id"]),
+    )
+    if args.json:
+        rows = [{**d, "requested_at": d["requested_at"].isoformat(), "decided_at": d["decided_at"].isoformat()}
+                for d in waiting]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not waiting:
+        print("no escalated requests are waiting")
+        return 0
+    print(f"{'request':34} {'customer':14} {'kind':16} {'amount':>10}  {'requested (UTC)':16}  reasons")
+    for d in waiting:
+        amount = f"${d['requested_cents'] // 100:,}.{d['requested_cents'] % 100:02d}"
+        print(f"{d['request_id'][:34]:34} {d['customer_id'][:14]:14} {d['kind']:16} {amount:>10}  "
+              f"{d['requested_at']:%Y-%m-%d %H:%M}  {', '.join(d['reason_codes'])}")
+    print(f"{len(waiting)} waiting")
+    return 0
+
+
+def cmd_review_decide(args) -> int:
+    """Approve or deny an escalated request; the worker records the decision, superseding the escalation."""
+    settings = load_settings()
+    current = current_decisions(settings).get(args.request_id)
+    if current is None:
+        raise InvariantViolation(f"{args.request_id}: no decision for this request on the decision topic")
+    if current["outcome"] != "ESCALATED":
+        raise InvariantViolation(
+            f"{args.request_id}: not waiting for review (its decision is {current['outcome']} by {current['decided_by']})"
+        )
+    if not args.by.strip():
+        raise InvariantViolation("--by: the reviewing associate's id must not be empty")
+    now_ms = int(time.time() * 1000)
+    datum = {
+        "event_id": "rev-" + hashlib.sha256(f"{args.request_id}/{args.action}/{args.by}/{now_ms}".encode()).hexdigest()[:24],
+        "request_id": args.request_id,
+        "customer_id": current["customer_id"],
+        "verdict": "APPROVE" if args.action == "approve" else "DENY",
+        "reviewed_by": args.by,
+        "reviewed_at": now_ms,
+        "note": args.note,
+    }
+    with Publisher(settings) as publisher:
+        publisher.publish("RemedyReviewed", datum)
+    print(f"{args.action}d {args.request_id} by {args.by}; the worker will record the decision")
+    return 0
+
+
+def cmd_policy_show(args) -> int:
+    """Print the policy in force (from the policy topic, else the worker's configured default)."""
+    from streams.policy_log import in_force
+
+    settings = load_settings()
+    applied = in_force(settings)
+    policy = applied.policy if applied else settings.policy
+    document = {"version": policy.version, **policy.as_document()}
+    if args.json:
+        print(json.dumps(document, indent=2, sort_keys=True))
+        return 0
+    source = f"applied by {applied.author}: {applied.reason}" if applied else "configured default (none applied yet)"
+    print(f"policy {policy.version} ({source})")
+    for key, value in policy.as_document().items():
+        print(f"  {key:40} {json.dumps(value)}")
+    return 0
+
+
+def cmd_policy_apply(args) -> int:
+    """Validate a policy document and publish it; running workers switch to it without a restart."""
+    from streams.policy_log import apply
+
+    applied = apply(load_settings(), Path(args.file), args.author, args.reason, int(time.time() * 1000))
+    print(f"applied policy {applied.policy.version} (was {applied.previous_version}); workers switch within seconds")
+    return 0
+
+
+def cmd_policy_history(args) -> int:
+    """List every applied policy version, oldest first."""
+    from streams.policy_log import history
+
+    versions = history(load_settings())
+    if not versions:
+        print("no policy applied yet; workers use their configured default")
+    for applied in versions:
+        when = datetime.fromtimestamp(applied.applied_at_ms / 1000, tz=timezone.utc)
+        print(f"{when:%Y-%m-%d %H:%M:%S}  {applied.policy.version}  by {applied.author}: {applied.reason}"
+              f"  (replaced {applied.previous_version})")
+    return 0
+
+
+def register(sub) -> None:
+    """Add the review and policy subcommands to the root parser's subparsers."""
+    review = sub.add_parser("review", help="the queue of escalated requests")
+    review_sub = review.add_subparsers(dest="review_command", required=True)
+    listing = review_sub.add_parser("list", help=cmd_review_list.__doc__)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=cmd_review_list)
+    for action in ("approve", "deny"):
+        decide = review_sub.add_parser(action, help=cmd_review_decide.__doc__)
+        decide.add_argument("request_id")
+        decide.add_argument("--by", required=True, help="the reviewing associate's id")
+        decide.add_argument("--note", help="why, in a sentence")
+        decide.set_defaults(run=cmd_review_decide, action=action)
+
+    policy = sub.add_parser("policy", help="the fraud team's policy: show, apply, history")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    show = policy_sub.add_parser("show", help=cmd_policy_show.__doc__)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=cmd_policy_show)
+    apply = policy_sub.add_parser("apply", help=cmd_policy_apply.__doc__)
+    apply.add_argument("file")
+    apply.add_argument("--author", required=True)
+    apply.add_argument("--reason", required=True)
+    apply.set_defaults(run=cmd_policy_apply)
+    history = policy_sub.add_parser("history", help=cmd_policy_history.__doc__)
+    history.set_defaults(run=cmd_policy_history)
+
