@@ -41,6 +41,7 @@ class Deployment:
     """One isolated Remedy Ledger deployment on the shared test broker."""
 
     def __init__(self, tmp_path: Path, **overrides: str):
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.env = {
             **os.environ,
             "REMEDY_KAFKA_BOOTSTRAP": os.environ.get("REMEDY_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
