@@ -51,3 +51,9 @@ test: install
 
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit
+
+## make bench: workload, publish, ceilings, end to end (1 and 2 workers), latency, profiles, state size.
+## Runs its own broker on 127.0.0.1:29092 (data in .data/bench) and stops it; about 10 minutes on 2 cores.
+## BENCH_ARGS="--source HEAD" measures the last commit instead of the working tree (see bench/README.md).
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -5,6 +5,8 @@ labels (the JSON lines `remedy-ledger simulate` writes next to its events) and c
 report; reading Kafka and files is the caller's job.
 
 Definitions (also in README "Workload, quality and performance"):
+- Requests the engine makes by itself (proactive remedies, request ids `proactive:...`) are not
+  in the labels; they count in their customer's population and are never excess claims.
 - A request's *final decision* is the last decision for its request id that no other decision
   supersedes (redeliveries carry the same decision id and count once).
 - An honest request is *granted without friction* when its final decision is GRANTED for the
@@ -70,6 +72,14 @@ def _add(bucket: dict, label: dict, decision: dict | None) -> None:
         bucket["escalated_cents"] += decision["requested_cents"]
 
 
+def _add_reasons(by_reason: dict, group: str, decision: dict) -> None:
+    for reason in decision["reason_codes"]:
+        cell = by_reason.setdefault(reason, {}).setdefault(group, {"decisions": 0, "requested_cents": 0, "granted_cents": 0})
+        cell["decisions"] += 1
+        cell["requested_cents"] += decision["requested_cents"]
+        cell["granted_cents"] += decision["granted_cents"]
+
+
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 6) if whole else None
 
@@ -81,11 +91,14 @@ def evaluate(decisions: Iterable[dict], labels: Iterable[dict]) -> dict:
     by_scheme: dict[str, dict] = {}
     by_reason: dict[str, dict] = {}
     labelled: set[str] = set()
+    population_of: dict[str, str] = {}
     run = None
     for label in labels:
         kind = label.get("label")
         if kind == "run":
             run = label
+        if kind == "customer":
+            population_of[label["customer_id"]] = label["population"]
         if kind != "request":
             continue
         labelled.add(label["request_id"])
@@ -99,12 +112,23 @@ def evaluate(decisions: Iterable[dict], labels: Iterable[dict]) -> dict:
             group, target = "abuser_genuine", genuine
         _add(target, label, decision)
         if decision is not None:
-            for reason in decision["reason_codes"]:
-                row = by_reason.setdefault(reason, {})
-                cell = row.setdefault(group, {"decisions": 0, "requested_cents": 0, "granted_cents": 0})
-                cell["decisions"] += 1
-                cell["requested_cents"] += decision["requested_cents"]
-                cell["granted_cents"] += decision["granted_cents"]
+            _add_reasons(by_reason, group, decision)
+
+    # Requests the engine made by itself (proactive remedies) have no request label; they belong to
+    # their customer's population and are never an abuser's excess claim.
+    engine_initiated = unlabelled = 0
+    for request_id, decision in finals.items():
+        if request_id in labelled:
+            continue
+        population = population_of.get(decision["customer_id"])
+        if population is None:
+            unlabelled += 1
+            continue
+        engine_initiated += 1
+        label = {"requested_cents": decision["requested_cents"]}
+        group, target = ("honest", honest) if population == "honest" else ("abuser_genuine", genuine)
+        _add(target, label, decision)
+        _add_reasons(by_reason, group, decision)
 
     honest_share = _share(honest["granted_full"], honest["decided"])
     stopped = excess["denied"] + excess["escalated"]
@@ -132,7 +156,8 @@ def evaluate(decisions: Iterable[dict], labels: Iterable[dict]) -> dict:
         "abuser_genuine": genuine,
         "by_scheme": dict(sorted(by_scheme.items())),
         "by_reason": dict(sorted(by_reason.items())),
-        "decisions_without_label": sum(1 for request_id in finals if request_id not in labelled),
+        "engine_initiated_decisions": engine_initiated,
+        "decisions_without_label": unlabelled,
     }
 
 
@@ -180,6 +205,9 @@ def render(report: dict) -> str:
         h, x, g = (row.get(k, {"decisions": 0, "requested_cents": 0}) for k in ("honest", "excess", "abuser_genuine"))
         lines.append(f"{reason:28} {h['decisions']:>9,} {_money(h['requested_cents']):>14} "
                      f"{x['decisions']:>9,} {_money(x['requested_cents']):>14} {g['decisions']:>8,}")
+    if report["engine_initiated_decisions"]:
+        lines += ["", f"engine-initiated (proactive) decisions, counted with their customer: "
+                      f"{report['engine_initiated_decisions']:,}"]
     if report["decisions_without_label"]:
         lines += ["", f"decisions without a label: {report['decisions_without_label']:,} (another workload on these topics?)"]
     undecided = honest["requests"] - honest["decided"] + excess["requests"] - excess["decided"]

@@ -12,9 +12,11 @@ by one chunk whatever the customer count (a million customers fit).
 The population (rates are per customer unless said otherwise; see the constants below):
 - honest customers place physical and digital orders; parcels arrive, some are late, a few are
   lost, damaged or stolen from the porch, some downloads are slow; remedies follow from the
-  system (proactive), the customer or an associate; associates also give small goodwill credits;
-  one service outage hits a share of all customers, one IncidentReported per affected customer
-  with the same incident_id and a proactive credit each; a few honest families share an address;
+  system (late deliveries), the customer or an associate; associates also give small goodwill
+  credits; one service outage hits a share of all customers (one IncidentReported per affected
+  customer, all with the same incident_id); a few honest families share an address. Incidents the
+  engine remedies by itself (slow downloads seen by QOS_MONITOR, carrier-reported losses, outages:
+  "Proactive remedies" in docs/decisions.md) get no request from upstream, as in production;
 - abusers (`--abuse-rate` of the customers): serial claimers who claim on most of their orders,
   household rings (several accounts at one shipping address claiming porch thefts), and the
   friends of one over-generous associate who hands them large goodwill credits.
@@ -57,7 +59,6 @@ SHARED_ADDRESS_RATE = 0.05  # honest customers living with the previous honest c
 ASSOCIATES = 60
 # The outage: one per run, at a random moment in the middle of the period.
 OUTAGE_AFFECTED_SHARE = 0.20
-OUTAGE_CREDIT_CENTS = 500
 # Abusers: how the abusive minority splits between schemes.
 ABUSE_RATE_DEFAULT = 0.01
 SERIAL_CLAIMER_SHARE = 0.50
@@ -252,19 +253,14 @@ class _Generator:
         })
         if digital:
             if rng.random() < SLOW_DOWNLOAD_RATE:
-                at = placed_ms + rng.randint(1, 120) * MINUTE_MS
-                incident = self._incident(c, at, order_id, "SLOW_DOWNLOAD", "QOS_MONITOR")
-                if rng.random() < 0.7:
-                    self._request(c, at + 2 * MINUTE_MS, order_id, incident, "CREDIT", 300, "system", "slow download")
-                else:
-                    self._request(c, at + rng.randint(10, 600) * MINUTE_MS, order_id, incident, "REFUND", total,
-                                  "customer", "download never finished")
+                # The engine refunds a QOS_MONITOR slow download by itself (a proactive remedy, see
+                # docs/decisions.md); upstream only reports the incident.
+                self._incident(c, placed_ms + rng.randint(1, 120) * MINUTE_MS, order_id, "SLOW_DOWNLOAD", "QOS_MONITOR")
             return
         transit_ms = rng.randint(DELIVERY_DAYS_MIN * 24, DELIVERY_DAYS_MAX * 24) * HOUR_MS
         if rng.random() < LOST_IN_TRANSIT_RATE:
-            at = placed_ms + transit_ms + 3 * DAY_MS
-            incident = self._incident(c, at, order_id, "LOST_IN_TRANSIT", "CARRIER")
-            self._request(c, at + 5 * MINUTE_MS, order_id, incident, "RESHIP", total, "system", "lost in transit")
+            # A carrier-reported loss is reshipped proactively by the engine: the incident is all upstream sends.
+            self._incident(c, placed_ms + transit_ms + 3 * DAY_MS, order_id, "LOST_IN_TRANSIT", "CARRIER")
             return
         delivered_ms = placed_ms + transit_ms
         self._emit(c, delivered_ms, {
@@ -308,14 +304,14 @@ class _Generator:
                           self._handler(), "wrong item sent")
 
     def _outage(self, c: _Customer) -> None:
+        # One IncidentReported per affected customer, all with the same incident id; the engine
+        # credits each affected customer by itself (a proactive remedy), so no request follows.
         at = self.outage_ms + self.rng.randint(0, 30) * MINUTE_MS
         self._emit(c, at, {
             "type": "IncidentReported", "event_id": f"ev-{self.outage_id}-{c.customer_id}", "incident_id": self.outage_id,
             "customer_id": c.customer_id, "order_id": None, "kind": "SERVICE_OUTAGE", "source": "QOS_MONITOR",
             "reported_at": at, "description": "service outage",
         })
-        self._request(c, at + 10 * MINUTE_MS, None, self.outage_id, "CREDIT", OUTAGE_CREDIT_CENTS, "system",
-                      "sorry for the outage")
 
     def _handler(self) -> str:
         """Who files a customer-reported claim: the customer online, or an associate on the phone."""

@@ -68,7 +68,7 @@ def test_a_redelivered_decision_counts_once_and_a_superseding_one_wins():
 
 
 def test_undecided_and_unlabelled_requests_are_reported_not_guessed():
-    report = quality.evaluate([decision("stranger", "GRANTED", 10)], [label("h1")])
+    report = quality.evaluate([{**decision("stranger", "GRANTED", 10), "customer_id": "nobody"}], [label("h1")])
     assert report["honest"]["requests"] == 1 and report["honest"]["decided"] == 0
     assert report["honest"]["frictionless_share"] is None and report["honest"]["meets_target"] is False
     assert report["decisions_without_label"] == 1
@@ -80,3 +80,12 @@ def test_the_quality_module_is_pure():
     source = open(quality.__file__).read()
     for module in ("faust", "aiokafka", "kafka", "fastavro", "clickhouse_connect", "os", "time", "random"):
         assert f"import {module}" not in source and f"from {module} " not in source
+
+
+def test_an_engine_initiated_request_counts_with_its_customer_and_is_never_excess():
+    labels = [{"label": "customer", "customer_id": "c", "population": "honest"}, label("h1")]
+    proactive = {**decision("proactive:inc-1:c:CREDIT", "GRANTED", 500), "customer_id": "c"}
+    report = quality.evaluate([decision("h1", "GRANTED", 1000), proactive], labels)
+    assert report["honest"]["decided"] == 2 and report["honest"]["granted_full"] == 2
+    assert report["excess"]["decided"] == 0
+    assert report["engine_initiated_decisions"] == 1 and report["decisions_without_label"] == 0

@@ -1,0 +1,689 @@
+"""Remedy Ledger benchmarks: one command, a table and JSON, every figure with cores and load.
+
+    .venv/bin/python bench/run.py [--customers 20000] [--days 30] [--source worktree|HEAD|DIR]
+
+Starts its own broker on 127.0.0.1:29092 (data in .data/bench, never the test broker), runs every
+measurement on fresh topic prefixes, stops the broker at the end, and writes
+bench/results/<utc time>.json and bench/results/latest.json. See bench/README.md for what each
+figure means and how it is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+BENCH_DATA = REPO / ".data" / "bench"
+RESULTS = REPO / "bench" / "results"
+BOOTSTRAP = "127.0.0.1:29092"
+BROKER_ENV = {"REMEDY_DATA_DIR": str(BENCH_DATA), "REMEDY_KAFKA_PORT": "29092", "REMEDY_KAFKA_CONTROLLER_PORT": "29093"}
+# Targets from issue 5 (2 cores, broker included).
+TARGETS = {
+    "end_to_end_events_per_s": (">=", 10_000),
+    "decision_latency_p99_ms": ("<=", 50),
+    "freshness_p99_ms": ("<=", 2_000),
+    "publish_events_per_s": (">=", 30_000),
+    "state_1m_customers_rss_bytes": ("<=", 2 * 1024**3),
+}
+# Bounds on every wait, so a broken worker fails the bench instead of hanging it.
+WORKER_START_S_MAX = 120
+PIPELINE_S_MAX = 900
+CEILING_S_MAX = 300
+# How often the decision count is polled: the freshness figure is only as fine as this.
+COUNT_POLL_S = 0.1
+# Length of the paced (half of peak) run that measures latency and freshness.
+PACED_RUN_S = 25
+
+
+def load() -> dict:
+    """Cores and load averages right now, attached to every figure."""
+    one, five, fifteen = os.getloadavg()
+    return {"cores": os.cpu_count(), "load_1m": round(one, 2), "load_5m": round(five, 2), "load_15m": round(fifteen, 2)}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
+
+
+# -- the source tree measured ---------------------------------------------------------------------
+
+
+def source_tree(spec: str) -> Path:
+    """The tree whose code is measured: the working tree, a commit exported with git archive, or a dir."""
+    if spec == "worktree":
+        return REPO
+    if Path(spec).is_dir():
+        return Path(spec).resolve()
+    sha = subprocess.run(["git", "rev-parse", spec], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    target = BENCH_DATA / f"src-{sha[:12]}"
+    if not target.exists():
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", sha], cwd=REPO, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+class Deployment:
+    """One topic prefix on the bench broker, with the environment its processes run in."""
+
+    def __init__(self, source: Path, name: str, **extra: str):
+        self.source = source
+        self.prefix = f"bench{name}{uuid.uuid4().hex[:6]}"
+        self.data = BENCH_DATA / "runs" / self.prefix
+        self.env = {
+            **os.environ, "PYTHONPATH": str(source), "REMEDY_KAFKA_BOOTSTRAP": BOOTSTRAP,
+            "REMEDY_TOPIC_PREFIX": self.prefix, "REMEDY_DATA_DIR": str(self.data), **extra,
+        }
+        self.workers: list[tuple[subprocess.Popen, str, Path]] = []
+
+    def cli(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run([PYTHON, "-m", "streams.cli", *args], cwd=self.source, env=self.env, check=True,
+                              capture_output=True, text=True, **kwargs)
+
+    def settings(self):
+        from streams.settings import load_settings
+
+        return load_settings(self.env)
+
+    def start_worker(self, index: int = 0) -> None:
+        port = free_port()
+        data = self.data / f"worker{index}"
+        data.mkdir(parents=True, exist_ok=True)
+        env = {**self.env, "REMEDY_WEB_PORT": str(port), "REMEDY_DATA_DIR": str(data)}
+        log_file = open(data / "worker.log", "ab")
+        process = subprocess.Popen([PYTHON, "-m", "streams.cli", "worker", "--loglevel", "warning"], cwd=self.source,
+                                   env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + WORKER_START_S_MAX
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited with {process.returncode}; see {data / 'worker.log'}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"worker did not answer in {WORKER_START_S_MAX}s; see {data / 'worker.log'}")
+                time.sleep(0.3)
+        # Opening embedded ClickHouse happens in a background task; the first count answers once it is open.
+        self.workers.append((process, url, data))
+        self.decision_count()
+
+    def decision_count(self) -> int:
+        total = 0
+        for _, url, _ in self.workers:
+            with urllib.request.urlopen(f"{url}/finance/decision-count", timeout=30) as response:
+                total += json.loads(response.read())["decisions"]
+        return total
+
+    def peak_rss_bytes(self) -> list[int]:
+        peaks = []
+        for process, _, _ in self.workers:
+            with open(f"/proc/{process.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peaks.append(int(line.split()[1]) * 1024)
+        return peaks
+
+    def lag(self) -> int | None:
+        """Messages the worker group has not processed and committed (None if this tree cannot tell)."""
+        try:
+            from streams.kafka_io import worker_lag
+        except ImportError:
+            return None
+        return worker_lag(self.settings())
+
+    def wait_for_decisions(self, expected: int, samples: list | None = None) -> float:
+        """Until at least `expected` decisions are projected and (where the tree can tell) nothing is unprocessed.
+
+        The engine also makes decisions of its own (proactive remedies, supersessions), so the count
+        alone can pass `expected` early; zero lag over every consumed topic closes that gap. Offsets
+        are committed about once a second, so this can add up to a second to the measured time.
+        """
+        deadline = time.monotonic() + PIPELINE_S_MAX
+        while True:
+            count = self.decision_count()
+            now = time.time()
+            if samples is not None:
+                samples.append((now, count))
+            if count >= expected and self.lag() in (0, None):
+                return now
+            for process, _, data in self.workers:
+                if process.poll() is not None:
+                    raise RuntimeError(f"worker died; see {data / 'worker.log'}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {count} of {expected} decisions after {PIPELINE_S_MAX}s")
+            time.sleep(COUNT_POLL_S)
+
+    def stop(self) -> None:
+        for process, _, _ in self.workers:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=30)
+        self.workers = []
+
+
+def read_topic(topic: str) -> list:
+    """Every message on a topic (all partitions), read with kafka-python to the current end."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        messages = []
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            for batch in consumer.poll(timeout_ms=500).values():
+                messages.extend(batch)
+        return messages
+    finally:
+        consumer.close()
+
+
+def decode_all(messages: list) -> list[tuple[int, dict]]:
+    import schemas
+
+    return [(m.timestamp, schemas.decode(m.value)[1]) for m in messages]
+
+
+def granted_summary(decisions: list[dict]) -> dict:
+    """What finance would see: final decisions' counts by outcome and granted cents."""
+    from streams.quality import final_decisions
+
+    finals = final_decisions(decisions).values()
+    outcomes: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for d in finals:
+        outcomes[d["outcome"]] = outcomes.get(d["outcome"], 0) + 1
+        for reason in d["reason_codes"]:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return {"decisions": len(finals), "granted_cents": sum(d["granted_cents"] for d in finals),
+            "outcomes": dict(sorted(outcomes.items())), "reasons": dict(sorted(reasons.items())),
+            "customers_over_30d_cap": cap_violations(finals)}
+
+
+def cap_violations(finals) -> int:
+    """Customers whose grants in some rolling 30 days exceed the default cap (must be 0)."""
+    from streams.policy import Policy
+
+    policy = Policy()
+    grants: dict[str, list[tuple[int, int]]] = {}
+    for d in finals:
+        if d["outcome"] == "GRANTED":
+            at = d["decided_at"]
+            at_ms = int(at.timestamp() * 1000) if isinstance(at, datetime) else int(at)
+            grants.setdefault(d["customer_id"], []).append((at_ms, d["granted_cents"]))
+    over = 0
+    for items in grants.values():
+        items.sort()
+        total, start = 0, 0
+        for at_ms, cents in items:
+            total += cents
+            while items[start][0] <= at_ms - policy.customer_window_ms:
+                total -= items[start][1]
+                start += 1
+            if total > policy.remedy_cents_max_per_customer_30d:
+                over += 1
+                break
+    return over
+
+
+# -- measurements ---------------------------------------------------------------------------------
+
+
+def measure_publish(source: Path, workload: Path, events: int) -> tuple[Deployment, dict]:
+    d = Deployment(source, "pub")
+    d.cli("topics", "create")
+    started = time.monotonic()
+    output = d.cli("publish", str(workload)).stdout
+    elapsed = time.monotonic() - started
+    log(output.strip())
+    return d, {"events": events, "seconds": round(elapsed, 2), "events_per_s": round(events / elapsed), **load()}
+
+
+def measure_bare_consumer(prefix: str, events: int) -> dict:
+    """Ceiling 1: aiokafka (the client under Faust) reading the input topics with no processing."""
+    from aiokafka import AIOKafkaConsumer
+
+    async def run() -> dict:
+        from aiokafka import TopicPartition
+
+        # Manual assignment: no group join, so the clock measures fetching, not coordination.
+        consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        # The project's topics all have the configured partition count (they are co-partitioned).
+        partitions = [
+            TopicPartition(f"{prefix}.{name}.v1", p)
+            for name in ("orders", "incidents", "remedy-requests")
+            for p in range(int(os.environ.get("REMEDY_TOPIC_PARTITIONS", "4")))
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        count, first = 0, None
+        deadline = time.monotonic() + CEILING_S_MAX
+        try:
+            while count < events and time.monotonic() < deadline:
+                if first is None:
+                    first = time.time()
+                batches = await consumer.getmany(timeout_ms=500, max_records=500)
+                for batch in batches.values():
+                    count += len(batch)
+        finally:
+            await consumer.stop()
+        elapsed = time.time() - first
+        return {"events": count, "seconds": round(elapsed, 2), "events_per_s": round(count / elapsed), **load()}
+
+    return asyncio.run(run())
+
+
+def measure_faust_noop(source: Path, prefix: str, events: int) -> dict:
+    """Ceiling 2: a Faust agent with the decide agent's batching that does nothing."""
+    result = BENCH_DATA / "runs" / f"{prefix}-noop.json"
+    data = BENCH_DATA / "runs" / f"{prefix}-noop"
+    data.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen([PYTHON, str(REPO / "bench" / "noop_app.py"), BOOTSTRAP, prefix, str(events), str(result),
+                                str(data)], cwd=source, env={**os.environ, "PYTHONPATH": str(source)},
+                               stdout=subprocess.DEVNULL, stderr=open(data / "noop.log", "ab"), start_new_session=True)
+    deadline = time.monotonic() + CEILING_S_MAX
+    try:
+        while not result.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Faust no-op agent failed; see {data / 'noop.log'}")
+            time.sleep(0.2)
+        time.sleep(0.2)
+        figures = json.loads(result.read_text())
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+    elapsed = figures["last"] - figures["first"]
+    return {"events": figures["count"], "seconds": round(elapsed, 2),
+            "events_per_s": round(figures["count"] / elapsed), **load()}
+
+
+def measure_end_to_end(source: Path, workload: Path, events: int, requests: int, workers: int) -> tuple[Deployment, dict]:
+    """Publish the workload into running workers; time until every decision is counted in ClickHouse."""
+    d = Deployment(source, f"e2e{workers}w")
+    d.cli("topics", "create")
+    for index in range(workers):
+        d.start_worker(index)
+    if workers > 1:
+        time.sleep(10)  # let the group settle on a partition split before the clock starts
+    started = time.time()
+    publish = subprocess.Popen([PYTHON, "-m", "streams.cli", "publish", str(workload)], cwd=source, env=d.env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = d.wait_for_decisions(requests)
+    publish.wait(timeout=60)
+    load_at_end = load()
+    rss = d.peak_rss_bytes()
+    d.stop()
+    elapsed = done - started
+    return d, {"workers": workers, "events": events, "decisions": requests, "seconds": round(elapsed, 2),
+               "events_per_s": round(events / elapsed), "worker_peak_rss_bytes": rss, **load_at_end}
+
+
+def measure_paced(source: Path, workload: Path, rate: float) -> dict:
+    """Publish at a fixed rate; decision latency from Kafka timestamps, freshness from count polls."""
+    from streams.kafka_io import Publisher
+    from streams.upstream import read_events
+
+    d = Deployment(source, "paced")
+    d.cli("topics", "create")
+    d.start_worker()
+    wanted = int(rate * PACED_RUN_S)
+    events = []
+    for record_name, datum in read_events(workload):
+        events.append((record_name, datum))
+        if len(events) >= wanted:
+            break
+    requests = sum(1 for name, _ in events if name == "RemedyRequested")
+    samples: list[tuple[float, int]] = []
+    stop_polling = threading.Event()
+
+    def poll() -> None:
+        while not stop_polling.is_set():
+            samples.append((time.time(), d.decision_count()))
+            time.sleep(COUNT_POLL_S)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    settings = d.settings()
+    tick_s = 0.01
+    per_tick = max(1, int(rate * tick_s))
+    started = time.monotonic()
+    with Publisher(settings) as publisher:
+        for index in range(0, len(events), per_tick):
+            for record_name, datum in events[index:index + per_tick]:
+                publisher.publish(record_name, datum)
+            publisher._producer.flush()  # send each tick's events now, as a steady upstream would
+            lag = started + (index + per_tick) / rate - time.monotonic()
+            if lag > 0:
+                time.sleep(lag)
+    achieved = len(events) / (time.monotonic() - started)
+    d.wait_for_decisions(requests)
+    time.sleep(0.5)
+    stop_polling.set()
+    poller.join()
+    load_at_end = load()
+    d.stop()
+    names_requests = f"{d.prefix}.remedy-requests.v1"
+    requested_at = {datum["request_id"]: ts for ts, datum in decode_all(read_topic(names_requests))}
+    emitted, seen_ids = [], set()
+    for ts, datum in decode_all(read_topic(f"{d.prefix}.remedy-decisions.v1")):
+        if datum["decision_id"] not in seen_ids:  # a redelivered decision is visible once
+            seen_ids.add(datum["decision_id"])
+            emitted.append((ts, datum))
+    latencies = [ts - requested_at[datum["request_id"]] for ts, datum in emitted if datum["request_id"] in requested_at]
+    # Freshness: the k-th decision emitted counts as visible once the projected count reaches k.
+    emitted_ms = sorted(ts for ts, _ in emitted)
+    freshness, sample_index = [], 0
+    for k, ts in enumerate(emitted_ms, start=1):
+        while sample_index < len(samples) and samples[sample_index][1] < k:
+            sample_index += 1
+        if sample_index < len(samples):
+            freshness.append(samples[sample_index][0] * 1000 - ts)
+    return {
+        "target_rate_events_per_s": round(rate), "achieved_rate_events_per_s": round(achieved), "events": len(events),
+        "decisions": len(emitted),
+        "decision_latency_p50_ms": percentile(latencies, 0.50), "decision_latency_p99_ms": percentile(latencies, 0.99),
+        "decision_latency_max_ms": max(latencies) if latencies else None,
+        "freshness_p50_ms": round(percentile(freshness, 0.50) or 0), "freshness_p99_ms": round(percentile(freshness, 0.99) or 0),
+        "count_poll_ms": int(COUNT_POLL_S * 1000), **load_at_end,
+    }
+
+
+def _area(filename: str, function: str) -> str:
+    """Which part of the stack a profiled function belongs to."""
+    if filename == "~":
+        if "epoll" in function:
+            return "idle (epoll wait)"
+        if "socket" in function:
+            return "socket I/O"
+        if "json" in function or "encoder" in function or "scanner" in function:
+            return "json (state serialisation)"
+        return "builtins"
+    for marker, area in (("/faust/", "faust"), ("/mode/", "faust"), ("/aiokafka/", "aiokafka"), ("/kafka/", "kafka-python"),
+                         ("/asyncio/", "asyncio"), ("/json/", "json (state serialisation)"), ("fastavro", "avro codec"),
+                         ("/schemas/", "avro codec"), ("/streams/core.py", "decision core"), ("/streams/", "streams shell"),
+                         ("/projections/", "projections"), ("chdb", "clickhouse"), ("clickhouse_connect", "clickhouse")):
+        if marker in filename:
+            return area
+    return "other"
+
+
+def profile_worker(source: Path, prefix: str, expected: int, out: Path, seconds_max: float = 60) -> dict:
+    """cProfile the real worker draining the publish step's backlog; self time by area and top functions."""
+    import pstats
+
+    data = BENCH_DATA / "runs" / f"{prefix}-profiled"
+    data.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(source), "REMEDY_KAFKA_BOOTSTRAP": BOOTSTRAP, "REMEDY_TOPIC_PREFIX": prefix,
+           "REMEDY_DATA_DIR": str(data), "REMEDY_WEB_PORT": str(port)}
+    process = subprocess.Popen([PYTHON, "-m", "cProfile", "-o", str(out), "-m", "streams.cli", "worker"], cwd=source,
+                               env=env, stdout=open(data / "worker.log", "ab"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    d = Deployment(source, "prof")
+    d.workers = [(process, f"http://127.0.0.1:{port}", data)]
+    deadline = time.monotonic() + WORKER_START_S_MAX
+    while True:
+        try:
+            started = time.time()
+            d.decision_count()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"profiled worker did not start; see {data / 'worker.log'}")
+            time.sleep(0.3)
+    # Profiling slows the worker several times over: stop after seconds_max whatever it reached.
+    while time.time() - started < seconds_max and d.decision_count() < expected:
+        time.sleep(1)
+    done, decided = time.time(), d.decision_count()
+    load_at_end = load()
+    d.stop()
+    stats = pstats.Stats(str(out))
+    total = stats.total_tt
+    areas: dict[str, float] = {}
+    for (filename, _, function), (_, _, tottime, _, _) in stats.stats.items():
+        area = _area(filename, function)
+        areas[area] = areas.get(area, 0.0) + tottime
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:20]
+    top = [f"{tt / total:6.1%} self {ct:7.2f}s cum  {Path(f).name}:{line}({fn})" for (f, line, fn), (_, _, tt, ct, _) in rows]
+    return {"decisions": decided, "seconds": round(done - started, 1),
+            "decisions_per_s_profiled": round(decided / (done - started), 1),
+            "profiled_main_thread_s": round(total, 2),
+            "self_time_share_by_area": {k: round(v / total, 3) for k, v in sorted(areas.items(), key=lambda kv: -kv[1])},
+            "top_self_time": top, **load_at_end}
+
+
+def run_script(source: Path, script: str, *args: str) -> dict:
+    completed = subprocess.run([PYTHON, str(REPO / "bench" / script), *args], cwd=source, check=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(source)}, stdout=subprocess.PIPE)
+    return {**json.loads(completed.stdout), **load()}
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+def broker(action: str) -> None:
+    subprocess.run([str(REPO / "deploy" / "local" / "kafka.sh"), action], env={**os.environ, **BROKER_ENV}, check=True,
+                   stdout=sys.stderr)
+
+
+def ratio(value: float | None, ceiling: dict) -> float | None:
+    return round(value / ceiling["events_per_s"], 3) if value and ceiling.get("events_per_s") else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=20_000, help="simulated customers (20k x 30 days ~ 100k events)")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=20261101)
+    parser.add_argument("--state-customers", type=int, default=1_000_000, help="customers for the state-size figure (0 skips it)")
+    parser.add_argument("--state-days", type=int, default=30)
+    parser.add_argument("--source", default="worktree", help="worktree (default), a commit such as HEAD, or a directory")
+    parser.add_argument("--skip", default="", help="comma-separated steps to skip: ceilings,paced,scaling,profile,state,quality")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    source = source_tree(args.source)
+    # In-process helpers (publisher, codec, quality) come from the measured tree too.
+    sys.path.insert(0, str(source))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "source": str(source),
+                     "machine": load(), "workload": {"customers": args.customers, "days": args.days, "seed": args.seed}}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    results["commit"] = commit + ("" if args.source != "worktree" else " + working tree")
+
+    workload, labels = BENCH_DATA / "workload.jsonl", BENCH_DATA / "labels.jsonl"
+    BENCH_DATA.mkdir(parents=True, exist_ok=True)
+    log(f"simulating {args.customers:,} customers x {args.days} days")
+    subprocess.run([PYTHON, "-m", "streams.cli", "simulate", "--customers", str(args.customers), "--days", str(args.days),
+                    "--seed", str(args.seed), "--out", str(workload), "--labels", str(labels)],
+                   cwd=source, env={**os.environ, "PYTHONPATH": str(source)}, check=True, stdout=sys.stderr)
+    lines = workload.read_text().splitlines()
+    events = len(lines)
+    requests = sum(1 for line in lines if line.startswith('{"type":"RemedyRequested"'))
+    del lines
+    results["workload"].update(events=events, requests=requests)
+
+    broker("start")
+    try:
+        log("publish throughput (remedy-ledger publish, validation included)")
+        published, results["publish"] = measure_publish(source, workload, events)
+        log(f"  {results['publish']}")
+        if "profile" not in skip:
+            log("publish breakdown: each stage alone")
+            results["publish_breakdown"] = run_script(source, "publish_breakdown.py", str(workload), BOOTSTRAP)
+            log(f"  {results['publish_breakdown']}")
+        if "ceilings" not in skip:
+            log("ceiling: bare aiokafka consumer")
+            results["ceiling_bare_consumer"] = measure_bare_consumer(published.prefix, events)
+            log(f"  {results['ceiling_bare_consumer']}")
+            log("ceiling: Faust no-op agent")
+            results["ceiling_faust_noop"] = measure_faust_noop(source, published.prefix, events)
+            log(f"  {results['ceiling_faust_noop']}")
+
+        log("end to end, 1 worker")
+        one, results["end_to_end_1_worker"] = measure_end_to_end(source, workload, events, requests, 1)
+        log(f"  {results['end_to_end_1_worker']}")
+        one_decisions = [d for _, d in decode_all(read_topic(f"{one.prefix}.remedy-decisions.v1"))]
+        results["end_to_end_1_worker"]["granted"] = granted_summary(one_decisions)
+        if "quality" not in skip:
+            report = subprocess.run([PYTHON, "-m", "streams.cli", "report", "quality", "--labels", str(labels), "--json"],
+                                    cwd=source, env=one.env, check=True, capture_output=True, text=True)
+            quality = json.loads(report.stdout)
+            results["quality"] = {
+                "honest_frictionless_share": quality["honest"]["frictionless_share"],
+                "honest_wrongly_denied_cents": quality["honest"]["wrongly_denied_cents"],
+                "honest_escalated_cents": quality["honest"]["escalated_cents"],
+                "excess_stopped_share": quality["excess"]["stopped_share"],
+                "excess_prevented_cents": quality["excess"]["prevented_cents"],
+                "excess_leaked_cents": quality["excess"]["leaked_cents"],
+                "by_scheme": {k: v["stopped_share"] for k, v in quality["by_scheme"].items()},
+            }
+        if "scaling" not in skip:
+            log("end to end, 2 workers on the same topics")
+            two, results["end_to_end_2_workers"] = measure_end_to_end(source, workload, events, requests, 2)
+            two_decisions = [d for _, d in decode_all(read_topic(f"{two.prefix}.remedy-decisions.v1"))]
+            results["end_to_end_2_workers"]["granted"] = granted_summary(two_decisions)
+            results["end_to_end_2_workers"]["granted_identical_to_1_worker"] = (
+                results["end_to_end_2_workers"]["granted"] == results["end_to_end_1_worker"]["granted"]
+            )
+            log(f"  {results['end_to_end_2_workers']}")
+        if "paced" not in skip:
+            rate = results["end_to_end_1_worker"]["events_per_s"] / 2
+            log(f"latency and freshness at half of peak ({rate:.0f} events/s for {PACED_RUN_S}s)")
+            results["paced_half_peak"] = measure_paced(source, workload, rate)
+            log(f"  {results['paced_half_peak']}")
+        if "profile" not in skip:
+            log("profile of the real worker (cProfile, main thread) draining the publish step's backlog")
+            results["profile_worker"] = profile_worker(source, published.prefix, requests, RESULTS / "worker.prof")
+            log(f"  {results['profile_worker']['self_time_share_by_area']}")
+    finally:
+        broker("stop")
+
+    if "profile" not in skip:
+        log("profile of the decide path in process (cProfile)")
+        results["profile_decide"] = run_script(source, "profile_decide.py", str(workload), "50000",
+                                               str(RESULTS / "decide.prof"))
+    if "state" not in skip and args.state_customers:
+        log(f"state size with {args.state_customers:,} customers (in-process fold)")
+        results["state"] = run_script(source, "state_size.py", str(args.state_customers), str(args.state_days), str(args.seed))
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    text = json.dumps(results, indent=2)
+    (RESULTS / f"{stamp}.json").write_text(text)
+    (RESULTS / "latest.json").write_text(text)
+    print(render(results))
+    print(text)
+    shutil.rmtree(BENCH_DATA / "runs", ignore_errors=True)
+    return 0
+
+
+def render(r: dict) -> str:
+    """The summary table: figure, value, target, ratios to the two ceilings, cores and load."""
+    bare, noop = r.get("ceiling_bare_consumer", {}), r.get("ceiling_faust_noop", {})
+    rows = []
+
+    def row(name: str, value, unit: str, where: dict, target_key: str | None = None, rate: bool = False):
+        target = ""
+        if target_key in TARGETS:
+            op, limit = TARGETS[target_key]
+            ok = value is not None and (value >= limit if op == ">=" else value <= limit)
+            target = f"{op} {limit:,} {'ok' if ok else 'MISSED'}"
+        ratios = f"{ratio(value, bare) or '':>8} {ratio(value, noop) or '':>8}" if rate else f"{'':>8} {'':>8}"
+        shown = f"{value:,.0f}" if isinstance(value, (int, float)) else str(value)
+        rows.append(f"{name:38} {shown:>14} {unit:8} {target:22} {ratios} "
+                    f"{where.get('cores', '')}c {where.get('load_1m', '')}/{where.get('load_5m', '')}")
+
+    header = f"{'figure':38} {'value':>14} {'unit':8} {'target':22} {'x bare':>8} {'x faust':>8} cores load1/5"
+    w = r["workload"]
+    lines = [f"workload: {w['events']:,} events ({w['requests']:,} requests), {w['customers']:,} customers x {w['days']} days; "
+             f"source {r['commit']}", header, "-" * len(header)]
+    row("ceiling: bare aiokafka consumer", bare.get("events_per_s"), "ev/s", bare, rate=True)
+    row("ceiling: Faust no-op agent", noop.get("events_per_s"), "ev/s", noop, rate=True)
+    p = r.get("publish", {})
+    row("publish (remedy-ledger publish)", p.get("events_per_s"), "ev/s", p, "publish_events_per_s", rate=True)
+    breakdown = r.get("publish_breakdown")
+    if breakdown:
+        for stage in ("validate", "parse_again", "avro_encode", "kafka_python_send_pre_encoded"):
+            row(f"  publish stage alone: {stage}", breakdown[stage]["events_per_s"], "ev/s", breakdown, rate=True)
+    e1 = r.get("end_to_end_1_worker", {})
+    row("end to end, 1 worker", e1.get("events_per_s"), "ev/s", e1, "end_to_end_events_per_s", rate=True)
+    e2 = r.get("end_to_end_2_workers")
+    if e2:
+        row("end to end, 2 workers", e2.get("events_per_s"), "ev/s", e2, "end_to_end_events_per_s", rate=True)
+        row("  granted totals identical to 1 worker", e2.get("granted_identical_to_1_worker"), "", e2)
+        row("  customers over the 30-day cap (1w/2w)",
+            f"{e1['granted']['customers_over_30d_cap']}/{e2['granted']['customers_over_30d_cap']}", "", e2)
+    if e1.get("worker_peak_rss_bytes"):
+        row(f"worker peak RSS ({w['customers']:,} customers)", e1["worker_peak_rss_bytes"][0] / 2**20, "MiB", e1)
+    paced = r.get("paced_half_peak")
+    if paced:
+        row("paced run rate (half of peak)", paced["achieved_rate_events_per_s"], "ev/s", paced, rate=True)
+        row("decision latency p50", paced["decision_latency_p50_ms"], "ms", paced)
+        row("decision latency p99", paced["decision_latency_p99_ms"], "ms", paced, "decision_latency_p99_ms")
+        row("projection freshness p99", paced["freshness_p99_ms"], "ms", paced, "freshness_p99_ms")
+    worker_profile = r.get("profile_worker")
+    if worker_profile:
+        row("worker draining a backlog (cProfile on)", worker_profile["decisions_per_s_profiled"], "dec/s", worker_profile)
+        for area, share in list(worker_profile["self_time_share_by_area"].items())[:6]:
+            row(f"  worker main thread: {area}", share * 100, "%", worker_profile)
+    prof = r.get("profile_decide")
+    if prof:
+        row("decide path in process (cProfile on)", prof["events_per_s_profiled"], "ev/s", prof, rate=True)
+    state = r.get("state")
+    if state:
+        row(f"state: serialised, {state['customers']:,} customers", state["state_bytes"] / 2**20, "MiB", state)
+        row("state: fold process peak RSS", state["peak_rss_bytes"] / 2**20, "MiB", state)
+        r.setdefault("targets", {})["state_1m_customers_rss_bytes"] = state["peak_rss_bytes"]
+        if state["customers"] >= 1_000_000:
+            row("  RSS with 1M customers (target)", state["peak_rss_bytes"], "bytes", state, "state_1m_customers_rss_bytes")
+    q = r.get("quality")
+    if q:
+        lines_q = (f"quality: honest granted without friction {q['honest_frictionless_share']}, "
+                   f"abusers' excess claims stopped {q['excess_stopped_share']} {q['by_scheme']}")
+    else:
+        lines_q = ""
+    return "\n".join(lines + rows + ([lines_q] if lines_q else []))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
