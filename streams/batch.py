@@ -13,7 +13,7 @@ from typing import Callable
 
 import schemas
 from streams import core, scopes
-from streams.errors import DecodeError
+from streams.errors import DecodeError, InvariantViolation
 from streams.inbound import decoded_event_problems, timestamps_to_ms
 from streams.policy import Policy
 from streams.topics import EVENT_TOPIC_ROLE, TopicNames
@@ -105,7 +105,11 @@ def fold_batch(
         state = result.states.get(customer_id)
         if state is None:
             state = load_state(customer_id) or core.empty_state()
-        state, decisions, checks = core.handle(state, event, policy)
+        try:
+            state, decisions, checks = core.handle(state, event, policy)
+        except InvariantViolation as error:
+            result.dead_letters.append(dead_letter(message, "InvariantViolation", str(error)))
+            continue
         result.states[customer_id] = state
         result.decisions.extend(decisions)
         result.checks.extend(checks)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from streams.errors import InvariantViolation
 from streams.policy import DAY_MS, Policy
 
 State = dict[str, Any]
@@ -263,10 +264,24 @@ def _handle_request(state: State, request: Event, policy: Policy) -> tuple[State
         return state, [], [reservation["check"]]
     if any(p["request_id"] == request_id for p in state["pending"]):
         return state, [], []
+    horizon = _dedup_horizon_ms(state, policy)
+    if horizon is not None and request["requested_at"] <= horizon:
+        raise InvariantViolation(
+            f"RemedyRequested {request_id}: dated {request['requested_at']} ms, before the horizon {horizon} ms "
+            "within which decided requests are remembered; it may be a redelivery of a forgotten decision, so "
+            "it is not decided automatically"
+        )
     clock = request["requested_at"] if state["clock_ms"] is None else max(state["clock_ms"], request["requested_at"])
     state = _pruned({**state, "clock_ms": clock}, policy)
     state = {**state, "pending": state["pending"] + [request]}
     return _drain(state, policy, request["requested_at"])
+
+
+def _dedup_horizon_ms(state: State, policy: Policy) -> int | None:
+    """Requests dated at or before this may have been decided and forgotten (pruned)."""
+    if state["clock_ms"] is None:
+        return None
+    return state["clock_ms"] - policy.request_lateness_ms_max - policy.decided_retention_ms
 
 
 def _handle_result(state: State, result: Check) -> tuple[State, list[Decision], list[Check]]:

@@ -4,6 +4,7 @@ limit-check messages between them, delivered synchronously or held back to model
 from __future__ import annotations
 
 from streams import core, scopes
+from streams.errors import InvariantViolation
 from streams.policy import Policy
 
 
@@ -16,6 +17,7 @@ class World:
         self.scopes: dict[str, dict] = {}
         self.in_flight: list[dict] = []
         self.decisions: list[dict] = []
+        self.rejected: list[tuple[dict, str]] = []  # what the worker would dead-letter
 
     def feed(self, event: dict, deliver: bool = True) -> list[dict]:
         """Apply an upstream event at its customer; by default deliver every resulting check too."""
@@ -28,7 +30,11 @@ class World:
     def _at_customer(self, event: dict) -> None:
         customer = event["customer_id"]
         state = self.customers.get(customer) or core.empty_state()
-        state, decisions, checks = core.handle(state, event, self.policy)
+        try:
+            state, decisions, checks = core.handle(state, event, self.policy)
+        except InvariantViolation as error:
+            self.rejected.append((event, str(error)))
+            return
         self.customers[customer] = state
         self.decisions.extend(decisions)
         self.in_flight.extend(checks)

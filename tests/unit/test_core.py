@@ -534,3 +534,32 @@ def test_a_review_of_a_request_that_is_not_escalated_changes_nothing():
     state = json.dumps(world.customers, sort_keys=True)
     assert world.feed(review("r1", "DENY")) == []
     assert json.dumps(world.customers, sort_keys=True) == state
+
+
+@pytest.mark.parametrize("amount, outcome", [(999, "GRANTED"), (1_000, "GRANTED"), (1_001, "DENIED")])
+def test_household_30d_cap_at_below_and_above(amount, outcome):
+    cap = POLICY.household_cents_max_30d
+    world = World(Policy(kind_cents_max_per_customer_30d=WIDE.kind_cents_max_per_customer_30d, household_claims_max_90d=20))
+    spent, n = 0, 0
+    while spent < cap - 1_000:  # accounts at one address, each well inside its own caps
+        part = min(10_000, cap - 1_000 - spent)
+        world.feed(order(f"o{n}", customer=f"h{n}", total=part, address="shared"))
+        world.feed(request(f"r{n}", part, kind="REFUND", order_id=f"o{n}", customer=f"h{n}"))
+        spent, n = spent + part, n + 1
+    world.feed(order("oX", customer="hX", total=amount, address="shared"))
+    (decision,) = world.feed(request("rX", amount, kind="REFUND", order_id="oX", customer="hX", at=T0 + 1))
+    assert decision["inputs"]["household_granted_cents_30d"] == cap - 1_000
+    assert decision["outcome"] == outcome
+    if outcome == "DENIED":
+        assert decision["reason_codes"] == [core.HOUSEHOLD_30D_CAP_EXCEEDED]
+
+
+@pytest.mark.parametrize("age_days, rejected", [(126, False), (127, True)])
+def test_a_request_older_than_the_dedup_horizon_is_not_decided_automatically(age_days, rejected):
+    # Horizon = newest request - 7 days lateness - 120 days retention = 127 days back.
+    world = world_after(request("new", 100, at=T0 + 127 * DAY_MS))
+    decisions = world.feed(request("old", 100, at=T0 + (127 - age_days) * DAY_MS))
+    assert (decisions == []) == rejected
+    assert (len(world.rejected) == 1) == rejected
+    if rejected:
+        assert "horizon" in world.rejected[0][1]
