@@ -199,17 +199,18 @@ class Policy:
         if not isinstance(document, dict):
             raise PolicyError(f"policy document: expected a JSON object, got {type(document).__name__}")
         known = {item.name for item in fields(cls)}
-        unknown = sorted(set(document) - known - {"version"})
-        if unknown:
-            raise PolicyError("invalid policy:\n  " + "\n  ".join(f"{key}: unknown key" for key in unknown))
+        unknown = [f"{key}: unknown key" for key in sorted(set(document) - known - {"version"})]
         values = (base or cls()).as_document()
         for key, value in document.items():
-            if key == "version":
+            if key not in known:
                 continue
-            if isinstance(values.get(key), dict) and isinstance(value, dict):
+            if isinstance(values.get(key), dict) and isinstance(value, dict) and key != "proactive_rules":
                 value = {**values[key], **value}
             values[key] = value
-        return cls(**values).checked()
+        found = unknown + cls(**values).problems()
+        if found:
+            raise PolicyError("invalid policy:\n  " + "\n  ".join(found))
+        return cls(**values)
 
 
 def _rule_problems(rules) -> list[str]:
