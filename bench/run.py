@@ -484,10 +484,12 @@ def profile_worker(source: Path, prefix: str, expected: int, out: Path, seconds_
     for (filename, _, function), (_, _, tottime, _, _) in stats.stats.items():
         area = _area(filename, function)
         areas[area] = areas.get(area, 0.0) + tottime
+    calls = {fn: nc for (f, _, fn), (_, nc, _, _, _) in stats.stats.items() if f.endswith("streams/batch.py")}
     rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:20]
     top = [f"{tt / total:6.1%} self {ct:7.2f}s cum  {Path(f).name}:{line}({fn})" for (f, line, fn), (_, _, tt, ct, _) in rows]
     return {"decisions": decided, "seconds": round(done - started, 1),
-            "decisions_per_s_profiled": round(decided / (done - started), 1),
+            "input_events_decoded": calls.get("decode_input", 0), "decide_batches": calls.get("fold_batch", 0),
+            "input_events_per_s_profiled": round(calls.get("decode_input", 0) / (done - started)),
             "profiled_main_thread_s": round(total, 2),
             "self_time_share_by_area": {k: round(v / total, 3) for k, v in sorted(areas.items(), key=lambda kv: -kv[1])},
             "top_self_time": top, **load_at_end}
@@ -516,7 +518,8 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=20_000, help="simulated customers (20k x 30 days ~ 100k events)")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=20261101)
-    parser.add_argument("--state-customers", type=int, default=1_000_000, help="customers for the state-size figure (0 skips it)")
+    parser.add_argument("--state-customers", type=int, default=1_000_000,
+                        help="customers for the state-size figure (0 skips it; 1M takes 5-7 minutes on 2 cores)")
     parser.add_argument("--state-days", type=int, default=30)
     parser.add_argument("--source", default="worktree", help="worktree (default), a commit such as HEAD, or a directory")
     parser.add_argument("--skip", default="", help="comma-separated steps to skip: ceilings,paced,scaling,profile,state,quality")
@@ -629,11 +632,11 @@ def render(r: dict) -> str:
             ok = value is not None and (value >= limit if op == ">=" else value <= limit)
             target = f"{op} {limit:,} {'ok' if ok else 'MISSED'}"
         ratios = f"{ratio(value, bare) or '':>8} {ratio(value, noop) or '':>8}" if rate else f"{'':>8} {'':>8}"
-        shown = f"{value:,.0f}" if isinstance(value, (int, float)) else str(value)
-        rows.append(f"{name:38} {shown:>14} {unit:8} {target:22} {ratios} "
+        shown = f"{value:,.0f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+        rows.append(f"{name:44} {shown:>14} {unit:8} {target:22} {ratios} "
                     f"{where.get('cores', '')}c {where.get('load_1m', '')}/{where.get('load_5m', '')}")
 
-    header = f"{'figure':38} {'value':>14} {'unit':8} {'target':22} {'x bare':>8} {'x faust':>8} cores load1/5"
+    header = f"{'figure':44} {'value':>14} {'unit':8} {'target':22} {'x bare':>8} {'x faust':>8} cores load1/5"
     w = r["workload"]
     lines = [f"workload: {w['events']:,} events ({w['requests']:,} requests), {w['customers']:,} customers x {w['days']} days; "
              f"source {r['commit']}", header, "-" * len(header)]
@@ -643,14 +646,15 @@ def render(r: dict) -> str:
     row("publish (remedy-ledger publish)", p.get("events_per_s"), "ev/s", p, "publish_events_per_s", rate=True)
     breakdown = r.get("publish_breakdown")
     if breakdown:
-        for stage in ("validate", "parse_again", "avro_encode", "kafka_python_send_pre_encoded"):
-            row(f"  publish stage alone: {stage}", breakdown[stage]["events_per_s"], "ev/s", breakdown, rate=True)
+        for stage, label in (("validate", "validate"), ("parse_again", "parse again"), ("avro_encode", "Avro encode"),
+                             ("kafka_python_send_pre_encoded", "kafka-python send")):
+            row(f"  publish stage alone: {label}", breakdown[stage]["events_per_s"], "ev/s", breakdown, rate=True)
     e1 = r.get("end_to_end_1_worker", {})
     row("end to end, 1 worker", e1.get("events_per_s"), "ev/s", e1, "end_to_end_events_per_s", rate=True)
     e2 = r.get("end_to_end_2_workers")
     if e2:
         row("end to end, 2 workers", e2.get("events_per_s"), "ev/s", e2, "end_to_end_events_per_s", rate=True)
-        row("  granted totals identical to 1 worker", e2.get("granted_identical_to_1_worker"), "", e2)
+        row("  final decisions identical to 1 worker", "yes" if e2.get("granted_identical_to_1_worker") else "NO", "", e2)
         row("  customers over the 30-day cap (1w/2w)",
             f"{e1['granted']['customers_over_30d_cap']}/{e2['granted']['customers_over_30d_cap']}", "", e2)
     if e1.get("worker_peak_rss_bytes"):
@@ -663,7 +667,10 @@ def render(r: dict) -> str:
         row("projection freshness p99", paced["freshness_p99_ms"], "ms", paced, "freshness_p99_ms")
     worker_profile = r.get("profile_worker")
     if worker_profile:
-        row("worker draining a backlog (cProfile on)", worker_profile["decisions_per_s_profiled"], "dec/s", worker_profile)
+        row("worker draining a backlog (cProfile on)", worker_profile["input_events_per_s_profiled"], "ev/s", worker_profile,
+            rate=True)
+        row("  mean events per decide batch", worker_profile["input_events_decoded"] / max(1, worker_profile["decide_batches"]),
+            "events", worker_profile)
         for area, share in list(worker_profile["self_time_share_by_area"].items())[:6]:
             row(f"  worker main thread: {area}", share * 100, "%", worker_profile)
     prof = r.get("profile_decide")
