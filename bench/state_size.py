@@ -30,7 +30,7 @@ def peak_rss_bytes() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
-def fold_one(event: dict, states: dict, scope_states: dict, policy: Policy) -> int:
+def fold_one(event: dict, states: dict, scope_states: dict, policy: Policy, sink: list | None = None) -> int:
     """Fold one event and follow its limit checks to the end, in process; returns decisions made.
 
     The worker sends limit checks through Kafka to the limits agent and back; here they are
@@ -40,6 +40,8 @@ def fold_one(event: dict, states: dict, scope_states: dict, policy: Policy) -> i
     result = core.handle(states.get(customer_id) or core.empty_state(), event, policy)
     states[customer_id] = result[0]
     decided = len(result[1])
+    if sink is not None:
+        sink.extend(result[1])
     pending = list(result[2]) if len(result) > 2 else []
     while pending:
         check = pending.pop(0)
@@ -49,12 +51,25 @@ def fold_one(event: dict, states: dict, scope_states: dict, policy: Policy) -> i
             out = core.handle(state, {**check, "type": "LimitCheck"}, policy)
             states[owner] = out[0]
             decided += len(out[1])
+            if sink is not None:
+                sink.extend(out[1])
             pending.extend(out[2])
         else:
             key = scope_key_of(check)
             scope_states[key], out = scopes.handle_check(scope_states.get(key) or scopes.empty_scope_state(), check, policy)
             pending.extend(out)
     return decided
+
+
+def fold_all(config: WorkloadConfig) -> tuple[list[dict], list[dict]]:
+    """Every decision and label of a workload folded in process (small workloads: keeps them all)."""
+    policy, scope_states, decisions, labels = Policy(), {}, [], []
+    for events, chunk_labels in generate(config):
+        labels.extend(chunk_labels)
+        states: dict[str, dict] = {}
+        for event in events:
+            fold_one(event, states, scope_states, policy, decisions)
+    return decisions, labels
 
 
 def main() -> None:
