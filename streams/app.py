@@ -177,27 +177,25 @@ def build_app(settings: Settings, policy: Policy | None = None) -> faust.App:
                         letter["source_offset"], letter["reason"])
         return sends
 
+    async def fold_and_emit(events, table, fold) -> None:
+        """One batch through a fold: emit its outputs, wait for the broker, then save the states."""
+        loader = lambda key: state_from_bytes(table.get(key.encode()))
+        result = fold([_incoming(event) for event in events], loader, policy_box["current"], names)
+        await send_all(outputs(result))
+        for key, state in result.states.items():
+            table[key.encode()] = state_to_bytes(state)
+
     @app.agent(inputs, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def decide(stream):
-        wait_s = settings.decide_batch_wait_ms / 1000
         await warm_metadata()
-        async for events in stream.take_events(settings.decide_batch_max, within=wait_s):
-            loader = lambda cid: state_from_bytes(customer_state.get(cid.encode()))
-            result = fold_batch([_incoming(event) for event in events], loader, policy_box["current"], names)
-            await send_all(outputs(result))
-            for customer_id, state in result.states.items():
-                customer_state[customer_id.encode()] = state_to_bytes(state)
+        async for events in stream.take_events(settings.decide_batch_max, within=settings.decide_batch_wait_ms / 1000):
+            await fold_and_emit(events, customer_state, fold_batch)
 
     @app.agent(limit_checks_topic, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def limits(stream):
-        wait_s = settings.decide_batch_wait_ms / 1000
         await warm_metadata()
-        async for events in stream.take_events(settings.decide_batch_max, within=wait_s):
-            loader = lambda key: state_from_bytes(scope_state.get(key.encode()))
-            result = fold_scope_batch([_incoming(event) for event in events], loader, policy_box["current"], names)
-            await send_all(outputs(result))
-            for key, state in result.states.items():
-                scope_state[key.encode()] = state_to_bytes(state)
+        async for events in stream.take_events(settings.decide_batch_max, within=settings.decide_batch_wait_ms / 1000):
+            await fold_and_emit(events, scope_state, fold_scope_batch)
 
     @app.agent(decisions_topic, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def project(stream):

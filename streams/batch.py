@@ -84,36 +84,50 @@ class _Invalid(Exception):
     """A decoded message that breaks a precondition (routed to the dead-letter topic)."""
 
 
+def _fold(
+    messages: list[Incoming],
+    decode: Callable[[Incoming], tuple[str, dict]],
+    load_state: Callable[[str], dict | None],
+    empty: Callable[[], dict],
+    step: Callable[[dict, dict], tuple[dict, list, list]],
+) -> BatchResult:
+    """Decode each message, apply `step` to its key's state (loaded once per batch), collect outputs.
+
+    Undecodable messages and messages that break a precondition become dead letters; the batch goes on.
+    """
+    result = BatchResult()
+    for message in messages:
+        try:
+            key, event = decode(message)
+            state = result.states.get(key)
+            if state is None:
+                state = load_state(key) or empty()
+            state, decisions, checks = step(state, event)
+        except DecodeError as error:
+            result.dead_letters.append(dead_letter(message, "DecodeError", str(error)))
+            continue
+        except (_Invalid, InvariantViolation) as error:
+            result.dead_letters.append(dead_letter(message, "InvariantViolation", str(error)))
+            continue
+        result.states[key] = state
+        result.decisions.extend(decisions)
+        result.checks.extend(checks)
+    return result
+
+
 def fold_batch(
     messages: list[Incoming],
     load_state: Callable[[str], core.State | None],
     policy: Policy,
     names: TopicNames,
 ) -> BatchResult:
-    """Run every message of a batch through the core, loading each customer's state once."""
-    result = BatchResult()
-    for message in messages:
-        try:
-            _, event = decode_input(message, names)
-        except DecodeError as error:
-            result.dead_letters.append(dead_letter(message, "DecodeError", str(error)))
-            continue
-        except _Invalid as error:
-            result.dead_letters.append(dead_letter(message, "InvariantViolation", str(error)))
-            continue
-        customer_id = event["customer_id"]
-        state = result.states.get(customer_id)
-        if state is None:
-            state = load_state(customer_id) or core.empty_state()
-        try:
-            state, decisions, checks = core.handle(state, event, policy)
-        except InvariantViolation as error:
-            result.dead_letters.append(dead_letter(message, "InvariantViolation", str(error)))
-            continue
-        result.states[customer_id] = state
-        result.decisions.extend(decisions)
-        result.checks.extend(checks)
-    return result
+    """Run every message of a batch through the customer scope, loading each customer's state once."""
+
+    def decode(message: Incoming) -> tuple[str, dict]:
+        _, event = decode_input(message, names)
+        return event["customer_id"], event
+
+    return _fold(messages, decode, load_state, core.empty_state, lambda state, event: core.handle(state, event, policy))
 
 
 def scope_key_of(check: dict) -> str:
@@ -130,32 +144,23 @@ def fold_scope_batch(
     names: TopicNames,
 ) -> BatchResult:
     """Run a batch of limit-check messages through the household/associate scopes."""
-    result = BatchResult()
-    for message in messages:
-        try:
-            if message.value is None:
-                raise DecodeError("empty message (null value)")
-            record_name, datum = schemas.decode(message.value)
-            if record_name != "LimitCheck" or datum["action"] not in ("RESERVE", "RELEASE"):
-                raise _Invalid(f"{record_name} {datum.get('action', '')} does not belong on {message.topic}")
-            key = message.key.decode("utf-8", "replace") if message.key is not None else None
-            if key != scope_key_of(datum):
-                raise _Invalid(f"LimitCheck: message key {key!r} does not match {scope_key_of(datum)!r}")
-        except DecodeError as error:
-            result.dead_letters.append(dead_letter(message, "DecodeError", str(error)))
-            continue
-        except _Invalid as error:
-            result.dead_letters.append(dead_letter(message, "InvariantViolation", str(error)))
-            continue
-        check = timestamps_to_ms(record_name, datum, avro_json_by_name())
-        key = scope_key_of(check)
-        state = result.states.get(key)
-        if state is None:
-            state = load_state(key) or scopes.empty_scope_state()
+
+    def decode(message: Incoming) -> tuple[str, dict]:
+        if message.value is None:
+            raise DecodeError("empty message (null value)")
+        record_name, datum = schemas.decode(message.value)
+        if record_name != "LimitCheck" or datum["action"] not in ("RESERVE", "RELEASE"):
+            raise _Invalid(f"{record_name} {datum.get('action', '')} does not belong on {message.topic}")
+        key = message.key.decode("utf-8", "replace") if message.key is not None else None
+        if key != scope_key_of(datum):
+            raise _Invalid(f"LimitCheck: message key {key!r} does not match {scope_key_of(datum)!r}")
+        return key, timestamps_to_ms(record_name, datum, avro_json_by_name())
+
+    def step(state: dict, check: dict) -> tuple[dict, list, list]:
         state, out = scopes.handle_check(state, check, policy)
-        result.states[key] = state
-        result.checks.extend(out)
-    return result
+        return state, [], out
+
+    return _fold(messages, decode, load_state, scopes.empty_scope_state, step)
 
 
 def state_to_bytes(state: core.State) -> bytes:
