@@ -88,7 +88,8 @@ def empty_state() -> State:
         "decided": {},
         "pending": [],
         "clock_ms": None,
-        "history": {"first_order_ms": None, "orders": 0, "spend_cents": 0, "claims": 0},
+        # orders_clock_ms: the newest order event time seen (placed or delivered).
+        "history": {"first_order_ms": None, "orders": 0, "spend_cents": 0, "claims": 0, "orders_clock_ms": None},
     }
 
 
@@ -309,8 +310,16 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None) -> tuple
         order_id = head.get("order_id")
         rest = {**state, "pending": state["pending"][1:]}
         if order_id and order_id not in state["orders"]:
+            # Judged by the customer's order events first: once orders dated well after the request
+            # have arrived, the one it names is not coming. The requests' own clock only counts
+            # with a much longer bound, because the requests topic can run ahead of the orders
+            # topic by hours of event time during a catch-up or a replay.
+            orders_clock = state["history"].get("orders_clock_ms")
             waited_too_long = (
-                newest_request_ms is not None and newest_request_ms - head["requested_at"] > policy.order_wait_ms_max
+                orders_clock is not None and orders_clock - head["requested_at"] > policy.order_wait_ms_max
+            ) or (
+                newest_request_ms is not None
+                and newest_request_ms - head["requested_at"] > policy.order_wait_by_requests_ms_max
             )
             queue_full = len(state["pending"]) > policy.pending_requests_max_per_customer
             if not (waited_too_long or queue_full):
@@ -443,19 +452,24 @@ def _with_order(state: State, event: Event, policy: Policy) -> State:
         orders.pop(oldest)
     old = state["history"]
     first = event["placed_at"] if old["first_order_ms"] is None else min(old["first_order_ms"], event["placed_at"])
-    history = {**old, "first_order_ms": first, "orders": old["orders"] + 1, "spend_cents": old["spend_cents"] + event["total_cents"]}
+    history = {**old, "first_order_ms": first, "orders": old["orders"] + 1, "spend_cents": old["spend_cents"] + event["total_cents"],
+               "orders_clock_ms": max(old.get("orders_clock_ms") or event["placed_at"], event["placed_at"])}
     return {**state, "orders": orders, "history": history}
 
 
 def _with_delivery(state: State, event: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
     """Record a delivery; a delivery after a granted lost-in-transit reshipment flags that reshipment."""
+    old = state["history"]
+    clock = max(old.get("orders_clock_ms") or event["delivered_at"], event["delivered_at"])
+    state = {**state, "history": {**old, "orders_clock_ms": clock}}
     order = state["orders"].get(event["order_id"])
     if order is None or order["delivered_at"] is not None:
-        return state, [], []
+        return _drain(state, policy, None)
     delivered = {**order, "delivered_at": event["delivered_at"]}
     state = {**state, "orders": {**state["orders"], event["order_id"]: delivered}}
+    state, released, checks = _drain(state, policy, None)
     if not policy.flag_delivery_after_lost_claim:
-        return state, [], []
+        return state, released, checks
     flags = []
     for request_id, current in sorted(state["decided"].items()):
         if (current["order_id"] == event["order_id"] and current["kind"] == "RESHIP" and current["outcome"] == GRANTED
@@ -467,7 +481,7 @@ def _with_delivery(state: State, event: Event, policy: Policy) -> tuple[State, l
                                 "Delivered after a lost-in-transit claim: flagged for review; the customer is not charged.")
             state = {**state, "decided": {**state["decided"], request_id: flag}}
             flags.append(flag)
-    return state, flags, []
+    return state, released + flags, checks
 
 
 def _superseding(current: Decision, id_seed: str, outcome: str, granted_cents: int, reasons: list[str],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 
 from streams.errors import PolicyError
 
@@ -102,10 +103,14 @@ class Policy:
     # at its own time; an older one is decided as of (newest - this). Without a bound, pruning old
     # grants could let a backdated request escape the rolling caps.
     request_lateness_ms_max: int = 7 * DAY_MS
-    # How long (event time) a request naming an unknown order waits for that order before it is
-    # escalated: orders and requests travel on separate topics, so a request can overtake its
-    # order by seconds; a day covers any upstream backlog we expect.
+    # How long a request naming an unknown order waits for it, measured on the customer's order
+    # events: once an order event a day newer than the request has arrived, the named order is
+    # not coming and a person looks (ESCALATED ORDER_NOT_FOUND).
     order_wait_ms_max: int = DAY_MS
+    # The same measured on the customer's later requests, as a backstop for customers with no
+    # further order events; longer because the requests topic can run ahead of the orders topic
+    # by hours of event time when a worker catches up or replays.
+    order_wait_by_requests_ms_max: int = 7 * DAY_MS
     # Parked requests per customer: bounds memory if an upstream never sends the orders.
     pending_requests_max_per_customer: int = 20
     # How long a decided request is remembered, so a redelivered request gets the same decision.
@@ -119,7 +124,7 @@ class Policy:
     # Reservations and answers a household or associate scope remembers at most.
     scope_entries_max: int = 5_000
 
-    @property
+    @cached_property
     def version(self) -> str:
         """A version derived from the thresholds, so any change yields a different version."""
         canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -163,6 +168,7 @@ class Policy:
             ("remedy_cents_max_per_request", "remedy_cents_max_per_customer_30d"),
             ("remedy_cents_max_per_customer_30d", "remedy_cents_max_per_customer_90d"),
             ("customer_window_ms", "long_window_ms"),
+            ("order_wait_ms_max", "order_wait_by_requests_ms_max"),
             ("established_tenure_days_min", "loyal_tenure_days_min"),
             ("established_spend_cents_min", "loyal_spend_cents_min"),
         ]

@@ -329,14 +329,32 @@ def test_the_same_decisions_whether_the_order_comes_before_or_after():
     assert [before[r]["outcome"] for r in ("r1", "r2", "r3")] == ["GRANTED", "GRANTED", "DENIED"]
 
 
-@pytest.mark.parametrize("waited_ms, escalated", [(DAY_MS, False), (DAY_MS + 1, True)])
-def test_parked_request_is_escalated_when_its_order_never_comes(waited_ms, escalated):
+@pytest.mark.parametrize("waited_ms, escalated", [(DAY_MS - 1, False), (DAY_MS, False), (DAY_MS + 1, True)])
+def test_parked_request_is_escalated_once_newer_orders_show_its_order_is_not_coming(waited_ms, escalated):
+    world = world_after(request("r1", 500, kind="REFUND", order_id="missing", at=T0),
+                        order("other", at=T0 + waited_ms))
+    if escalated:
+        assert outcomes(world.decisions) == [("r1", "ESCALATED", [core.ORDER_NOT_FOUND])]
+    else:
+        assert world.decisions == []
+
+
+@pytest.mark.parametrize("waited_ms, escalated", [(7 * DAY_MS - 1, False), (7 * DAY_MS, False), (7 * DAY_MS + 1, True)])
+def test_later_requests_alone_escalate_a_parked_request_only_after_a_week(waited_ms, escalated):
     world = world_after(request("r1", 500, kind="REFUND", order_id="missing", at=T0), request("r2", 700, at=T0 + waited_ms))
     if escalated:
         assert outcomes(world.decisions) == [("r1", "ESCALATED", [core.ORDER_NOT_FOUND]),
                                              ("r2", "GRANTED", [core.WITHIN_LIMITS])]
     else:
         assert world.decisions == []
+
+
+def test_requests_running_ahead_of_their_orders_by_hours_are_not_escalated():
+    # A catch-up: the requests topic is read a few days of event time ahead of the orders topic.
+    requests = [request(f"r{n}", 100, kind="REFUND", order_id=f"o{n}", at=T0 + n * DAY_MS // 2) for n in range(6)]
+    orders = [order(f"o{n}", at=T0 + n * DAY_MS // 2 - 60_000) for n in range(6)]
+    world = world_after(*requests, *orders)
+    assert [d["outcome"] for d in world.decisions] == ["GRANTED"] * 6
 
 
 @pytest.mark.parametrize("parked, escalated", [(20, 0), (21, 1)])
