@@ -45,8 +45,11 @@ ORDER_REQUIRED = "ORDER_REQUIRED"
 ABOVE_AUTO_APPROVAL_CEILING = "ABOVE_AUTO_APPROVAL_CEILING"
 CURRENCY_NOT_SUPPORTED = "CURRENCY_NOT_SUPPORTED"
 ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
+INCIDENT_NOT_FOUND = "INCIDENT_NOT_FOUND"
 HOUSEHOLD_CLAIMS_EXCEEDED = "HOUSEHOLD_CLAIMS_EXCEEDED"
 HOUSEHOLD_30D_CAP_EXCEEDED = "HOUSEHOLD_30D_CAP_EXCEEDED"
+HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED = "HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED"
+WATCH_TIER_REVIEW = "WATCH_TIER_REVIEW"
 ASSOCIATE_DAILY_BUDGET_EXCEEDED = "ASSOCIATE_DAILY_BUDGET_EXCEEDED"
 APPROVED_BY_REVIEW = "APPROVED_BY_REVIEW"
 DENIED_BY_REVIEW = "DENIED_BY_REVIEW"
@@ -65,8 +68,11 @@ REASON_CODES = (
     ABOVE_AUTO_APPROVAL_CEILING,
     CURRENCY_NOT_SUPPORTED,
     ORDER_NOT_FOUND,
+    INCIDENT_NOT_FOUND,
     HOUSEHOLD_CLAIMS_EXCEEDED,
     HOUSEHOLD_30D_CAP_EXCEEDED,
+    HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED,
+    WATCH_TIER_REVIEW,
     ASSOCIATE_DAILY_BUDGET_EXCEEDED,
     APPROVED_BY_REVIEW,
     DENIED_BY_REVIEW,
@@ -88,7 +94,7 @@ def empty_state() -> State:
         "decided": {},
         "pending": [],
         "clock_ms": None,
-        # orders_clock_ms: the newest order event time seen (placed or delivered).
+        # orders_clock_ms: the newest order or incident event time seen (placed, delivered, reported).
         "history": {"first_order_ms": None, "orders": 0, "spend_cents": 0, "claims": 0, "orders_clock_ms": None},
     }
 
@@ -213,6 +219,8 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
         return outcome(DENIED, CUSTOMER_INCIDENT_CLAIMS_EXCEEDED)
     if amount > policy.remedy_cents_max_per_request:
         return outcome(ESCALATED, ABOVE_AUTO_APPROVAL_CEILING)
+    if tier == "WATCH" and incident_id and policy.watch_claims_escalated and origin_of(request) != "PROACTIVE":
+        return outcome(ESCALATED, WATCH_TIER_REVIEW)
     return outcome(GRANTED, WITHIN_LIMITS)
 
 
@@ -303,17 +311,19 @@ def _handle_result(state: State, result: Check) -> tuple[State, list[Decision], 
 
 
 def _drain(state: State, policy: Policy, newest_request_ms: int | None) -> tuple[State, list[Decision], list[Check]]:
-    """Decide parked requests from the head of the queue while their orders are known."""
+    """Decide parked requests from the head of the queue while the order and incident they name are known."""
     decisions, checks = [], []
     while state["pending"]:
         head = state["pending"][0]
         order_id = head.get("order_id")
         rest = {**state, "pending": state["pending"][1:]}
-        if order_id and order_id not in state["orders"]:
-            # Judged by the customer's order events first: once orders dated well after the request
-            # have arrived, the one it names is not coming. The requests' own clock only counts
-            # with a much longer bound, because the requests topic can run ahead of the orders
-            # topic by hours of event time during a catch-up or a replay.
+        missing_order = bool(order_id) and order_id not in state["orders"]
+        missing_incident = bool(head.get("incident_id")) and head["incident_id"] not in state["incidents"]
+        if missing_order or missing_incident:
+            # Judged by the customer's order and incident events first: once events dated well
+            # after the request have arrived, what it names is not coming. The requests' own clock
+            # only counts with a much longer bound, because the requests topic can run ahead of
+            # the other topics by hours of event time during a catch-up or a replay.
             orders_clock = state["history"].get("orders_clock_ms")
             waited_too_long = (
                 orders_clock is not None and orders_clock - head["requested_at"] > policy.order_wait_ms_max
@@ -325,7 +335,8 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None) -> tuple
             if not (waited_too_long or queue_full):
                 break
             decision = _decision(
-                head, policy, ESCALATED, 0, [ORDER_NOT_FOUND], {"pending_requests": len(state["pending"])},
+                head, policy, ESCALATED, 0, [ORDER_NOT_FOUND if missing_order else INCIDENT_NOT_FOUND],
+                {"pending_requests": len(state["pending"])},
                 decision_time_ms(state, head, policy), _context(state, head),
             )
             state = _with_decision(rest, head, decision)
@@ -359,6 +370,7 @@ def _first_check(request: Event, decision: Decision, scopes: list[str]) -> Check
         "amount_cents": decision["granted_cents"],
         "kind": request["kind"],
         "incident_id": request.get("incident_id"),
+        "incident_kind": decision["incident_kind"],
         "at": decision["decided_at"],
         "passed": True,
         "outcome": GRANTED,
@@ -519,12 +531,15 @@ def _handle_incident(state: State, event: Event, policy: Policy) -> tuple[State,
     """Record an incident; if policy remedies this kind proactively, request that remedy now."""
     if event["incident_id"] in state["incidents"]:
         return state, [], []  # A redelivered incident: its proactive request was made the first time.
-    state = _with_incident(state, event, policy)
+    old = state["history"]
+    clock = max(old.get("orders_clock_ms") or event["reported_at"], event["reported_at"])
+    state = {**_with_incident(state, event, policy), "history": {**old, "orders_clock_ms": clock}}
+    state, released, checks = _drain(state, policy, None)  # requests that were waiting for this incident
     rule = policy.proactive_rules.get(event["kind"])
     if rule is None or rule["source"] not in ("ANY", event["source"]):
-        return state, [], []
+        return state, released, checks
     if rule["amount"] == "ORDER_TOTAL" and not event.get("order_id"):
-        return state, [], []  # Nothing to price the remedy by; a person can still request one.
+        return state, released, checks  # Nothing to price the remedy by; a person can still request one.
     request = {
         "type": "RemedyRequested",
         "event_id": f"proactive/{event['event_id']}",
@@ -540,7 +555,8 @@ def _handle_incident(state: State, event: Event, policy: Policy) -> tuple[State,
         "requested_at": event["reported_at"],
         "reason": f"proactive: {event['kind']} reported by {event['source']}",
     }
-    return _handle_request(state, request, policy)
+    state, more, more_checks = _handle_request(state, request, policy)
+    return state, released + more, checks + more_checks
 
 
 def _with_incident(state: State, event: Event, policy: Policy) -> State:

@@ -51,6 +51,15 @@ def _proactive_rules() -> dict[str, dict]:
 INCIDENT_SOURCES = ("CUSTOMER", "CARRIER", "QOS_MONITOR", "ASSOCIATE", "SYSTEM")
 
 
+def _household_incident_claims() -> dict[str, int]:
+    # Distinct incidents of a kind remedied at one address in 90 days, across all its accounts.
+    # An honest household loses a parcel to a porch thief perhaps once a year.
+    return {
+        "LOST_IN_TRANSIT": 4, "STOLEN_AFTER_DELIVERY": 3, "DAMAGED": 6, "LATE_DELIVERY": 12, "WRONG_ITEM": 6,
+        "SLOW_DOWNLOAD": 12, "SERVICE_OUTAGE": 24,
+    }
+
+
 def _tier_percent() -> dict[str, int]:
     # How much of each customer cents cap a tier gets, in percent (integers: no float money).
     return {"NEW": 100, "ESTABLISHED": 150, "LOYAL": 200, "WATCH": 50}
@@ -75,6 +84,8 @@ class Policy:
     # remedied in 90 days, and granted value in 30 days. Porch-pirate rings show up here.
     household_claims_max_90d: int = 6
     household_cents_max_30d: int = 60_000
+    # Household: distinct incidents of each kind remedied in 90 days (thefts above all).
+    household_incident_claims_max_90d: dict = field(default_factory=_household_incident_claims)
     # Granted value per associate per UTC day; above it the request goes to a second person.
     associate_cents_max_per_day: int = 150_000
     # Auto-approval ceiling for a single request: above it a person looks (ESCALATED, not denied).
@@ -95,6 +106,9 @@ class Policy:
     # of orders (lifetime). Outranks the other tiers.
     watch_claims_min: int = 4
     watch_claims_percent_of_orders_min: int = 50
+    # 1: every claim (a request naming an incident) of a WATCH customer goes to a person instead
+    # of being granted automatically; 0: WATCH only scales the caps.
+    watch_claims_escalated: int = 1
     # Length of the customer's short rolling window.
     customer_window_ms: int = 30 * DAY_MS
     # Length of the long rolling window (90-day caps, claim counts).
@@ -144,13 +158,14 @@ class Policy:
                     found.append(f"currency: must be a 3-letter ISO 4217 code, got {value!r}")
             elif item.name == "proactive_rules":
                 found += _rule_problems(value)
-            elif item.name == "flag_delivery_after_lost_claim":
+            elif item.name in ("flag_delivery_after_lost_claim", "watch_claims_escalated"):
                 if value not in (0, 1) or isinstance(value, bool):
                     found.append(f"{item.name}: must be 0 or 1, got {value!r}")
             elif isinstance(value, dict):
                 wanted = {
                     "kind_cents_max_per_customer_30d": REMEDY_KINDS,
                     "incident_claims_max_per_customer_90d": INCIDENT_KINDS,
+                    "household_incident_claims_max_90d": INCIDENT_KINDS,
                     "tier_percent": TIERS,
                 }[item.name]
                 for key in sorted(set(value) - set(wanted)):

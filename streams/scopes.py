@@ -18,6 +18,7 @@ from streams.core import (
     GRANTED,
     HOUSEHOLD_30D_CAP_EXCEEDED,
     HOUSEHOLD_CLAIMS_EXCEEDED,
+    HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED,
 )
 from streams.policy import DAY_MS, Policy
 
@@ -27,7 +28,7 @@ Check = dict[str, Any]
 
 def empty_scope_state() -> ScopeState:
     """A scope key nothing was reserved at yet."""
-    # reservations: request_id -> [at_ms, cents, incident_id]; answers: request_id -> checks sent.
+    # reservations: request_id -> [at_ms, cents, incident_id, incident_kind]; answers: request_id -> checks sent.
     return {"reservations": {}, "answers": {}, "released": {}}
 
 
@@ -49,7 +50,8 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
     reason, inputs = _verdict(state, check, policy)
     here = f"{check['scope']}:{check['scope_key']}"
     if reason is None:
-        reservations = {**state["reservations"], request_id: [check["at"], check["amount_cents"], check["incident_id"]]}
+        entry = [check["at"], check["amount_cents"], check["incident_id"], check.get("incident_kind")]
+        reservations = {**state["reservations"], request_id: entry}
         if check["route"]:
             nxt, _, key = check["route"][0].partition(":")
             out = [{**check, "event_id": f"{request_id}/RESERVE/{check['route'][0]}", "scope": nxt, "scope_key": key,
@@ -82,6 +84,13 @@ def _verdict(state: ScopeState, check: Check, policy: Policy) -> tuple[str | Non
         new_claim = (check["incident_id"] or check["request_id"]) not in incidents
         if new_claim and claims + 1 > policy.household_claims_max_90d:
             return HOUSEHOLD_CLAIMS_EXCEEDED, inputs
+        kind = check.get("incident_kind")
+        if kind is not None:
+            same_kind = {r[2] for r in state["reservations"].values() if r[0] > floor_90d and len(r) > 3 and r[3] == kind}
+            inputs["household_incident_claims_90d"] = len(same_kind)
+            inputs["household_incident_claims_max_90d"] = policy.household_incident_claims_max_90d[kind]
+            if check["incident_id"] not in same_kind and len(same_kind) + 1 > policy.household_incident_claims_max_90d[kind]:
+                return HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED, inputs
         if cents + amount > policy.household_cents_max_30d:
             return HOUSEHOLD_30D_CAP_EXCEEDED, inputs
         return None, inputs

@@ -11,7 +11,7 @@ from tests.integration.conftest import Deployment
 
 DAY = "2026-11-21"
 BUDGET_CENTS = 150_000  # the default associate_cents_max_per_day
-HOUSEHOLD_CLAIMS = 6  # the default household_claims_max_90d
+HOUSEHOLD_THEFTS = 3  # the default household_incident_claims_max_90d for STOLEN_AFTER_DELIVERY
 
 
 def at(minute: int) -> str:
@@ -121,11 +121,11 @@ def test_the_stories(deployment, tmp_path):
     assert serial[0][0] == "GRANTED" and all(o == "DENIED" for o, _, _ in serial[1:])
     assert {reason for _, _, reasons in serial[1:] for reason in reasons} <= {
         "CUSTOMER_KIND_30D_CAP_EXCEEDED", "CUSTOMER_30D_CAP_EXCEEDED"}
-    # The household ring: at most six thefts remedied at that address, the rest denied there.
+    # The household ring: at most three thefts remedied at that address, the rest denied there.
     ring = Counter(decided[f"ring-{a}-{n}"]["outcome"] for a in range(5) for n in range(2))
-    assert ring == Counter({"GRANTED": HOUSEHOLD_CLAIMS, "DENIED": 10 - HOUSEHOLD_CLAIMS})
+    assert ring == Counter({"GRANTED": HOUSEHOLD_THEFTS, "DENIED": 10 - HOUSEHOLD_THEFTS})
     denied_ring = [decided[f"ring-{a}-{n}"] for a in range(5) for n in range(2) if decided[f"ring-{a}-{n}"]["outcome"] == "DENIED"]
-    assert all(d["reason_codes"] == ["HOUSEHOLD_CLAIMS_EXCEEDED"] for d in denied_ring)
+    assert all(d["reason_codes"] == ["HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED"] for d in denied_ring)
     # The over-generous associate: escalated past the daily budget.
     generous = [decided[f"generous-{n}"] for n in range(BUDGET_CENTS // 9_000 + 3)]
     assert sum(d["granted_cents"] for d in generous) <= BUDGET_CENTS
@@ -154,7 +154,7 @@ def test_the_stories(deployment, tmp_path):
             request("generous-late", "lucky-late", "CREDIT", 9_000, "assoc-generous", minute=50)]
     publish(deployment, tmp_path / "more.jsonl", more)
     decided = current(deployment.decisions())
-    assert outcome("ring-late") == ("DENIED", 0, ["HOUSEHOLD_CLAIMS_EXCEEDED"])
+    assert outcome("ring-late") == ("DENIED", 0, ["HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED"])
     assert outcome("serial-late")[0] == "DENIED"
     assert outcome("generous-late") == ("ESCALATED", 0, ["ASSOCIATE_DAILY_BUDGET_EXCEEDED"])
 
@@ -186,7 +186,7 @@ def test_two_workers_sharing_the_load_never_exceed_a_cap(deployment, tmp_path):
     decided = current(deployment.decisions())
     for household in range(4):
         granted = [d for d in decided.values() if d["household_id"] == f"home-{household}" and d["outcome"] == "GRANTED"]
-        assert len(granted) == HOUSEHOLD_CLAIMS
+        assert len(granted) == HOUSEHOLD_THEFTS
     for associate in ("assoc-0", "assoc-1"):
         total = sum(d["granted_cents"] for d in decided.values() if d["requested_by"] == associate)
         assert total == (BUDGET_CENTS // 9_000) * 9_000

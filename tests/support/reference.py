@@ -19,6 +19,8 @@ INCIDENT_CLAIMS_90D = {"LOST_IN_TRANSIT": 3, "STOLEN_AFTER_DELIVERY": 2, "DAMAGE
                        "WRONG_ITEM": 4, "SLOW_DOWNLOAD": 8, "SERVICE_OUTAGE": 12}
 HOUSEHOLD_CLAIMS_90D = 6
 HOUSEHOLD_CENTS_30D = 60_000
+HOUSEHOLD_INCIDENT_CLAIMS_90D = {"LOST_IN_TRANSIT": 4, "STOLEN_AFTER_DELIVERY": 3, "DAMAGED": 6, "LATE_DELIVERY": 12,
+                                 "WRONG_ITEM": 6, "SLOW_DOWNLOAD": 12, "SERVICE_OUTAGE": 24}
 ASSOCIATE_CENTS_PER_DAY = 150_000
 KINDS = ("CREDIT", "REFUND", "RESHIP", "SHIPPING_UPGRADE", "GIFT_WRAP")
 
@@ -98,10 +100,13 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
             if kind == "REFUND":
                 refunded[order["order_id"]] = refunded.get(order["order_id"], 0) + amount
             if order is not None:
-                home = household.setdefault(order["shipping_address_id"], {"claims": set(), "cents": 0})
+                home = household.setdefault(order["shipping_address_id"], {"claims": set(), "cents": 0, "kinds": {}})
                 home["claims"].add(incident_id or e["request_id"])
                 home["cents"] += amount
-                if len(home["claims"]) > HOUSEHOLD_CLAIMS_90D or home["cents"] > HOUSEHOLD_CENTS_30D:
+                if incident_kind:
+                    home["kinds"].setdefault(incident_kind, set()).add(incident_id)
+                if (len(home["claims"]) > HOUSEHOLD_CLAIMS_90D or home["cents"] > HOUSEHOLD_CENTS_30D
+                        or any(len(ids) > HOUSEHOLD_INCIDENT_CLAIMS_90D[k] for k, ids in home["kinds"].items())):
                     raise LimitsWouldBind(f"household {order['shipping_address_id']} nears its limits")
             if e["requested_by"] not in ("system", "customer"):
                 associate[e["requested_by"]] = associate.get(e["requested_by"], 0) + amount

@@ -163,6 +163,36 @@ def test_one_remedy_of_each_kind_per_incident_but_several_kinds_are_fine():
 
 # Household and associate scopes ------------------------------------------------------------
 
+@pytest.mark.parametrize("earlier, outcome", [(2, "GRANTED"), (3, "DENIED")])
+def test_household_theft_limit_at_and_above_stops_a_porch_pirate_ring(earlier, outcome):
+    limit = POLICY.household_incident_claims_max_90d["STOLEN_AFTER_DELIVERY"]
+    assert limit == 3
+    world = World()
+    for n in range(earlier + 1):
+        customer = f"acct{n}"
+        world.feed(order(f"o{n}", customer=customer, address="porch-1"))
+        world.feed(incident(f"i{n}", "STOLEN_AFTER_DELIVERY", customer=customer, order_id=f"o{n}", source="CUSTOMER"))
+        decisions = world.feed(request(f"r{n}", 2_000, kind="RESHIP", order_id=f"o{n}", customer=customer,
+                                       incident_id=f"i{n}", at=T0 + n))
+    (last,) = decisions
+    assert last["outcome"] == outcome
+    assert last["inputs"]["household_incident_claims_90d"] == earlier
+    if outcome == "DENIED":
+        assert last["reason_codes"] == [core.HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED]
+
+
+def test_a_watch_customer_s_claims_go_to_a_person_but_goodwill_and_proactive_remedies_do_not():
+    state = core.empty_state()
+    state["history"] = {"first_order_ms": T0, "orders": 4, "spend_cents": 1_000, "claims": 4, "orders_clock_ms": T0}
+    world = World(WIDE)
+    world.customers["c1"] = state
+    world.feed(incident("i9", "DAMAGED", order_id=None, source="CUSTOMER"))
+    (claim,) = world.feed(request("claim", 1_000, incident_id="i9"))
+    (goodwill,) = world.feed(request("goodwill", 1_000, at=T0 + 1))
+    assert (claim["outcome"], claim["reason_codes"], claim["trust_tier"]) == ("ESCALATED", [core.WATCH_TIER_REVIEW], "WATCH")
+    assert goodwill["outcome"] == "GRANTED"
+
+
 def test_household_claims_cap_stops_accounts_sharing_an_address():
     limit = POLICY.household_claims_max_90d
     world = World()
@@ -170,7 +200,7 @@ def test_household_claims_cap_stops_accounts_sharing_an_address():
     for n in range(limit + 2):
         customer = f"acct{n}"
         world.feed(order(f"o{n}", customer=customer, address="porch-1"))
-        world.feed(incident(f"i{n}", "STOLEN_AFTER_DELIVERY", customer=customer, order_id=f"o{n}"))
+        world.feed(incident(f"i{n}", "DAMAGED", customer=customer, order_id=f"o{n}", source="CUSTOMER"))
         results += world.feed(request(f"r{n}", 2_000, kind="RESHIP", order_id=f"o{n}", customer=customer,
                                       incident_id=f"i{n}", at=T0 + n))
     assert [d["outcome"] for d in results] == ["GRANTED"] * limit + ["DENIED"] * 2
@@ -581,3 +611,17 @@ def test_a_request_older_than_the_dedup_horizon_is_not_decided_automatically(age
     assert (len(world.rejected) == 1) == rejected
     if rejected:
         assert "horizon" in world.rejected[0][1]
+
+
+def test_a_claim_that_overtakes_its_incident_waits_for_it_so_claim_limits_apply():
+    world = World()
+    world.feed(order("o1"))
+    assert world.feed(request("r1", 1_000, incident_id="i1")) == []  # parked: incident unknown
+    (decision,) = world.feed(incident("i1", "STOLEN_AFTER_DELIVERY", source="CUSTOMER"))
+    assert decision["incident_kind"] == "STOLEN_AFTER_DELIVERY"
+    assert decision["inputs"]["customer_incident_claims_max_90d"] == 2
+
+
+def test_a_claim_whose_incident_never_comes_goes_to_a_person():
+    world = world_after(order("o1"), request("r1", 1_000, incident_id="ghost"), order("o2", at=T0 + DAY_MS + 1))
+    assert outcomes(world.decisions) == [("r1", "ESCALATED", [core.INCIDENT_NOT_FOUND])]
