@@ -94,8 +94,10 @@ def empty_state() -> State:
         "decided": {},
         "pending": [],
         "clock_ms": None,
-        # orders_clock_ms: the newest order or incident event time seen (placed, delivered, reported).
-        "history": {"first_order_ms": None, "orders": 0, "spend_cents": 0, "claims": 0, "orders_clock_ms": None},
+        # orders_clock_ms / incidents_clock_ms: the newest order event (placed, delivered) and the
+        # newest incident (reported) seen, each its own topic's progress for this customer.
+        "history": {"first_order_ms": None, "orders": 0, "spend_cents": 0, "claims": 0, "orders_clock_ms": None,
+                    "incidents_clock_ms": None},
     }
 
 
@@ -324,9 +326,12 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None) -> tuple
             # after the request have arrived, what it names is not coming. The requests' own clock
             # only counts with a much longer bound, because the requests topic can run ahead of
             # the other topics by hours of event time during a catch-up or a replay.
-            orders_clock = state["history"].get("orders_clock_ms")
-            waited_too_long = (
-                orders_clock is not None and orders_clock - head["requested_at"] > policy.order_wait_ms_max
+            # Each topic is in time order per customer, so each missing thing is judged by its own
+            # topic's clock: a later order says nothing about an incident still on its way.
+            clocks = [state["history"].get("orders_clock_ms") if missing_order else None,
+                      state["history"].get("incidents_clock_ms") if missing_incident else None]
+            waited_too_long = any(
+                clock is not None and clock - head["requested_at"] > policy.order_wait_ms_max for clock in clocks
             ) or (
                 newest_request_ms is not None
                 and newest_request_ms - head["requested_at"] > policy.order_wait_by_requests_ms_max
@@ -532,8 +537,8 @@ def _handle_incident(state: State, event: Event, policy: Policy) -> tuple[State,
     if event["incident_id"] in state["incidents"]:
         return state, [], []  # A redelivered incident: its proactive request was made the first time.
     old = state["history"]
-    clock = max(old.get("orders_clock_ms") or event["reported_at"], event["reported_at"])
-    state = {**_with_incident(state, event, policy), "history": {**old, "orders_clock_ms": clock}}
+    clock = max(old.get("incidents_clock_ms") or event["reported_at"], event["reported_at"])
+    state = {**_with_incident(state, event, policy), "history": {**old, "incidents_clock_ms": clock}}
     state, released, checks = _drain(state, policy, None)  # requests that were waiting for this incident
     rule = policy.proactive_rules.get(event["kind"])
     if rule is None or rule["source"] not in ("ANY", event["source"]):

@@ -623,5 +623,7 @@ def test_a_claim_that_overtakes_its_incident_waits_for_it_so_claim_limits_apply(
 
 
 def test_a_claim_whose_incident_never_comes_goes_to_a_person():
-    world = world_after(order("o1"), request("r1", 1_000, incident_id="ghost"), order("o2", at=T0 + DAY_MS + 1))
-    assert outcomes(world.decisions) == [("r1", "ESCALATED", [core.INCIDENT_NOT_FOUND])]
+    world = world_after(order("o1"), request("r1", 1_000, incident_id="ghost"))
+    assert world.feed(order("o2", at=T0 + 3 * DAY_MS)) == []  # later orders say nothing about incidents
+    (decision,) = world.feed(incident("i2", "DAMAGED", source="CUSTOMER", at=T0 + DAY_MS + 1))
+    assert outcomes([decision]) == [("r1", "ESCALATED", [core.INCIDENT_NOT_FOUND])]
