@@ -61,9 +61,9 @@ def fold_one(event: dict, states: dict, scope_states: dict, policy: Policy, sink
     return decided
 
 
-def fold_all(config: WorkloadConfig) -> tuple[list[dict], list[dict]]:
+def fold_all(config: WorkloadConfig, policy: Policy | None = None) -> tuple[list[dict], list[dict]]:
     """Every decision and label of a workload folded in process (small workloads: keeps them all)."""
-    policy, scope_states, decisions, labels = Policy(), {}, [], []
+    policy, scope_states, decisions, labels = policy or Policy(), {}, [], []
     for events, chunk_labels in generate(config):
         labels.extend(chunk_labels)
         states: dict[str, dict] = {}

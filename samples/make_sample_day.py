@@ -32,7 +32,7 @@ def main() -> None:
     late_orders = []
     for n in range(1, CUSTOMERS + 1):
         customer = f"cust-{n:04d}"
-        address = f"addr-{rng.randint(1, CUSTOMERS):04d}"
+        address = f"addr-{n:04d}"  # one household per customer: household limits are shown in the tests
         orders = []
         for k in range(rng.randint(1, 3)):
             digital = rng.random() < 0.25
@@ -66,7 +66,7 @@ def main() -> None:
             if serial_claimer:
                 incident_kind, kind, amount = "DAMAGED", "CREDIT", rng.randint(6000, 12000)
             if n % 29 == 0 and r == 0:
-                amount = 18_000  # above the auto-approval ceiling: a person decides
+                amount = 18_000  # a large remedy, within the auto-approval ceiling
             incident_id = f"inc-{customer}-{r}"
             source = "CARRIER" if incident_kind == "LOST_IN_TRANSIT" else "CUSTOMER"
             if incident_kind == "SLOW_DOWNLOAD" and order["digital"] and r == 0:
@@ -85,6 +85,12 @@ def main() -> None:
                            "incident_id": incident_id, "kind": kind, "amount_cents": amount, "currency": "USD",
                            "requested_by": rng.choice(["assoc-ana", "assoc-ben", "system"]),
                            "requested_at": ts(tick()), "reason": f"{incident_kind.lower()} reported"})
+        if n % 31 == 0:
+            # A customer abroad: a request in another currency goes to a person.
+            events.append({"type": "RemedyRequested", "event_id": f"evt-eur-{customer}",
+                           "request_id": f"req-eur-{customer}", "customer_id": customer, "order_id": None,
+                           "incident_id": None, "kind": "CREDIT", "amount_cents": 1500, "currency": "EUR",
+                           "requested_by": "assoc-ben", "requested_at": ts(tick()), "reason": "goodwill, paid in euros"})
         if rng.random() < 0.15:
             events.append({"type": "RemedyRequested", "event_id": f"evt-goodwill-{customer}",
                            "request_id": f"req-goodwill-{customer}", "customer_id": customer, "order_id": None,

@@ -55,7 +55,7 @@ def _household_incident_claims() -> dict[str, int]:
     # Distinct incidents of a kind remedied at one address in 90 days, across all its accounts.
     # An honest household loses a parcel to a porch thief perhaps once a year.
     return {
-        "LOST_IN_TRANSIT": 4, "STOLEN_AFTER_DELIVERY": 3, "DAMAGED": 6, "LATE_DELIVERY": 12, "WRONG_ITEM": 6,
+        "LOST_IN_TRANSIT": 4, "STOLEN_AFTER_DELIVERY": 2, "DAMAGED": 6, "LATE_DELIVERY": 12, "WRONG_ITEM": 6,
         "SLOW_DOWNLOAD": 12, "SERVICE_OUTAGE": 24,
     }
 
@@ -89,7 +89,9 @@ class Policy:
     # Granted value per associate per UTC day; above it the request goes to a second person.
     associate_cents_max_per_day: int = 150_000
     # Auto-approval ceiling for a single request: above it a person looks (ESCALATED, not denied).
-    remedy_cents_max_per_request: int = 15_000
+    # $250 (the whole 30-day room): at $150, 2% of honest customers' requests (refunds of
+    # larger orders) waited for a person with no effect on abuse (bench/policy_sweep.py).
+    remedy_cents_max_per_request: int = 25_000
     # Proactive remedies by incident kind (see _proactive_rules); decided by the same limits.
     proactive_rules: dict = field(default_factory=_proactive_rules)
     # When an order claimed LOST_IN_TRANSIT is delivered after all, flag the reshipment for

@@ -1,0 +1,78 @@
+"""The effect of threshold changes on decision quality: one workload, folded in process under each
+policy variant, as a table (for the fraud team deciding a `remedy-ledger policy apply`).
+
+    .venv/bin/python bench/policy_sweep.py [--customers 20000] [--days 30] [--seed 20261101] [--json]
+
+Ideal ordering (every limit check followed at once), so rows differ only by policy. Variants are
+deltas from the default policy; add your own in VARIANTS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from state_size import fold_all  # noqa: E402  (a sibling script, not a package)
+
+from streams import quality  # noqa: E402
+from streams.policy import Policy  # noqa: E402
+from streams.simulate import WorkloadConfig  # noqa: E402
+
+VARIANTS: list[tuple[str, dict]] = [
+    ("default", {}),
+    ("auto-approval ceiling $250", {"remedy_cents_max_per_request": 25_000}),
+    ("WATCH only scales caps", {"watch_claims_escalated": 0}),
+    ("household thefts 2 / 90d", {"household_incident_claims_max_90d": {"STOLEN_AFTER_DELIVERY": 2}}),
+    ("household thefts 5 / 90d", {"household_incident_claims_max_90d": {"STOLEN_AFTER_DELIVERY": 5}}),
+    ("customer cap $150 / 30d", {"remedy_cents_max_per_customer_30d": 15_000,
+                                  "kind_cents_max_per_customer_30d": {"REFUND": 15_000, "RESHIP": 15_000}}),
+    ("WATCH from 3 claims", {"watch_claims_min": 3}),
+    ("associate budget $800 / day", {"associate_cents_max_per_day": 80_000}),
+]
+
+
+def dollars(cents: int) -> str:
+    return f"${cents / 100:,.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=20261101)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    config = WorkloadConfig(customers=args.customers, days=args.days, seed=args.seed)
+    rows = []
+    for name, delta in VARIANTS:
+        started = time.monotonic()
+        policy = Policy.from_document(delta)
+        decisions, labels = fold_all(config, policy)
+        header = {"label": "run", "customers": args.customers, "days": args.days, "seed": args.seed,
+                  "abuse_rate": config.abuse_rate}
+        report = quality.evaluate(decisions, [header] + labels)
+        rows.append({"variant": name, "policy_version": policy.version, "report": report})
+        print(f"  {name}: {time.monotonic() - started:.1f}s", file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"workload: {args.customers:,} customers x {args.days} days, seed {args.seed} (in process, ideal ordering)")
+    print(f"{'variant':32} {'honest frictionless':>19} {'honest denied':>13} {'abuse stopped':>13} {'abuse leaked':>12}")
+    for row in rows:
+        print(f"{row['variant']:32} {_summary(row['report'])}")
+
+
+def _summary(report: dict) -> str:
+    honest, excess = report["honest"], report["excess"]
+    return (f"{honest['frictionless_share'] * 100:18.1f}% {dollars(honest['wrongly_denied_cents']):>13} "
+            f"{excess['stopped_share'] * 100:12.1f}% {dollars(excess['leaked_cents']):>12}")
+
+
+if __name__ == "__main__":
+    main()
