@@ -26,12 +26,13 @@ from streams.simulate import WorkloadConfig  # noqa: E402
 
 VARIANTS: list[tuple[str, dict]] = [
     ("default", {}),
-    ("auto-approval ceiling $250", {"remedy_cents_max_per_request": 25_000}),
+    ("auto-approval ceiling $150", {"remedy_cents_max_per_request": 15_000}),
     ("WATCH only scales caps", {"watch_claims_escalated": 0}),
-    ("household thefts 2 / 90d", {"household_incident_claims_max_90d": {"STOLEN_AFTER_DELIVERY": 2}}),
-    ("household thefts 5 / 90d", {"household_incident_claims_max_90d": {"STOLEN_AFTER_DELIVERY": 5}}),
-    ("customer cap $150 / 30d", {"remedy_cents_max_per_customer_30d": 15_000,
+    ("household thefts 1 / 90d", {"household_incident_claims_max_90d": {"STOLEN_AFTER_DELIVERY": 1}}),
+    ("household thefts 3 / 90d", {"household_incident_claims_max_90d": {"STOLEN_AFTER_DELIVERY": 3}}),
+    ("customer cap $150 / 30d", {"remedy_cents_max_per_customer_30d": 15_000, "remedy_cents_max_per_request": 15_000,
                                   "kind_cents_max_per_customer_30d": {"REFUND": 15_000, "RESHIP": 15_000}}),
+    ("damage claims 2 / 90d", {"incident_claims_max_per_customer_90d": {"DAMAGED": 2, "WRONG_ITEM": 2}}),
     ("WATCH from 3 claims", {"watch_claims_min": 3}),
     ("associate budget $800 / day", {"associate_cents_max_per_day": 80_000}),
 ]
