@@ -212,12 +212,15 @@ def build_app(settings: Settings, policy: Policy | None = None) -> faust.App:
     async def health(web, request):
         return web.json({"status": "ok", "app": settings.app_id, "policy_version": policy_box["current"].version})
 
+    def day_range(query) -> tuple:
+        """The since/until dates of a finance query (InvariantViolation names a bad one)."""
+        return parse_day(query.get("since"), "since"), parse_day(query.get("until"), "until")
+
     @app.page("/finance/totals")
     async def finance_totals(web, request):
         query = request.query
         try:
-            since = parse_day(query.get("since"), "since")
-            until = parse_day(query.get("until"), "until")
+            since, until = day_range(query)
             result = await on_clickhouse("totals", since, until, query.get("by"))
         except InvariantViolation as error:
             return web.json({"error": str(error)}, status=400)
@@ -241,8 +244,7 @@ def build_app(settings: Settings, policy: Policy | None = None) -> faust.App:
     @app.page("/finance/daily")
     async def finance_daily(web, request):
         try:
-            since = parse_day(request.query.get("since"), "since")
-            until = parse_day(request.query.get("until"), "until")
+            since, until = day_range(request.query)
         except InvariantViolation as error:
             return web.json({"error": str(error)}, status=400)
         return web.json(await on_clickhouse("daily_granted", since, until))
@@ -251,8 +253,7 @@ def build_app(settings: Settings, policy: Policy | None = None) -> faust.App:
     async def finance_export(web, request):
         query = request.query
         try:
-            since = parse_day(query.get("since"), "since")
-            until = parse_day(query.get("until"), "until")
+            since, until = day_range(query)
             data = await on_clickhouse("export", query.get("format", "csv"), since, until)
         except InvariantViolation as error:
             return web.json({"error": str(error)}, status=400)
