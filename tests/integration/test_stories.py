@@ -85,6 +85,8 @@ def publish(deployment: Deployment, path: Path, events: list[dict]) -> None:
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
     deployment.cli("publish", str(path))
     deployment.cli("wait", "--file", str(path), "--timeout", "240")
+    asked = {e["request_id"] for e in events if e["type"] == "RemedyRequested"}
+    deployment.wait_for("every request decided", lambda: asked <= set(current(deployment.decisions())))
 
 
 def test_the_stories(deployment, tmp_path):
