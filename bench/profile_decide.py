@@ -18,7 +18,6 @@ from itertools import islice
 from pathlib import Path
 
 import schemas
-from streams import batch as batch_module
 from streams.batch import Incoming, fold_batch, state_from_bytes, state_to_bytes
 from streams.kafka_io import topic_names
 from streams.settings import Settings

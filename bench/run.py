@@ -196,22 +196,10 @@ class Deployment:
 
 
 def read_topic(topic: str) -> list:
-    """Every message on a topic (all partitions), read with kafka-python to the current end."""
-    from kafka import KafkaConsumer, TopicPartition
+    """Every message on a topic (all partitions), read to the current end."""
+    from streams.kafka_io import read_topic as read_to_end
 
-    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        messages = []
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            for batch in consumer.poll(timeout_ms=500).values():
-                messages.extend(batch)
-        return messages
-    finally:
-        consumer.close()
+    return list(read_to_end(BOOTSTRAP, topic, PIPELINE_S_MAX, "remedy-bench"))
 
 
 def decode_all(messages: list) -> list[tuple[int, dict]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -157,5 +157,38 @@ def worker_lag(settings: Settings) -> int:
         partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
         ends = consumer.end_offsets(partitions)
         return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in partitions)
+    finally:
+        consumer.close()
+
+
+# Poll wait per round while reading a topic to its end.
+READ_POLL_MS = 500
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float, client_id: str, missing_ok: bool = False) -> Iterator:
+    """Every record on a topic (all partitions) up to its end offsets now, without a consumer group.
+
+    Bounded: raises TransientError past `timeout_s`. A topic that does not exist raises
+    InvariantViolation, or yields nothing with `missing_ok`.
+    """
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, client_id=client_id)
+    except KafkaError as error:
+        raise TransientError(f"Kafka at {bootstrap} did not answer: {error}") from None
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            if missing_ok:
+                return
+            raise InvariantViolation(f"topic {topic} does not exist (is REMEDY_TOPIC_PREFIX right?)")
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TransientError(f"could not read {topic} to its end in {timeout_s}s")
+            for tp, batch in consumer.poll(timeout_ms=READ_POLL_MS).items():
+                yield from (record for record in batch if record.offset < end[tp])
     finally:
         consumer.close()

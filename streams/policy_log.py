@@ -8,16 +8,12 @@ version) and switches without a restart; each decision names the version it used
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-
 import schemas
-from streams.errors import PolicyError, TransientError
-from streams.kafka_io import Publisher, topic_names
+from streams.errors import PolicyError
+from streams.kafka_io import Publisher, read_topic, topic_names
 from streams.policy import Policy
 from streams.settings import Settings
 
@@ -52,27 +48,9 @@ def decode_applied(value: bytes, offset: int) -> AppliedPolicy:
 
 def history(settings: Settings) -> list[AppliedPolicy]:
     """Every policy version on the topic, oldest first."""
-    topic = topic_names(settings).policy
-    try:
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                 client_id="remedy-policy")
-    except KafkaError as error:
-        raise TransientError(f"Kafka at {settings.kafka_bootstrap} did not answer: {error}") from None
-    try:
-        partition = TopicPartition(topic, 0)
-        consumer.assign([partition])
-        consumer.seek_to_beginning(partition)
-        end = consumer.end_offsets([partition])[partition]
-        found = []
-        deadline = time.monotonic() + POLICY_READ_TIMEOUT_S
-        while consumer.position(partition) < end:
-            if time.monotonic() > deadline:
-                raise TransientError(f"could not read {topic} to its end in {POLICY_READ_TIMEOUT_S}s")
-            for batch in consumer.poll(timeout_ms=500).values():
-                found.extend(decode_applied(m.value, m.offset) for m in batch)
-        return found
-    finally:
-        consumer.close()
+    records = read_topic(settings.kafka_bootstrap, topic_names(settings).policy, POLICY_READ_TIMEOUT_S,
+                         "remedy-policy", missing_ok=True)
+    return [decode_applied(record.value, record.offset) for record in records]
 
 
 def in_force(settings: Settings) -> AppliedPolicy | None:

@@ -8,11 +8,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
-
 import schemas
-from streams.errors import InvariantViolation, TransientError
-from streams.kafka_io import Publisher, topic_names
+from streams.errors import InvariantViolation
+from streams.kafka_io import Publisher, read_topic, topic_names
 from streams.settings import load_settings
 
 # Longest `review list` spends reading the decision topic to its end.
@@ -21,29 +19,16 @@ DECISION_READ_TIMEOUT_S = 120
 
 def current_decisions(settings) -> dict[str, dict]:
     """The decision in force for every request: the newest one that nothing supersedes."""
-    topic = topic_names(settings).decisions
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, client_id="remedy-review")
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        current: dict[str, dict] = {}
-        superseded: set[str] = set()
-        deadline = time.monotonic() + DECISION_READ_TIMEOUT_S
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TransientError(f"could not read {topic} to its end in {DECISION_READ_TIMEOUT_S}s")
-            for batch in consumer.poll(timeout_ms=500).values():
-                for message in batch:
-                    _, decision = schemas.decode(message.value)
-                    if decision["supersedes_decision_id"]:
-                        superseded.add(decision["supersedes_decision_id"])
-                    if decision["decision_id"] not in superseded:
-                        current[decision["request_id"]] = decision
-        return {rid: d for rid, d in current.items() if d["decision_id"] not in superseded}
-    finally:
-        consumer.close()
+    current: dict[str, dict] = {}
+    superseded: set[str] = set()
+    for record in read_topic(settings.kafka_bootstrap, topic_names(settings).decisions, DECISION_READ_TIMEOUT_S,
+                             "remedy-review"):
+        _, decision = schemas.decode(record.value)
+        if decision["supersedes_decision_id"]:
+            superseded.add(decision["supersedes_decision_id"])
+        if decision["decision_id"] not in superseded:
+            current[decision["request_id"]] = decision
+    return {rid: d for rid, d in current.items() if d["decision_id"] not in superseded}
 
 
 def cmd_review_list(args) -> int:

@@ -8,13 +8,11 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from streams.errors import InvariantViolation, TransientError
+from streams.errors import InvariantViolation
 
 # Longest the quality report reads the decision topic before it gives up (a million decisions
 # take well under a minute with kafka-python).
 TOPIC_READ_TIMEOUT_S = 600
-# One poll's wait; short so the end of the topic is noticed promptly.
-POLL_TIMEOUT_MS = 500
 
 
 def cmd_simulate(args) -> int:
@@ -45,37 +43,12 @@ def cmd_simulate(args) -> int:
 
 def read_decisions(settings) -> Iterator[dict]:
     """Every decision currently on the decision topic, decoded, read to the end offsets seen at start."""
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
-
     import schemas
-    from streams.kafka_io import topic_names
+    from streams.kafka_io import read_topic, topic_names
 
     topic = topic_names(settings).decisions
-    try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
-            client_id="remedy-quality-report",
-        )
-    except KafkaError as error:
-        raise TransientError(f"Kafka at {settings.kafka_bootstrap} did not answer: {error}") from None
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        if not partitions:
-            raise InvariantViolation(f"topic {topic} does not exist (is REMEDY_TOPIC_PREFIX right?)")
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        deadline = time.monotonic() + TOPIC_READ_TIMEOUT_S
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TransientError(f"could not read {topic} to its end in {TOPIC_READ_TIMEOUT_S}s")
-            for tp, batch in consumer.poll(timeout_ms=POLL_TIMEOUT_MS).items():
-                for message in batch:
-                    if message.offset < end[tp]:
-                        yield schemas.decode(message.value)[1]
-    finally:
-        consumer.close()
+    for record in read_topic(settings.kafka_bootstrap, topic, TOPIC_READ_TIMEOUT_S, "remedy-quality-report"):
+        yield schemas.decode(record.value)[1]
 
 
 def read_labels(path: Path) -> Iterator[dict]:

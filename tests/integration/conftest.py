@@ -18,10 +18,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 import schemas
-from streams.kafka_io import ensure_topics, topic_names
+from streams.kafka_io import ensure_topics, read_topic, topic_names
 from streams.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,22 +109,7 @@ class Deployment:
 
     def read_topic(self, topic: str) -> list:
         """Every message currently on a topic (all partitions, from the beginning)."""
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
-        try:
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            end = consumer.end_offsets(partitions)
-            messages = []
-            deadline = time.monotonic() + 60
-            while any(consumer.position(tp) < end[tp] for tp in partitions):
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"could not read {topic} to its end")
-                for batch in consumer.poll(timeout_ms=500).values():
-                    messages.extend(batch)
-            return messages
-        finally:
-            consumer.close()
+        return list(read_topic(self.settings.kafka_bootstrap, topic, 60, "remedy-test"))
 
     def decisions(self) -> list[dict]:
         """Every decision on the decision topic, decoded, in topic order per partition."""

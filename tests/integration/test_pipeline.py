@@ -6,7 +6,6 @@ import random
 import signal
 from pathlib import Path
 
-import pytest
 
 import schemas
 from streams.kafka_io import Publisher

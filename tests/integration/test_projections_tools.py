@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from projections.store import Store
 from tests.integration.conftest import REPO
