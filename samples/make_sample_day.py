@@ -68,8 +68,12 @@ def main() -> None:
             if n % 29 == 0 and r == 0:
                 amount = 18_000  # a large remedy, within the auto-approval ceiling
             incident_id = f"inc-{customer}-{r}"
-            source = "CARRIER" if incident_kind == "LOST_IN_TRANSIT" else "CUSTOMER"
-            if incident_kind == "SLOW_DOWNLOAD" and order["digital"] and r == 0:
+            # The carrier and the QoS monitor report only for customers with a single claim, so the
+            # service's proactive remedy never races the customer's other requests for the caps
+            # (which one the worker sees first depends on which topic it reads first).
+            single = requests == 1 and not serial_claimer
+            source = "CARRIER" if incident_kind == "LOST_IN_TRANSIT" and single else "CUSTOMER"
+            if incident_kind == "SLOW_DOWNLOAD" and order["digital"] and single:
                 source = "QOS_MONITOR"
             events.append({"type": "IncidentReported", "event_id": f"evt-{incident_id}", "incident_id": incident_id,
                            "customer_id": customer, "order_id": order["order_id"], "kind": incident_kind,
@@ -96,7 +100,7 @@ def main() -> None:
                            "request_id": f"req-goodwill-{customer}", "customer_id": customer, "order_id": None,
                            "incident_id": None, "kind": "CREDIT", "amount_cents": 1000, "currency": "USD",
                            "requested_by": "assoc-ana", "requested_at": ts(tick()), "reason": "goodwill: the moment called for it"})
-        if n % 40 == 11:
+        if n % 40 == 11 and not serial_claimer:
             # An outage: the service credits every affected customer once, before they call.
             events.append({"type": "IncidentReported", "event_id": f"evt-outage-{customer}", "incident_id": "inc-outage-1",
                            "customer_id": customer, "order_id": None, "kind": "SERVICE_OUTAGE", "source": "SYSTEM",

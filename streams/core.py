@@ -539,12 +539,11 @@ def _handle_incident(state: State, event: Event, policy: Policy) -> tuple[State,
     old = state["history"]
     clock = max(old.get("incidents_clock_ms") or event["reported_at"], event["reported_at"])
     state = {**_with_incident(state, event, policy), "history": {**old, "incidents_clock_ms": clock}}
-    state, released, checks = _drain(state, policy, None)  # requests that were waiting for this incident
     rule = policy.proactive_rules.get(event["kind"])
-    if rule is None or rule["source"] not in ("ANY", event["source"]):
-        return state, released, checks
-    if rule["amount"] == "ORDER_TOTAL" and not event.get("order_id"):
-        return state, released, checks  # Nothing to price the remedy by; a person can still request one.
+    if (rule is None or rule["source"] not in ("ANY", event["source"])
+            or (rule["amount"] == "ORDER_TOTAL" and not event.get("order_id"))):
+        # No proactive remedy (or nothing to price it by; a person can still request one).
+        return _drain(state, policy, None)  # requests that were waiting for this incident
     request = {
         "type": "RemedyRequested",
         "event_id": f"proactive/{event['event_id']}",
@@ -560,8 +559,13 @@ def _handle_incident(state: State, event: Event, policy: Policy) -> tuple[State,
         "requested_at": event["reported_at"],
         "reason": f"proactive: {event['kind']} reported by {event['source']}",
     }
-    state, more, more_checks = _handle_request(state, request, policy)
-    return state, released + more, checks + more_checks
+    waiting = [i for i, p in enumerate(state["pending"]) if p.get("incident_id") == event["incident_id"]]
+    if not waiting:
+        return _handle_request(state, request, policy)
+    # The service's own remedy for an incident is decided before the requests that waited for
+    # that incident, whichever topic was read first: the same order as when the incident came first.
+    pending = state["pending"][: waiting[0]] + [request] + state["pending"][waiting[0] :]
+    return _drain({**state, "pending": pending}, policy, None)
 
 
 def _with_incident(state: State, event: Event, policy: Policy) -> State:

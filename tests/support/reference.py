@@ -54,6 +54,14 @@ def _with_proactive(events, orders, seen):
                "kind": rule[1], "amount_cents": amount, "currency": "USD", "requested_by": "system"}
 
 
+def _unless_proactive_race(request: dict, proactive_customers: dict) -> None:
+    """A cap that binds for a customer who also gets a proactive remedy binds in an order that
+    depends on which topic the worker reads first (incidents or requests), unless the request names
+    the same incident (it then waits for it and comes after the proactive remedy): not predictable here."""
+    if request["customer_id"] in proactive_customers and request.get("incident_id") != proactive_customers[request["customer_id"]]:
+        raise LimitsWouldBind(f"{request['customer_id']}: a cap binds while a proactive remedy races the requests")
+
+
 def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
     """request_id -> (outcome, granted cents), for files within one 30-day window."""
     events = load(path)
@@ -65,6 +73,8 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
     associate: dict[str, int] = {}
     out: dict[str, tuple[str, int]] = {}
     seen_incidents = set()
+    proactive_customers = {e["customer_id"]: e["incident_id"] for e in _with_proactive(events, orders, set())
+                           if e["type"] == "RemedyRequested" and e["request_id"].startswith("proactive:")}
     for e in _with_proactive(events, orders, seen_incidents):
         if e["type"] != "RemedyRequested" or e["request_id"] in out:
             continue
@@ -87,8 +97,10 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
             result = ("DENIED", 0)
         elif sum(g[1] for g in mine) + amount > CAP_30D_CENTS:
             result = ("DENIED", 0)
+            _unless_proactive_race(e, proactive_customers)
         elif sum(g[1] for g in mine if g[0] == kind) + amount > KIND_CAP_30D_CENTS[kind]:
             result = ("DENIED", 0)
+            _unless_proactive_race(e, proactive_customers)
         elif (incident_kind and not any(g[2] == incident_id for g in mine)
               and claims_of_kind + 1 > INCIDENT_CLAIMS_90D[incident_kind]):
             result = ("DENIED", 0)

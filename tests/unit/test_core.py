@@ -630,3 +630,13 @@ def test_a_claim_whose_incident_never_comes_goes_to_a_person():
     assert world.feed(order("o2", at=T0 + 3 * DAY_MS)) == []  # later orders say nothing about incidents
     (decision,) = world.feed(incident("i2", "DAMAGED", source="CUSTOMER", at=T0 + DAY_MS + 1))
     assert outcomes([decision]) == [("r1", "ESCALATED", [core.INCIDENT_NOT_FOUND])]
+
+
+def test_a_proactive_remedy_comes_first_whether_its_incident_or_a_request_naming_it_arrives_first():
+    events = [order("o1", total=20_000), incident("lost", "LOST_IN_TRANSIT", source="CARRIER"),
+              request("wrap", 6_000, kind="CREDIT", order_id="o1", incident_id="lost", requested_by="assoc-1")]
+    incident_first = world_after(*events).final_decisions()
+    request_first = world_after(events[0], events[2], events[1]).final_decisions()
+    assert incident_first == request_first
+    assert incident_first["proactive:lost:c1:RESHIP"]["outcome"] == "GRANTED"
+    assert incident_first["wrap"]["reason_codes"] == [core.CUSTOMER_30D_CAP_EXCEEDED]
