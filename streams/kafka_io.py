@@ -145,20 +145,31 @@ def publish_events(settings: Settings, events: Iterable[tuple[str, dict]]) -> in
     return count
 
 
+def worker_groups(settings: Settings) -> list[tuple[str, list[str]]]:
+    """(consumer group, topics) of each worker loop: decide, limits and project."""
+    names = topic_names(settings)
+    return [
+        (f"{settings.app_id}-decide", list(names.inputs())),
+        (f"{settings.app_id}-limits", [names.limit_checks]),
+        (f"{settings.app_id}-project", [names.decisions]),
+    ]
+
+
 def worker_lag(settings: Settings) -> int:
     """Messages the worker has not yet processed and committed, over every topic it consumes."""
-    names = topic_names(settings)
-    topics = [*names.inputs(), names.limit_checks, names.decisions]
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id, enable_auto_commit=False,
-        client_id="remedy-lag",
-    )
-    try:
-        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
-        ends = consumer.end_offsets(partitions)
-        return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in partitions)
-    finally:
-        consumer.close()
+    lag = 0
+    for group, topics in worker_groups(settings):
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False,
+            client_id="remedy-lag",
+        )
+        try:
+            partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
+            ends = consumer.end_offsets(partitions)
+            lag += sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in partitions)
+        finally:
+            consumer.close()
+    return lag
 
 
 # Poll wait per round while reading a topic to its end.

@@ -7,9 +7,9 @@ data_dir="${REMEDY_DATA_DIR:-$repo/.data}"
 pid_file="$data_dir/worker.pid"
 log_file="$data_dir/worker.log"
 url="http://${REMEDY_WEB_HOST:-127.0.0.1}:${REMEDY_WEB_PORT:-6066}/health"
-# A cold worker creates topics, opens ClickHouse and recovers its table: 90 s is ample on 2 cores.
+# A cold worker creates topics, opens ClickHouse and restores its state: 90 s is ample on 2 cores.
 START_WAIT_S_MAX=90
-# Faust finishes its in-flight batch and commits on SIGTERM; 30 s covers a full batch.
+# The worker finishes its in-flight batches and commits on SIGTERM (up to 20 s); 30 s covers it.
 STOP_WAIT_S_MAX=30
 
 running() { [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; }
