@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import struct
 import time
 from typing import Iterable, Iterator
 
@@ -133,6 +135,102 @@ class Publisher:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# A spool frame: topic index (1 byte), key length (2 bytes), value length (4 bytes), then the bytes.
+_FRAME = struct.Struct(">BHI")
+# Record batches sent to the broker at most: bounds memory and keeps acks flowing.
+SEND_BATCHES_IN_FLIGHT_MAX = 32
+# Bytes per record batch (under the broker's default message.max.bytes of 1 MiB).
+SEND_BATCH_BYTES_MAX = 512 * 1024
+
+
+def write_frame(out, topic_index: int, key: bytes, value: bytes) -> None:
+    """Append one encoded event to a spool."""
+    out.write(_FRAME.pack(topic_index, len(key), len(value)))
+    out.write(key)
+    out.write(value)
+
+
+def read_frames(spool) -> Iterator[tuple[int, bytes, bytes]]:
+    """(topic index, key, value) for every frame of a spool, in order."""
+    header_size = _FRAME.size
+    while True:
+        header = spool.read(header_size)
+        if not header:
+            return
+        if len(header) != header_size:
+            raise InvariantViolation("publish spool: truncated frame")
+        topic_index, key_length, value_length = _FRAME.unpack(header)
+        yield topic_index, spool.read(key_length), spool.read(value_length)
+
+
+def send_frames(settings: Settings, topics: list[str], frames: Iterable[tuple[int, bytes, bytes]],
+                progress=None, progress_every: int = 50_000) -> int:
+    """Send keyed records in record batches (aiokafka, idempotent, acks=all); returns how many.
+
+    Records keep their order per partition; the partition is murmur2(key), as every Kafka
+    client's default partitioner computes it, so a customer's events land where the worker and
+    other publishers expect them. Raises TransientError if the broker did not acknowledge all.
+    """
+    return asyncio.run(_send_frames(settings, topics, frames, progress, progress_every))
+
+
+async def _send_frames(settings: Settings, topics: list[str], frames, progress, progress_every: int) -> int:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError as AIOKafkaError
+    from aiokafka.partitioner import murmur2
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, client_id="remedy-publisher", acks="all",
+        enable_idempotence=True, linger_ms=PRODUCER_LINGER_MS, max_batch_size=SEND_BATCH_BYTES_MAX,
+        request_timeout_ms=PUBLISH_FLUSH_TIMEOUT_S * 1000,
+    )
+    try:
+        await producer.start()
+    except AIOKafkaError as error:
+        raise TransientError(f"Kafka at {settings.kafka_bootstrap} did not answer: {error}") from None
+    sent = 0
+    try:
+        await producer.client.force_metadata_update()
+        known = [producer.client.cluster.partitions_for_topic(topic) for topic in topics]
+        missing = [topic for topic, partitions in zip(topics, known) if not partitions]
+        if missing:
+            raise InvariantViolation(f"topic {', '.join(missing)} does not exist on {settings.kafka_bootstrap}; "
+                                     "run `remedy-ledger topics create` (or start a worker) first")
+        counts = [len(partitions) for partitions in known]
+        batches: dict[tuple[int, int], object] = {}
+        in_flight: list = []
+
+        async def ship(topic_index: int, partition: int) -> None:
+            in_flight.append(await producer.send_batch(batches.pop((topic_index, partition)), topics[topic_index],
+                                                       partition=partition))
+            if len(in_flight) >= SEND_BATCHES_IN_FLIGHT_MAX:
+                await asyncio.gather(*in_flight)
+                in_flight.clear()
+
+        for topic_index, key, value in frames:
+            partition = (murmur2(key) & 0x7FFFFFFF) % counts[topic_index]
+            slot = (topic_index, partition)
+            batch = batches.get(slot)
+            if batch is None:
+                batch = batches[slot] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                await ship(topic_index, partition)
+                batch = batches[slot] = producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    raise InvariantViolation(f"a record of {len(value)} bytes does not fit in a batch")
+            sent += 1
+            if progress and sent % progress_every == 0:
+                progress(sent)
+        for topic_index, partition in list(batches):
+            await ship(topic_index, partition)
+        await asyncio.gather(*in_flight)
+    except AIOKafkaError as error:
+        raise TransientError(f"the broker did not acknowledge every event ({sent} sent): {error}") from None
+    finally:
+        await producer.stop()
+    return sent
 
 
 def publish_events(settings: Settings, events: Iterable[tuple[str, dict]]) -> int:

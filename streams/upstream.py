@@ -6,20 +6,24 @@ A file with any bad line publishes nothing.
 
 from __future__ import annotations
 
+import io
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
 import schemas
-from streams.errors import InvariantViolation, ValidationError
+from streams.errors import EncodeError, InvariantViolation, ValidationError
 from streams.inbound import LineProblems, parse_event_line
-from streams.kafka_io import Publisher
+from streams.kafka_io import read_frames, send_frames, topic_names, write_frame
 from streams.settings import Settings
 
 # Problems printed for one file at most; past this the file is clearly not in the publish format.
 PROBLEMS_REPORTED_MAX = 200
 # Progress is reported every this many lines.
 PROGRESS_EVERY_LINES = 50_000
+# Buffer of the spool file that holds encoded events between validation and sending.
+SPOOL_BUFFER_BYTES = 1 << 20
 
 
 @lru_cache(maxsize=1)
@@ -55,18 +59,26 @@ def iter_file(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, text
 
 
-def validate_file(path: Path, progress: Callable[[int], None] | None = None) -> int:
-    """Check every line; return the event count or raise ValidationError listing `FILE:LINE: problem`."""
+def _scan(path: Path, on_event: Callable[[int, str, dict], None] | None,
+          progress: Callable[[int], None] | None) -> int:
+    """Parse and check every line, handing each valid event to `on_event(line, record, datum)`.
+
+    Returns the event count, or raises ValidationError listing every `FILE:LINE: problem`.
+    """
     avro = avro_json_by_name()
     problems: list[str] = []
     count = 0
     try:
         for number, text in iter_file(path):
             try:
-                parse_event_line(text, avro)
+                record_name, datum = parse_event_line(text, avro)
+                if on_event is not None and not problems:
+                    on_event(number, record_name, datum)
                 count += 1
             except LineProblems as bad:
                 problems.extend(f"{path}:{number}: {problem}" for problem in bad.problems)
+            except EncodeError as error:
+                problems.append(f"{path}:{number}: {error}")
             if progress and number % PROGRESS_EVERY_LINES == 0:
                 progress(number)
     except UnicodeDecodeError as error:
@@ -81,6 +93,11 @@ def validate_file(path: Path, progress: Callable[[int], None] | None = None) -> 
     return count
 
 
+def validate_file(path: Path, progress: Callable[[int], None] | None = None) -> int:
+    """Check every line; return the event count or raise ValidationError listing `FILE:LINE: problem`."""
+    return _scan(path, None, progress)
+
+
 def read_events(path: Path) -> Iterator[tuple[str, dict]]:
     """(record name, datum) for every line of an already validated file."""
     avro = avro_json_by_name()
@@ -89,15 +106,26 @@ def read_events(path: Path) -> Iterator[tuple[str, dict]]:
 
 
 def publish_file(path: Path, settings: Settings, progress: Callable[[str, int], None] | None = None) -> int:
-    """Validate the whole file, then publish every event with an idempotent producer; returns the count."""
-    total = validate_file(path, progress=(lambda n: progress("validated", n)) if progress else None)
-    published = 0
-    with Publisher(settings) as publisher:
-        for record_name, datum in read_events(path):
-            publisher.publish(record_name, datum)
-            published += 1
-            if progress and published % PROGRESS_EVERY_LINES == 0:
-                progress("published", published)
+    """Validate the whole file, then publish every event with an idempotent producer; returns the count.
+
+    One pass parses, checks and encodes each line into a spool file (so a file with a bad line
+    publishes nothing, and no line is parsed twice); the spool is then sent in record batches.
+    """
+    names = topic_names(settings)
+    topics = list(names.inputs())
+    with tempfile.TemporaryFile(prefix="remedy-publish-") as spool:
+        writer = io.BufferedWriter(spool, buffer_size=SPOOL_BUFFER_BYTES)
+
+        def encode(number: int, record_name: str, datum: dict) -> None:
+            write_frame(writer, topics.index(names.for_event(record_name)), datum["customer_id"].encode(),
+                        schemas.encode(record_name, datum))
+
+        total = _scan(path, encode, (lambda n: progress("validated", n)) if progress else None)
+        writer.flush()
+        spool.seek(0)
+        reader = io.BufferedReader(spool, buffer_size=SPOOL_BUFFER_BYTES)
+        published = send_frames(settings, topics, read_frames(reader),
+                                (lambda n: progress("published", n)) if progress else None, PROGRESS_EVERY_LINES)
     if published != total:
-        raise InvariantViolation(f"{path}: changed while publishing ({total} lines validated, {published} published)")
+        raise InvariantViolation(f"{path}: {total} lines validated but {published} published")
     return published
