@@ -176,10 +176,66 @@ def send_frames(settings: Settings, topics: list[str], frames: Iterable[tuple[in
     return asyncio.run(_send_frames(settings, topics, frames, progress, progress_every))
 
 
+class RecordBatcher:
+    """Groups records into one record batch per (topic, partition) and sends each as one request.
+
+    Far cheaper per record than `producer.send` (measured here: ~7 us against ~30 us). A keyed
+    record without an explicit partition goes to murmur2(key) mod partitions, as every Kafka
+    client's default partitioner puts it; keyless records take the partitions in turn. Order is
+    kept per partition.
+    """
+
+    def __init__(self, producer, in_flight_max: int = SEND_BATCHES_IN_FLIGHT_MAX):
+        self.producer = producer
+        self.in_flight_max = in_flight_max
+        self._batches: dict[tuple[str, int], object] = {}
+        self._in_flight: list = []
+        self._partitions: dict[str, int] = {}
+        self._keyless = 0
+
+    async def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
+        """Queue one record (sent when its batch fills or at `flush`)."""
+        from aiokafka.partitioner import murmur2
+
+        if partition is None:
+            count = self._partitions.get(topic)
+            if count is None:
+                count = self._partitions[topic] = len(await self.producer.partitions_for(topic))
+            if key is None:  # spread keyless records (dead letters of keyless messages) in turn
+                self._keyless = (self._keyless + 1) % count
+                partition = self._keyless
+            else:
+                partition = (murmur2(key) & 0x7FFFFFFF) % count
+        slot = (topic, partition)
+        batch = self._batches.get(slot)
+        if batch is None:
+            batch = self._batches[slot] = self.producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            await self._ship(slot)
+            batch = self._batches[slot] = self.producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise InvariantViolation(f"a record of {len(value)} bytes does not fit in a record batch")
+
+    async def _ship(self, slot: tuple[str, int]) -> None:
+        topic, partition = slot
+        self._in_flight.append(await self.producer.send_batch(self._batches.pop(slot), topic, partition=partition))
+        if len(self._in_flight) >= self.in_flight_max:
+            await self._wait()
+
+    async def _wait(self) -> None:
+        pending, self._in_flight = self._in_flight, []
+        await asyncio.gather(*pending)
+
+    async def flush(self) -> None:
+        """Send every open batch and wait until the broker acknowledged everything queued."""
+        for slot in list(self._batches):
+            await self._ship(slot)
+        await self._wait()
+
+
 async def _send_frames(settings: Settings, topics: list[str], frames, progress, progress_every: int) -> int:
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError as AIOKafkaError
-    from aiokafka.partitioner import murmur2
 
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, client_id="remedy-publisher", acks="all",
@@ -193,39 +249,17 @@ async def _send_frames(settings: Settings, topics: list[str], frames, progress, 
     sent = 0
     try:
         await producer.client.force_metadata_update()
-        known = [producer.client.cluster.partitions_for_topic(topic) for topic in topics]
-        missing = [topic for topic, partitions in zip(topics, known) if not partitions]
+        missing = [topic for topic in topics if not producer.client.cluster.partitions_for_topic(topic)]
         if missing:
             raise InvariantViolation(f"topic {', '.join(missing)} does not exist on {settings.kafka_bootstrap}; "
                                      "run `remedy-ledger topics create` (or start a worker) first")
-        counts = [len(partitions) for partitions in known]
-        batches: dict[tuple[int, int], object] = {}
-        in_flight: list = []
-
-        async def ship(topic_index: int, partition: int) -> None:
-            in_flight.append(await producer.send_batch(batches.pop((topic_index, partition)), topics[topic_index],
-                                                       partition=partition))
-            if len(in_flight) >= SEND_BATCHES_IN_FLIGHT_MAX:
-                await asyncio.gather(*in_flight)
-                in_flight.clear()
-
+        batcher = RecordBatcher(producer)
         for topic_index, key, value in frames:
-            partition = (murmur2(key) & 0x7FFFFFFF) % counts[topic_index]
-            slot = (topic_index, partition)
-            batch = batches.get(slot)
-            if batch is None:
-                batch = batches[slot] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                await ship(topic_index, partition)
-                batch = batches[slot] = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise InvariantViolation(f"a record of {len(value)} bytes does not fit in a batch")
+            await batcher.add(topics[topic_index], key, value)
             sent += 1
             if progress and sent % progress_every == 0:
                 progress(sent)
-        for topic_index, partition in list(batches):
-            await ship(topic_index, partition)
-        await asyncio.gather(*in_flight)
+        await batcher.flush()
     except AIOKafkaError as error:
         raise TransientError(f"the broker did not acknowledge every event ({sent} sent): {error}") from None
     finally:

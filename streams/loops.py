@@ -33,6 +33,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError
 
 from streams.batch import Incoming
+from streams.kafka_io import SEND_BATCH_BYTES_MAX, RecordBatcher
 
 log = logging.getLogger("remedy.loops")
 
@@ -49,7 +50,6 @@ RESTORE_FETCH_MAX = 10_000
 RESTORE_TIMEOUT_S = 600
 # Producer: idempotent, acks from every in-sync replica, a few ms of linger to batch sends.
 PRODUCER_LINGER_MS = 5
-PRODUCER_MAX_BATCH_BYTES = 1_048_576
 
 
 def new_producer(bootstrap: str) -> AIOKafkaProducer:
@@ -60,7 +60,7 @@ def new_producer(bootstrap: str) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=PRODUCER_LINGER_MS,
-        max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        max_batch_size=SEND_BATCH_BYTES_MAX,
         compression_type=None,
     )
 
@@ -250,15 +250,16 @@ class BatchLoop:
             return
         messages = [Incoming(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in records]
         output = await self.process(messages, self.state)
-        pending = [await self.producer.send(topic, value=value, key=key) for topic, key, value in output.sends]
+        batcher = RecordBatcher(self.producer)
+        for topic, key, value in output.sends:
+            await batcher.add(topic, key, value)
         if self.state is not None:
             for partition, values in output.states.items():
                 for key, value in values.items():
-                    pending.append(await self.producer.send(self.state.changelog, value=value, key=key,
-                                                            partition=partition))
+                    await batcher.add(self.state.changelog, key, value, partition=partition)
         # Every acknowledgement before state is kept and offsets move: a decision is never
         # remembered and then lost on its way to the decision topic.
-        await asyncio.gather(*pending)
+        await batcher.flush()
         if self.state is not None:
             self.state.save(output.states)
         offsets = {}

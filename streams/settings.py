@@ -25,7 +25,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     # Events decided per batch: big enough to amortise state writes, small enough for latency.
-    decide_batch_max: int = 500
+    decide_batch_max: int = 2_000
     # Longest a partial decide batch waits for more events; bounds decision latency.
     decide_batch_wait_ms: int = 20
     # Decisions per ClickHouse insert: ClickHouse prefers few large inserts (10k-100k rows).
