@@ -1,14 +1,13 @@
 """Where `remedy-ledger publish` spends its time: each stage timed alone on the same file.
 
 Run by bench/run.py (cwd = the source tree measured): python bench/publish_breakdown.py EVENTS.jsonl BOOTSTRAP
-Stages: parse and check every line (validate only); parse, check and Avro-encode into the spool
-(what publish does before sending); and sending the spool in record batches (aiokafka, acks=all,
+Stages: parse and check every line (validate only); parse, check and Avro-encode into the spools
+(what publish does before sending, one process per core for a large file); and sending the spool in record batches (aiokafka, acks=all,
 idempotent). Prints JSON.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 import tempfile
@@ -16,10 +15,10 @@ import time
 import uuid
 from pathlib import Path
 
-import schemas
-from streams.kafka_io import ensure_topics, read_frames, send_frames, topic_names, write_frame
+from streams.inbound import PUBLISHABLE_TYPES
+from streams.kafka_io import ensure_topics, read_frames, send_frames, topic_names
 from streams.settings import Settings
-from streams.upstream import _scan, validate_file
+from streams.upstream import _parts_for, _scan, validate_file
 
 
 def timed(function):
@@ -35,16 +34,16 @@ def main() -> None:
     ensure_topics(settings)
     names = topic_names(settings)
     topics = list(names.inputs())
-    with tempfile.TemporaryFile() as spool:
-        writer = io.BufferedWriter(spool, buffer_size=1 << 20)
+    topic_of = {name: topics.index(names.for_event(name)) for name in PUBLISHABLE_TYPES}
+    with tempfile.TemporaryDirectory() as spool_dir:
+        (_, spools), spool_s = timed(lambda: _scan(path, spool_dir, topic_of, _parts_for(path), None))
 
-        def encode(number, record_name, datum):
-            write_frame(writer, topics.index(names.for_event(record_name)), datum["customer_id"].encode(),
-                        schemas.encode(record_name, datum))
+        def frames():
+            for spool in spools:
+                with open(spool, "rb", buffering=1 << 20) as handle:
+                    yield from read_frames(handle)
 
-        _, spool_s = timed(lambda: (_scan(path, encode, None), writer.flush()))
-        spool.seek(0)
-        sent, send_s = timed(lambda: send_frames(settings, topics, read_frames(io.BufferedReader(spool, 1 << 20))))
+        sent, send_s = timed(lambda: send_frames(settings, topics, frames()))
     assert sent == count
     stage = lambda seconds: {"seconds": round(seconds, 2), "events_per_s": round(count / seconds)}
     print(json.dumps({

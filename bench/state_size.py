@@ -1,8 +1,9 @@
 """State size with many customers: fold a simulated workload through the decision core in process.
 
 Run by bench/run.py (cwd = the source tree measured): python bench/state_size.py CUSTOMERS DAYS SEED
-Keeps every customer's state serialised exactly as the worker's table holds it (bytes in a dict,
-like Faust's memory:// store), then prints JSON: customers, events, serialised bytes, peak RSS.
+Keeps every customer's state exactly as the worker holds it in memory (the JSON bytes, compressed
+by `streams.loops.held`, in a dict), then prints JSON: customers, events, held bytes (and the
+JSON bytes the changelog carries), peak RSS.
 The worker's RSS with N customers is about this dict plus the worker's fixed footprint.
 """
 
@@ -14,6 +15,7 @@ import time
 
 from streams import core, scopes
 from streams.batch import scope_key_of, state_to_bytes
+from streams.loops import held
 from streams.policy import Policy
 from streams.simulate import WorkloadConfig, generate
 
@@ -77,7 +79,7 @@ def main() -> None:
     policy = Policy()
     table: dict[bytes, bytes] = {}
     scope_states: dict[str, dict] = {}  # household and associate limits (the limits agent's table)
-    events_folded = decisions = chunks = 0
+    events_folded = decisions = chunks = json_bytes = 0
     started = time.monotonic()
     rss_before = peak_rss_bytes()
     for events, _labels in generate(WorkloadConfig(customers=customers, days=days, seed=seed)):
@@ -88,17 +90,22 @@ def main() -> None:
             decisions += fold_one(event, states, scope_states, policy)
             events_folded += 1
         for customer_id, state in states.items():
-            table[customer_id.encode()] = state_to_bytes(state)
+            value = state_to_bytes(state)
+            json_bytes += len(value)
+            table[customer_id.encode()] = held(value)
         chunks += 1
         if chunks % PROGRESS_EVERY_CHUNKS == 0:
             print(f"  {len(table):,} customers, {events_folded:,} events ({time.monotonic() - started:.0f}s)",
                   file=sys.stderr, flush=True)
     for key, state in scope_states.items():
-        table[f"scope:{key}".encode()] = state_to_bytes(state)
+        value = state_to_bytes(state)
+        json_bytes += len(value)
+        table[f"scope:{key}".encode()] = held(value)
     serialised = sum(len(k) + len(v) for k, v in table.items())
     print(json.dumps({
         "customers": len(table) - len(scope_states), "scope_keys": len(scope_states), "events": events_folded, "decisions": decisions,
         "state_bytes": serialised, "state_bytes_per_customer": round(serialised / max(1, len(table)), 1),
+        "changelog_json_bytes": json_bytes,
         "peak_rss_bytes": peak_rss_bytes(), "rss_before_bytes": rss_before,
         "seconds": round(time.monotonic() - started, 1),
         "events_per_s": round(events_folded / (time.monotonic() - started)),

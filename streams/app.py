@@ -141,7 +141,8 @@ class Worker:
         return {
             "decide": BatchLoop("decide", groups["decide"], names.inputs(), bootstrap, producer,
                                 self._folding(fold_batch), settings.decide_batch_max, settings.decide_batch_wait_ms,
-                                changelog=names.customer_state_changelog),
+                                changelog=names.customer_state_changelog,
+                                aligned=(names.orders, names.incidents, names.requests)),
             "limits": BatchLoop("limits", groups["limits"], (names.limit_checks,), bootstrap, producer,
                                 self._folding(fold_scope_batch), settings.decide_batch_max,
                                 settings.decide_batch_wait_ms, changelog=names.scope_state_changelog),

@@ -23,8 +23,10 @@ stopped consuming some partitions for minutes. See docs/field-notes.md.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -73,16 +75,35 @@ class Output:
     states: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
 
 
+# zlib level for states held in memory: 1 is 2.8x smaller than the JSON (1,370 -> 496 bytes per
+# simulated customer) for ~18 us per write; higher levels gain under 6% more for more CPU.
+STATE_COMPRESSION_LEVEL = 1
+
+
+def held(value: bytes) -> bytes:
+    """A state as this worker holds it in memory (the changelog keeps the plain JSON)."""
+    return zlib.compress(value, STATE_COMPRESSION_LEVEL)
+
+
+def unheld(value: bytes) -> bytes:
+    """The inverse of `held`."""
+    return zlib.decompress(value)
+
+
 class PartitionState:
-    """The state of the partitions this loop owns, in memory, backed by a compacted changelog."""
+    """The state of the partitions this loop owns, in memory, backed by a compacted changelog.
+
+    Values are held compressed (`held`): a million customers' states fit in well under 1 GB.
+    """
 
     def __init__(self, changelog: str):
         self.changelog = changelog
         self.by_partition: dict[int, dict[bytes, bytes]] = {}
 
     def get(self, partition: int, key: bytes) -> bytes | None:
-        """The saved state of `key` on `partition`, or None."""
-        return self.by_partition.get(partition, {}).get(key)
+        """The saved state of `key` on `partition` (the changelog's bytes), or None."""
+        value = self.by_partition.get(partition, {}).get(key)
+        return unheld(value) if value is not None else None
 
     def keys(self) -> int:
         """How many keys are held (all owned partitions)."""
@@ -119,7 +140,7 @@ class PartitionState:
                         if record.value is None:
                             values.pop(record.key, None)
                         else:
-                            values[record.key] = record.value
+                            values[record.key] = held(record.value)
             log.info("restored %s partitions %s: %d keys in %.1fs", self.changelog, partitions,
                      sum(len(self.by_partition[p]) for p in partitions), time.monotonic() - started)
         finally:
@@ -133,10 +154,114 @@ class PartitionState:
     def save(self, states: dict[int, dict[bytes, bytes]]) -> None:
         """Keep the states a batch changed (after the changelog acknowledged them)."""
         for partition, values in states.items():
-            self.by_partition.setdefault(partition, {}).update(values)
+            owned = self.by_partition.setdefault(partition, {})
+            for key, value in values.items():
+                owned[key] = held(value)
 
 
 Process = Callable[[list[Incoming], PartitionState | None], Awaitable[Output]]
+
+# Longest a partition's records wait for a co-partitioned topic that has data not fetched yet.
+ALIGN_WAIT_MS_MAX = 2_000
+# Records buffered per topic-partition before its fetching pauses (bounds memory while a topic
+# runs ahead of the others).
+BUFFERED_PER_PARTITION_MAX = 20_000
+
+
+class Aligner:
+    """Buffers fetched records and releases co-partitioned ones in timestamp order across topics.
+
+    A consumer fetches each topic-partition on its own, so during a catch-up one topic can run
+    far ahead of another (a customer's requests read days of event time before the orders they
+    name). Like Kafka Streams, a partition's records on the `aligned` topics are released only up
+    to the oldest head among those topics; a topic with nothing buffered holds the others back
+    while it still has data to fetch (at most ALIGN_WAIT_MS_MAX). Records of other topics (limit
+    results: answers, not upstream events) are released at once.
+    """
+
+    def __init__(self, aligned: tuple[str, ...]):
+        self.aligned = aligned
+        self.buffers: dict[TopicPartition, collections.deque] = {}
+        self.blocked_since: dict[int, float] = {}
+        self.paused: set[TopicPartition] = set()
+
+    def add(self, consumer: AIOKafkaConsumer, fetched: dict) -> int:
+        """Buffer what a getmany returned; pause partitions whose buffer is full. Returns how many."""
+        count = 0
+        for tp, records in fetched.items():
+            buffer = self.buffers.setdefault(tp, collections.deque())
+            buffer.extend(records)
+            count += len(records)
+            if len(buffer) >= BUFFERED_PER_PARTITION_MAX and tp not in self.paused:
+                consumer.pause(tp)
+                self.paused.add(tp)
+        return count
+
+    def buffered(self) -> int:
+        """Records buffered and not yet released."""
+        return sum(len(buffer) for buffer in self.buffers.values())
+
+    def drop(self, tps) -> None:
+        """Forget revoked partitions (their next owner fetches from the committed offsets)."""
+        for tp in tps:
+            self.buffers.pop(tp, None)
+            self.paused.discard(tp)
+        self.blocked_since.clear()
+
+    async def _lagging(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
+        """True while `tp` has records on the broker that were not fetched yet (or it cannot tell)."""
+        if tp not in consumer.assignment():
+            return False
+        highwater = consumer.highwater(tp)
+        return highwater is None or await consumer.position(tp) < highwater
+
+    async def take(self, consumer: AIOKafkaConsumer, limit: int) -> list:
+        """Up to `limit` releasable records, in timestamp order per partition."""
+        released: list = []
+        partitions = sorted({tp.partition for tp, buffer in self.buffers.items() if buffer})
+        for partition in partitions:
+            if len(released) >= limit:
+                break
+            released += self._take_unaligned(partition, limit - len(released))
+            released += await self._take_aligned(consumer, partition, limit - len(released))
+        for tp in [tp for tp in self.paused if len(self.buffers.get(tp, ())) < BUFFERED_PER_PARTITION_MAX // 2]:
+            consumer.resume(tp)
+            self.paused.discard(tp)
+        return released
+
+    def _take_unaligned(self, partition: int, limit: int) -> list:
+        out: list = []
+        for tp, buffer in self.buffers.items():
+            if tp.partition == partition and tp.topic not in self.aligned:
+                while buffer and len(out) < limit:
+                    out.append(buffer.popleft())
+        return out
+
+    async def _take_aligned(self, consumer: AIOKafkaConsumer, partition: int, limit: int) -> list:
+        buffers = [self.buffers.get(TopicPartition(topic, partition)) or collections.deque() for topic in self.aligned]
+        if not any(buffers):
+            return []
+        now = time.monotonic()
+        waited_out = now - self.blocked_since.get(partition, now) > ALIGN_WAIT_MS_MAX / 1000
+        lagging = {}  # aligned topic index -> still has unfetched records (asked when its buffer is empty)
+        out: list = []
+        while len(out) < limit:
+            heads = [buffer for buffer in buffers if buffer]
+            if not heads:
+                break
+            if not waited_out:
+                for index, buffer in enumerate(buffers):
+                    if not buffer and index not in lagging:
+                        lagging[index] = await self._lagging(consumer, TopicPartition(self.aligned[index], partition))
+                if any(lagging.get(index) for index, buffer in enumerate(buffers) if not buffer):
+                    # An emptied topic may hold an older record not fetched yet: wait for it.
+                    self.blocked_since.setdefault(partition, now)
+                    break
+            oldest = min(heads, key=lambda buffer: buffer[0].timestamp)
+            out.append(oldest.popleft())
+        if out:
+            self.blocked_since.pop(partition, None)
+        return out
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -152,6 +277,7 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked):
         # Wait for the batch in flight: its sends and commit finish before anyone else reads on.
         async with self.loop.lock:
+            self.loop.aligner.drop(revoked)
             if self.loop.state is not None:
                 self.loop.state.drop(sorted({tp.partition for tp in revoked}))
 
@@ -174,7 +300,7 @@ class BatchLoop:
 
     def __init__(self, name: str, group_id: str, topics: tuple[str, ...], bootstrap: str,
                  producer: AIOKafkaProducer, process: Process, batch_max: int, batch_wait_ms: int,
-                 changelog: str | None = None):
+                 changelog: str | None = None, aligned: tuple[str, ...] = ()):
         self.name = name
         self.group_id = group_id
         self.topics = topics
@@ -184,6 +310,7 @@ class BatchLoop:
         self.batch_max = batch_max
         self.batch_wait_ms = batch_wait_ms
         self.state = PartitionState(changelog) if changelog else None
+        self.aligner = Aligner(aligned)
         self.lock = asyncio.Lock()
         self.assigned: list[int] = []
         self.failure: BaseException | None = None
@@ -209,19 +336,17 @@ class BatchLoop:
         )
 
     async def _next_batch(self, consumer: AIOKafkaConsumer) -> list:
-        """Block until some messages arrive, then fill the batch for up to batch_wait_ms."""
-        fetched = await consumer.getmany(timeout_ms=IDLE_POLL_MS, max_records=self.batch_max)
-        records = [record for batch in fetched.values() for record in batch]
-        if not records:
-            return records
-        deadline = time.monotonic() + self.batch_wait_ms / 1000
-        while len(records) < self.batch_max:
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0:
-                break
-            more = await consumer.getmany(timeout_ms=remaining_ms, max_records=self.batch_max - len(records))
-            records += [record for batch in more.values() for record in batch]
-        return records
+        """Fetch until a batch is full or batch_wait_ms passed since records arrived; release it aligned."""
+        idle_ms = self.batch_wait_ms if self.aligner.buffered() else IDLE_POLL_MS
+        fetched = self.aligner.add(consumer, await consumer.getmany(timeout_ms=idle_ms, max_records=self.batch_max))
+        if fetched:
+            deadline = time.monotonic() + self.batch_wait_ms / 1000
+            while self.aligner.buffered() < self.batch_max:
+                remaining_ms = int((deadline - time.monotonic()) * 1000)
+                if remaining_ms <= 0:
+                    break
+                self.aligner.add(consumer, await consumer.getmany(timeout_ms=remaining_ms, max_records=self.batch_max))
+        return await self.aligner.take(consumer, self.batch_max)
 
     async def run(self) -> None:
         """Consume until cancelled; any unexpected error propagates (the worker crashes loudly)."""

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+import schemas
+
 from streams.errors import ValidationError
 from streams.inbound import LineProblems, decoded_event_problems, parse_event_line
-from streams.upstream import avro_json_by_name, validate_file
+from streams.kafka_io import read_frames
+from streams.upstream import _scan, avro_json_by_name, validate_file
 
 GOOD_REQUEST = {
     "type": "RemedyRequested", "event_id": "e1", "request_id": "r1", "customer_id": "c1", "order_id": None,
@@ -80,6 +83,33 @@ def test_a_file_with_bad_lines_reports_every_one_with_file_and_line(tmp_path):
         f"{path}:2: not valid JSON: Expecting property name enclosed in double quotes at column 2",
         f"{path}:4: field 'amount_cents': must be positive, got -5",
     ]
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+def test_a_file_scanned_in_parallel_ranges_reports_the_same_lines_and_spools_every_event(tmp_path, parts):
+    path = tmp_path / "events.jsonl"
+    lines = [json.dumps({**GOOD_REQUEST, "request_id": f"r{n}", "event_id": f"e{n}"}) for n in range(40)]
+    lines[13], lines[31] = "{oops", json.dumps({**GOOD_REQUEST, "amount_cents": -5})
+    lines[20] = ""
+    path.write_bytes(("\n".join(lines) + "\n").encode() + b"\xff\xfe\n")
+    with pytest.raises(ValidationError) as caught:
+        _scan(path, None, {}, parts, None)
+    assert caught.value.problems == [
+        f"{path}:14: not valid JSON: Expecting property name enclosed in double quotes at column 2",
+        f"{path}:32: field 'amount_cents': must be positive, got -5",
+        f"{path}:41: not UTF-8 text (invalid start byte at byte {len(chr(10).join(lines)) + 1})",
+    ]
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps({**GOOD_REQUEST, "request_id": f"r{n}"}) + "\n" for n in range(40)))
+    (tmp_path / "spool").mkdir()
+    count, spools = _scan(good, str(tmp_path / "spool"), {"RemedyRequested": 2}, parts, None)
+    frames = []
+    for spool in spools:
+        with open(spool, "rb") as handle:
+            frames += list(read_frames(handle))
+    assert count == len(frames) == 40
+    assert [topic for topic, _, _ in frames] == [2] * 40 and all(key == b"c1" for _, key, _ in frames)
+    assert [schemas.decode(value)[1]["request_id"] for _, _, value in frames] == [f"r{n}" for n in range(40)]
 
 
 def test_decoded_events_are_checked_for_what_avro_cannot_express():
