@@ -244,7 +244,9 @@ class Worker:
         return _json({
             "status": "ok", "app": self.settings.app_id, "policy_version": self.policy.version,
             "loops": {name: {"partitions": loop.assigned, "events": loop.events_total, "batches": loop.batches_total,
-                             "state_keys": loop.state.keys() if loop.state else None}
+                             "state_keys": loop.state.keys() if loop.state else None,
+                             "buffered": loop.aligner.buffered(), "aligned_waits": loop.aligner.waits_total,
+                             "aligned_waited_s": round(loop.aligner.waited_s_total, 3)}
                       for name, loop in self.loops.items()},
         })
 
