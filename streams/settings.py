@@ -97,11 +97,12 @@ def load_settings(env: dict | None = None) -> Settings:
         web_host=env.get("REMEDY_WEB_HOST", defaults.web_host),
         web_port=_int(env, "REMEDY_WEB_PORT", defaults.web_port),
         decide_batch_max=_int(env, "REMEDY_DECIDE_BATCH_MAX", defaults.decide_batch_max),
+        decide_batch_wait_ms=_int(env, "REMEDY_DECIDE_BATCH_WAIT_MS", defaults.decide_batch_wait_ms),
         project_batch_max=_int(env, "REMEDY_PROJECT_BATCH_MAX", defaults.project_batch_max),
         project_batch_wait_ms=_int(env, "REMEDY_PROJECT_BATCH_WAIT_MS", defaults.project_batch_wait_ms),
         policy=policy,
     )
-    for name in ("topic_partitions", "topic_replication", "decide_batch_max", "project_batch_max"):
+    for name in ("topic_partitions", "topic_replication", "decide_batch_max", "decide_batch_wait_ms", "project_batch_max"):
         if getattr(settings, name) <= 0:
             raise InvariantViolation(f"setting {name}: must be positive, got {getattr(settings, name)}")
     return settings
