@@ -127,10 +127,17 @@ class Worker:
         return process
 
     async def _project(self, messages: list[Incoming], state: None) -> Output:
-        batch = build_batch(messages, self.names)
+        def build_and_write():
+            # Decoding and row building run on the ClickHouse thread too, so the event loop (and
+            # the decide loop's latency) does not wait for them.
+            batch = build_batch(messages, self.names)
+            if batch.ledger_rows:
+                # Synchronous insert with a dedup token: acknowledged before the offsets move.
+                self._store().write_batch(batch)
+            return batch
+
+        batch = await asyncio.get_running_loop().run_in_executor(self.clickhouse, build_and_write)
         if batch.ledger_rows:
-            # Synchronous insert with a dedup token: acknowledged before the offsets move.
-            await self.on_clickhouse("write_batch", batch)
             log.info("projected %d decisions (%s)", len(batch.ledger_rows), batch.token)
         return Output(sends=self._dead_letter_sends(batch.dead_letters))
 
@@ -207,6 +214,8 @@ class Worker:
                 # Let each loop finish the batch in flight (its sends, acks and commit) first.
                 try:
                     await asyncio.wait_for(asyncio.gather(*(loop.lock.acquire() for loop in self.loops.values())),
+                                           STOP_BATCH_WAIT_S)
+                    await asyncio.wait_for(asyncio.gather(*(loop.settle_commit() for loop in self.loops.values())),
                                            STOP_BATCH_WAIT_S)
                 except asyncio.TimeoutError:
                     log.warning("a batch did not finish in %ss; it will be redelivered", STOP_BATCH_WAIT_S)

@@ -285,6 +285,7 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked):
         # Wait for the batch in flight: its sends and commit finish before anyone else reads on.
         async with self.loop.lock:
+            await self.loop.settle_commit()
             self.loop.aligner.drop(revoked)
             if self.loop.state is not None:
                 self.loop.state.drop(sorted({tp.partition for tp in revoked}))
@@ -322,6 +323,7 @@ class BatchLoop:
         self.lock = asyncio.Lock()
         self.assigned: list[int] = []
         self.failure: BaseException | None = None
+        self._commit: asyncio.Future | None = None
         self.events_total = 0
         self.batches_total = 0
 
@@ -381,7 +383,24 @@ class BatchLoop:
                 async with self.lock:
                     await self._handle(consumer, records)
         finally:
-            await consumer.stop()
+            try:
+                await self.settle_commit()
+            finally:
+                await consumer.stop()
+
+    async def _commit_offsets(self, consumer: AIOKafkaConsumer, offsets: dict) -> None:
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError as error:
+            # The group rebalanced mid-batch: the new owner reads these again and the core
+            # recognises them (their effects are already in the changelog).
+            log.warning("%s: commit after a rebalance failed, the batch will be seen again: %s", self.name, error)
+
+    async def settle_commit(self) -> None:
+        """Wait for the commit in flight, if any (its failure, other than a rebalance, propagates)."""
+        if self._commit is not None:
+            commit, self._commit = self._commit, None
+            await commit
 
     async def _handle(self, consumer: AIOKafkaConsumer, records: list) -> None:
         if self.failure is not None:
@@ -408,11 +427,9 @@ class BatchLoop:
         offsets = {}
         for record in records:
             offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
-        try:
-            await consumer.commit(offsets)
-        except CommitFailedError as error:
-            # The group rebalanced mid-batch: the new owner reads these again and the core
-            # recognises them (their effects are already in the changelog).
-            log.warning("%s: commit after a rebalance failed, the batch will be seen again: %s", self.name, error)
+        # The commit runs while the next batch is fetched and folded (its outputs are already
+        # acknowledged); one commit at a time, in order, and a rebalance waits for it.
+        await self.settle_commit()
+        self._commit = asyncio.ensure_future(self._commit_offsets(consumer, offsets))
         self.events_total += len(records)
         self.batches_total += 1

@@ -27,7 +27,7 @@ class Settings:
     # Events decided per batch: big enough to amortise state writes, small enough for latency.
     decide_batch_max: int = 2_000
     # Longest a partial decide batch waits for more events; bounds decision latency.
-    decide_batch_wait_ms: int = 20
+    decide_batch_wait_ms: int = 5
     # Decisions per ClickHouse insert: ClickHouse prefers few large inserts (10k-100k rows).
     project_batch_max: int = 20_000
     # Longest a partial projection batch waits; bounds how stale finance totals can be.
