@@ -48,7 +48,7 @@ class Settings:
 
     @property
     def app_id(self) -> str:
-        """Faust application id (the consumer group and the prefix of internal topics)."""
+        """Application id: the prefix of the consumer groups (`-decide`, `-limits`, `-project`) and of the changelog topics."""
         return f"{self.topic_prefix}-worker"
 
     @property
