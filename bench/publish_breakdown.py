@@ -16,9 +16,9 @@ import uuid
 from pathlib import Path
 
 from streams.inbound import PUBLISHABLE_TYPES
-from streams.kafka_io import ensure_topics, read_frames, send_frames, topic_names
+from streams.kafka_io import ensure_topics, send_frames, topic_names
 from streams.settings import Settings
-from streams.upstream import _parts_for, _scan, validate_file
+from streams.upstream import _parts_for, _scan, read_spools, validate_file
 
 
 def timed(function):
@@ -38,12 +38,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as spool_dir:
         (_, spools), spool_s = timed(lambda: _scan(path, spool_dir, topic_of, _parts_for(path), None))
 
-        def frames():
-            for spool in spools:
-                with open(spool, "rb", buffering=1 << 20) as handle:
-                    yield from read_frames(handle)
-
-        sent, send_s = timed(lambda: send_frames(settings, topics, frames()))
+        sent, send_s = timed(lambda: send_frames(settings, topics, read_spools(spools)))
     assert sent == count
     stage = lambda seconds: {"seconds": round(seconds, 2), "events_per_s": round(count / seconds)}
     print(json.dumps({

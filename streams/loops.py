@@ -35,7 +35,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError
 
 from streams.batch import Incoming
-from streams.kafka_io import SEND_BATCH_BYTES_MAX, RecordBatcher
+from streams.kafka_io import PRODUCER_LINGER_MS, SEND_BATCH_BYTES_MAX, RecordBatcher
 
 log = logging.getLogger("remedy.loops")
 
@@ -50,12 +50,10 @@ IDLE_POLL_MS = 1_000
 RESTORE_FETCH_MAX = 10_000
 # Longest a restore may take per partition before the worker gives up loudly.
 RESTORE_TIMEOUT_S = 600
-# Producer: idempotent, acks from every in-sync replica, a few ms of linger to batch sends.
-PRODUCER_LINGER_MS = 5
 
 
 def new_producer(bootstrap: str) -> AIOKafkaProducer:
-    """The worker's one producer, with its safety options set explicitly."""
+    """The worker's one producer: idempotent, acks from every in-sync replica, set explicitly."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         client_id="remedy-worker",
@@ -348,8 +346,8 @@ class BatchLoop:
             max_partition_fetch_bytes=PARTITION_FETCH_BYTES_MAX,
         )
 
-    async def _next_batch(self, consumer: AIOKafkaConsumer) -> list:
-        """Fetch until a batch is full or batch_wait_ms passed since records arrived; release it aligned."""
+    async def _fill(self, consumer: AIOKafkaConsumer) -> None:
+        """Fetch until a batch is buffered or batch_wait_ms passed since records arrived."""
         idle_ms = self.batch_wait_ms if self.aligner.buffered() else IDLE_POLL_MS
         fetched = self.aligner.add(consumer, await consumer.getmany(timeout_ms=idle_ms, max_records=self.batch_max))
         # Take everything already fetched, so every partition's head is in view (aiokafka hands
@@ -366,7 +364,6 @@ class BatchLoop:
                 if remaining_ms <= 0:
                     break
                 self.aligner.add(consumer, await consumer.getmany(timeout_ms=remaining_ms, max_records=self.batch_max))
-        return await self.aligner.take(consumer, self.batch_max)
 
     async def run(self) -> None:
         """Consume until cancelled; any unexpected error propagates (the worker crashes loudly)."""
@@ -375,13 +372,14 @@ class BatchLoop:
         await consumer.start()
         try:
             while True:
-                records = await self._next_batch(consumer)
+                await self._fill(consumer)
                 if self.failure is not None:
                     raise RuntimeError(f"{self.name}: restoring state failed") from self.failure
-                if not records:
-                    continue
+                # Release and handle under the lock: a rebalance never splits them.
                 async with self.lock:
-                    await self._handle(consumer, records)
+                    records = await self.aligner.take(consumer, self.batch_max)
+                    if records:
+                        await self._handle(consumer, records)
         finally:
             try:
                 await self.settle_commit()

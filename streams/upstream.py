@@ -204,6 +204,13 @@ def read_events(path: Path) -> Iterator[tuple[str, dict]]:
         yield parse_event_line(text, avro)
 
 
+def read_spools(spools: list[str]) -> Iterator[tuple[int, bytes, bytes]]:
+    """Every frame of the spool files, in order (what `_scan` wrote)."""
+    for spool in spools:
+        with open(spool, "rb", buffering=SPOOL_BUFFER_BYTES) as handle:
+            yield from read_frames(handle)
+
+
 def publish_file(path: Path, settings: Settings, progress: Callable[[str, int], None] | None = None,
                  parts: int | None = None) -> int:
     """Validate the whole file, then publish every event with an idempotent producer; returns the count.
@@ -219,12 +226,7 @@ def publish_file(path: Path, settings: Settings, progress: Callable[[str, int], 
         total, spools = _scan(path, spool_dir, topic_of, parts or _parts_for(path),
                               (lambda n: progress("validated", n)) if progress else None)
 
-        def frames():
-            for spool in spools:
-                with open(spool, "rb", buffering=SPOOL_BUFFER_BYTES) as handle:
-                    yield from read_frames(handle)
-
-        published = send_frames(settings, topics, frames(),
+        published = send_frames(settings, topics, read_spools(spools),
                                 (lambda n: progress("published", n)) if progress else None, PROGRESS_EVERY_LINES)
     if published != total:
         raise InvariantViolation(f"{path}: {total} lines validated but {published} published")
