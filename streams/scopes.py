@@ -28,7 +28,9 @@ Check = dict[str, Any]
 
 def empty_scope_state() -> ScopeState:
     """A scope key nothing was reserved at yet."""
-    # reservations: request_id -> [at_ms, cents, incident_id, incident_kind]; answers: request_id -> checks sent.
+    # reservations: request_id -> [at_ms, cents, incident_id, incident_kind]
+    # answers: request_id -> [at_ms, reason or None, inputs]: enough to send the same checks again
+    #   for a redelivered RESERVE (states written before this form hold the checks sent instead).
     return {"reservations": {}, "answers": {}, "released": {}}
 
 
@@ -40,35 +42,44 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
             return state, []
         reservations = {rid: r for rid, r in state["reservations"].items() if rid != request_id}
         released = {**state["released"], request_id: check["at"]}
-        return _bounded({**state, "reservations": reservations, "released": released}, policy), []
+        return _bounded({**state, "reservations": reservations, "released": released}, policy, check["scope"]), []
     if check["action"] != "RESERVE":
         raise ValueError(f"handle_check: unexpected action {check['action']!r} at a scope")
-    if request_id in state["answers"]:
-        return state, state["answers"][request_id]
+    answer = state["answers"].get(request_id)
+    if answer is not None:
+        if isinstance(answer[0], dict):
+            return state, answer  # the checks themselves, as states written before compact answers hold them
+        return state, _answer(check, answer[1], answer[2])
     if request_id in state["released"]:
         return state, []  # Reserved, failed later and released: a stale redelivery.
     reason, inputs = _verdict(state, check, policy)
-    here = f"{check['scope']}:{check['scope_key']}"
     if reason is None:
         entry = [check["at"], check["amount_cents"], check["incident_id"], check.get("incident_kind")]
-        reservations = {**state["reservations"], request_id: entry}
+        state = {**state, "reservations": {**state["reservations"], request_id: entry}}
+    state = {**state, "answers": {**state["answers"], request_id: [check["at"], reason, inputs]}}
+    return _bounded(state, policy, check["scope"]), _answer(check, reason, inputs)
+
+
+def _answer(check: Check, reason: str | None, inputs: dict) -> list[Check]:
+    """What a RESERVE sends for its verdict: the next scope's RESERVE or PASSED when it fits here,
+    else FAILED to the customer and a RELEASE to every scope reserved before (deterministic, so a
+    redelivered RESERVE sends the same)."""
+    request_id = check["request_id"]
+    if reason is None:
         if check["route"]:
+            here = f"{check['scope']}:{check['scope_key']}"
             nxt, _, key = check["route"][0].partition(":")
-            out = [{**check, "event_id": f"{request_id}/RESERVE/{check['route'][0]}", "scope": nxt, "scope_key": key,
-                    "route": check["route"][1:], "reserved": check["reserved"] + [here],
-                    "inputs": {**check["inputs"], **inputs}}]
-        else:
-            out = [_result(check, True, GRANTED, [], inputs)]
-        state = {**state, "reservations": reservations}
-    else:
-        outcome = ESCALATED if reason == ASSOCIATE_DAILY_BUDGET_EXCEEDED else DENIED
-        out = [_result(check, False, outcome, [reason], inputs)]
-        for earlier in check["reserved"]:
-            scope, _, key = earlier.partition(":")
-            out.append({**check, "event_id": f"{request_id}/RELEASE/{earlier}", "action": "RELEASE",
-                        "scope": scope, "scope_key": key, "route": [], "reserved": []})
-    state = {**state, "answers": {**state["answers"], request_id: out}}
-    return _bounded(state, policy), out
+            return [{**check, "event_id": f"{request_id}/RESERVE/{check['route'][0]}", "scope": nxt, "scope_key": key,
+                     "route": check["route"][1:], "reserved": check["reserved"] + [here],
+                     "inputs": {**check["inputs"], **inputs}}]
+        return [_result(check, True, GRANTED, [], inputs)]
+    outcome = ESCALATED if reason == ASSOCIATE_DAILY_BUDGET_EXCEEDED else DENIED
+    out = [_result(check, False, outcome, [reason], inputs)]
+    for earlier in check["reserved"]:
+        scope, _, key = earlier.partition(":")
+        out.append({**check, "event_id": f"{request_id}/RELEASE/{earlier}", "action": "RELEASE",
+                    "scope": scope, "scope_key": key, "route": [], "reserved": []})
+    return out
 
 
 def _verdict(state: ScopeState, check: Check, policy: Policy) -> tuple[str | None, dict]:
@@ -111,14 +122,25 @@ def _result(check: Check, passed: bool, outcome: str, reasons: list[str], inputs
             "reason_codes": reasons, "inputs": {**check["inputs"], **inputs}}
 
 
-def _bounded(state: ScopeState, policy: Policy) -> ScopeState:
-    """Forget what can no longer matter: entries older than the long window after the newest one."""
+def _answered_at(answer: list) -> int:
+    return answer[0]["at"] if isinstance(answer[0], dict) else answer[0]
+
+
+def _bounded(state: ScopeState, policy: Policy, scope: str) -> ScopeState:
+    """Forget what can no longer matter: entries older than the scope's window after the newest one.
+
+    A household looks back over the long (90-day) window; an associate's budget is per UTC day, so
+    an associate keeps a day, plus the lateness a request may have. Both keep at most
+    scope_entries_max answers. Past the window a redelivered RESERVE is judged again; the customer
+    it answers has remembered its decision far longer and re-emits that one.
+    """
+    window = policy.long_window_ms if scope == "household" else DAY_MS
     newest = max([r[0] for r in state["reservations"].values()] + list(state["released"].values()) + [0])
-    floor = newest - policy.long_window_ms - policy.request_lateness_ms_max
+    floor = newest - window - policy.request_lateness_ms_max
     reservations = {rid: r for rid, r in state["reservations"].items() if r[0] > floor}
-    answers = {rid: a for rid, a in state["answers"].items() if a[0]["at"] > floor}
+    answers = {rid: a for rid, a in state["answers"].items() if _answered_at(a) > floor}
     released = {rid: at for rid, at in state["released"].items() if at > floor}
     if len(answers) > policy.scope_entries_max:
-        keep = sorted(answers, key=lambda rid: (answers[rid][0]["at"], rid))[-policy.scope_entries_max :]
+        keep = sorted(answers, key=lambda rid: (_answered_at(answers[rid]), rid))[-policy.scope_entries_max :]
         answers = {rid: answers[rid] for rid in keep}
     return {"reservations": reservations, "answers": answers, "released": released}

@@ -1,0 +1,89 @@
+"""Household and associate scopes: redelivered checks, compact answers and bounded state."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streams import scopes
+from streams.policy import DAY_MS, Policy
+from tests.support.world import World
+from tests.unit.test_core import T0, WIDE, order, request
+
+POLICY = WIDE
+
+
+def reserve(request_event: dict, world: World | None = None) -> dict:
+    """The first RESERVE the customer sends for a request (its household or associate check)."""
+    world = world or World(POLICY)
+    before = len(world.in_flight)
+    world.feed(request_event, deliver=False)
+    (check,) = [c for c in world.in_flight[before:] if c["action"] == "RESERVE"]
+    return check
+
+
+@pytest.mark.parametrize("spent_before", [0, POLICY.associate_cents_max_per_day - 5_000, POLICY.associate_cents_max_per_day - 4_999])
+def test_a_redelivered_reserve_gets_the_same_checks_and_changes_nothing(spent_before):
+    state = scopes.empty_scope_state()
+    for n in range(spent_before // 10_000 + 1):  # earlier grants by the same associate, the same day
+        part = min(10_000, spent_before - n * 10_000)
+        if part > 0:
+            earlier = reserve(request(f"e{n}", part, customer=f"e{n}", requested_by="assoc-1"))
+            state, _ = scopes.handle_check(state, earlier, POLICY)
+    check = reserve(request("r1", 5_000, requested_by="assoc-1", at=T0 + 1))
+    state, first = scopes.handle_check(state, check, POLICY)
+    again_state, again = scopes.handle_check(state, check, POLICY)
+    assert again == first and again_state == state
+    fits = spent_before + 5_000 <= POLICY.associate_cents_max_per_day  # at the budget fits, above it does not
+    assert first[0]["action"] == "RESULT" and first[0]["passed"] is fits
+
+
+def test_an_answer_kept_in_the_earlier_form_is_sent_as_it_was():
+    check = reserve(request("r1", 5_000, requested_by="assoc-1"))
+    _, first = scopes.handle_check(scopes.empty_scope_state(), check, POLICY)
+    earlier_form = {"reservations": {}, "answers": {"r1": first}, "released": {}}
+    assert scopes.handle_check(earlier_form, check, POLICY) == (earlier_form, first)
+
+
+def test_a_household_reserve_that_passes_routes_on_and_redelivery_routes_the_same():
+    world = World(POLICY)
+    world.feed(order("o1", address="home-1"))
+    check = reserve(request("r1", 5_000, order_id="o1", requested_by="assoc-1"), world)
+    state, first = scopes.handle_check(scopes.empty_scope_state(), check, POLICY)
+    assert [(c["action"], c["scope"]) for c in first] == [("RESERVE", "associate")]
+    assert scopes.handle_check(state, check, POLICY)[1] == first
+
+
+def associate_state_after(days: int, per_day: int) -> dict:
+    state = scopes.empty_scope_state()
+    for day in range(days):
+        for n in range(per_day):
+            check = reserve(request(f"r{day}-{n}", 100, customer=f"c{day}-{n}", requested_by="assoc-1",
+                                    at=T0 + day * DAY_MS + n))
+            state, _ = scopes.handle_check(state, check, POLICY)
+    return state
+
+
+def test_an_associate_remembers_a_day_plus_the_lateness_window_not_ninety_days():
+    days = 30
+    state = associate_state_after(days, 40)
+    kept_days = (DAY_MS + POLICY.request_lateness_ms_max) // DAY_MS
+    assert len(state["answers"]) == len(state["reservations"]) == 40 * kept_days  # the last 8 days only
+    oldest_kept = min(answer[0] for answer in state["answers"].values())
+    assert oldest_kept > T0 + (days - 1) * DAY_MS - DAY_MS - POLICY.request_lateness_ms_max
+
+
+def test_a_busy_associate_s_state_stays_far_below_a_kafka_message():
+    state = associate_state_after(30, 400)  # 12,000 requests in 30 days
+    assert len(json.dumps(state, separators=(",", ":"))) < 512 * 1024
+
+
+def test_a_household_still_remembers_ninety_days():
+    world = World(POLICY)
+    world.feed(order("o1", address="home-1"))
+    state = scopes.empty_scope_state()
+    for day in (0, 60, 89):
+        check = reserve(request(f"r{day}", 100, order_id="o1", at=T0 + day * DAY_MS), world)
+        state, _ = scopes.handle_check(state, check, POLICY)
+    assert sorted(state["reservations"]) == ["r0", "r60", "r89"]
