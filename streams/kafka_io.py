@@ -176,6 +176,15 @@ def send_frames(settings: Settings, topics: list[str], frames: Iterable[tuple[in
     return asyncio.run(_send_frames(settings, topics, frames, progress, progress_every))
 
 
+def idempotent_aio_producer(bootstrap: str, client_id: str, **extra):
+    """An aiokafka producer with the safety options set explicitly: idempotent, acks from every
+    in-sync replica, record batches up to SEND_BATCH_BYTES_MAX (the worker's and bulk publish's)."""
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all", enable_idempotence=True,
+                            linger_ms=PRODUCER_LINGER_MS, max_batch_size=SEND_BATCH_BYTES_MAX, **extra)
+
+
 class RecordBatcher:
     """Groups records into one record batch per (topic, partition) and sends each as one request.
 
@@ -234,14 +243,10 @@ class RecordBatcher:
 
 
 async def _send_frames(settings: Settings, topics: list[str], frames, progress, progress_every: int) -> int:
-    from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError as AIOKafkaError
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, client_id="remedy-publisher", acks="all",
-        enable_idempotence=True, linger_ms=PRODUCER_LINGER_MS, max_batch_size=SEND_BATCH_BYTES_MAX,
-        request_timeout_ms=PUBLISH_FLUSH_TIMEOUT_S * 1000,
-    )
+    producer = idempotent_aio_producer(settings.kafka_bootstrap, "remedy-publisher",
+                                       request_timeout_ms=PUBLISH_FLUSH_TIMEOUT_S * 1000)
     try:
         await producer.start()
     except AIOKafkaError as error:

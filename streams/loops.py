@@ -35,7 +35,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError
 
 from streams.batch import Incoming
-from streams.kafka_io import PRODUCER_LINGER_MS, SEND_BATCH_BYTES_MAX, RecordBatcher
+from streams.kafka_io import RecordBatcher, idempotent_aio_producer
 
 log = logging.getLogger("remedy.loops")
 
@@ -54,15 +54,7 @@ RESTORE_TIMEOUT_S = 600
 
 def new_producer(bootstrap: str) -> AIOKafkaProducer:
     """The worker's one producer: idempotent, acks from every in-sync replica, set explicitly."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        client_id="remedy-worker",
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=PRODUCER_LINGER_MS,
-        max_batch_size=SEND_BATCH_BYTES_MAX,
-        compression_type=None,
-    )
+    return idempotent_aio_producer(bootstrap, "remedy-worker")
 
 
 @dataclass
