@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import schemas  # noqa: E402
+from run import free_port  # noqa: E402  (a sibling script, not a package)
 from streams.kafka_io import Publisher, ensure_topics, read_topic, topic_names  # noqa: E402
 from streams.settings import load_settings  # noqa: E402
 from streams.upstream import read_events  # noqa: E402
@@ -35,12 +35,6 @@ WORKER_SETTLE_S = 3
 # After the last event, time for the last decisions to be made.
 DRAIN_S = 5
 TICK_S = 0.01
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def quantile(values: list[int], q: float) -> int | None:

@@ -66,6 +66,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process_group(process: subprocess.Popen, wait_s: float) -> None:
+    """SIGTERM a process group started with start_new_session, then SIGKILL it after `wait_s`."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -185,13 +197,7 @@ class Deployment:
 
     def stop(self) -> None:
         for process, _, _ in self.workers:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=30)
+            stop_process_group(process, 60)
         self.workers = []
 
 
@@ -315,12 +321,7 @@ def measure_faust_noop(source: Path, prefix: str, events: int) -> dict:
         time.sleep(0.2)
         figures = json.loads(result.read_text())
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process, 30)
     elapsed = figures["last"] - figures["first"]
     return {"events": figures["count"], "seconds": round(elapsed, 2),
             "events_per_s": round(figures["count"] / elapsed), **load()}

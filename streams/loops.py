@@ -48,6 +48,8 @@ MAX_POLL_INTERVAL_MS = 300_000
 IDLE_POLL_MS = 1_000
 # Changelog records read per round while restoring a partition.
 RESTORE_FETCH_MAX = 10_000
+# Bytes per changelog partition per fetch while restoring: few round trips for a big state.
+RESTORE_FETCH_BYTES_MAX = 8 << 20
 # Longest a restore may take per partition before the worker gives up loudly.
 RESTORE_TIMEOUT_S = 600
 
@@ -105,7 +107,7 @@ class PartitionState:
             return
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, client_id="remedy-restore",
-            auto_offset_reset="earliest", max_partition_fetch_bytes=8_388_608,
+            auto_offset_reset="earliest", max_partition_fetch_bytes=RESTORE_FETCH_BYTES_MAX,
         )
         await consumer.start()
         try:
@@ -396,7 +398,8 @@ class BatchLoop:
         if self.failure is not None:
             raise RuntimeError(f"{self.name}: restoring state failed; not processing without it") from self.failure
         owned = set(consumer.assignment())
-        # A rebalance may have revoked a partition while this batch was being filled.
+        # Records are released under the lock and a revocation drops its buffers under it too, so
+        # this only guards against an assignment aiokafka changed without calling the listener.
         records = [r for r in records if TopicPartition(r.topic, r.partition) in owned]
         if not records:
             return

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from streams import scopes
-from streams.policy import DAY_MS, Policy
+from streams.policy import DAY_MS
 from tests.support.world import World
 from tests.unit.test_core import T0, WIDE, order, request
 
