@@ -26,9 +26,9 @@ sys.path.insert(0, str(REPO))
 
 import schemas  # noqa: E402
 from run import free_port  # noqa: E402  (a sibling script, not a package)
-from streams.kafka_io import Publisher, ensure_topics, read_topic, topic_names  # noqa: E402
-from streams.settings import load_settings  # noqa: E402
-from streams.upstream import read_events  # noqa: E402
+from streams.runtime.kafka_io import Publisher, ensure_topics, read_topic, topic_names  # noqa: E402
+from streams.runtime.settings import load_settings  # noqa: E402
+from streams.runtime.upstream import read_events  # noqa: E402
 
 # A cold worker joins its three consumer groups within this; publishing starts after it.
 WORKER_SETTLE_S = 3
@@ -53,7 +53,7 @@ def main() -> None:
     ensure_topics(settings)
     data.mkdir(parents=True, exist_ok=True)
     with open(data / "worker.log", "w") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=REPO, env=env, stdout=log,
+        worker = subprocess.Popen([sys.executable, "-m", "streams.commands.cli", "worker"], cwd=REPO, env=env, stdout=log,
                                   stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 90

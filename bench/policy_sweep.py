@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from state_size import fold_all  # noqa: E402  (a sibling script, not a package)
 
-from streams import quality  # noqa: E402
-from streams.policy import Policy  # noqa: E402
-from streams.simulate import WorkloadConfig  # noqa: E402
+from streams.measure import quality  # noqa: E402
+from streams.core.policy import Policy  # noqa: E402
+from streams.measure.simulate import WorkloadConfig  # noqa: E402
 
 VARIANTS: list[tuple[str, dict]] = [
     ("default", {}),

@@ -1,4 +1,4 @@
-"""Where the decide agent's CPU goes: cProfile of streams.batch.fold_batch plus the state round trip.
+"""Where the decide agent's CPU goes: cProfile of streams.runtime.batch.fold_batch plus the state round trip.
 
 Run by bench/run.py (cwd = the source tree measured): python bench/profile_decide.py EVENTS.jsonl LIMIT OUT.prof
 Encodes the first LIMIT events exactly as the publisher does, then runs them through the same
@@ -18,10 +18,10 @@ from itertools import islice
 from pathlib import Path
 
 import schemas
-from streams.batch import Incoming, fold_batch, state_from_bytes, state_to_bytes
-from streams.kafka_io import topic_names
-from streams.settings import Settings
-from streams.upstream import read_events
+from streams.runtime.batch import Incoming, fold_batch, state_from_bytes, state_to_bytes
+from streams.runtime.kafka_io import topic_names
+from streams.runtime.settings import Settings
+from streams.runtime.upstream import read_events
 
 TOP_FUNCTIONS = 25
 
@@ -63,8 +63,8 @@ def main() -> None:
     for (filename, _, function), (_, _, tottime, _, _) in stats.items():
         area = ("fastavro/schemas (decode+encode)" if "fastavro" in filename or "/schemas/" in filename
                 else "json state (de)serialise" if filename.endswith("json/encoder.py") or filename.endswith("json/decoder.py") or "json" in function
-                else "decision core" if filename.endswith("streams/core.py")
-                else "inbound checks" if filename.endswith("streams/inbound.py")
+                else "decision core" if filename.endswith("streams/core/decision.py")
+                else "inbound checks" if filename.endswith("streams/core/inbound.py")
                 else "other")
         by_area[area] = by_area.get(area, 0.0) + tottime
     print(json.dumps({

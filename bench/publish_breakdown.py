@@ -15,10 +15,10 @@ import time
 import uuid
 from pathlib import Path
 
-from streams.inbound import PUBLISHABLE_TYPES
-from streams.kafka_io import ensure_topics, send_frames, topic_names
-from streams.settings import Settings
-from streams.upstream import _parts_for, _scan, read_spools, validate_file
+from streams.core.inbound import PUBLISHABLE_TYPES
+from streams.runtime.kafka_io import ensure_topics, send_frames, topic_names
+from streams.runtime.settings import Settings
+from streams.runtime.upstream import _parts_for, _scan, read_spools, validate_file
 
 
 def timed(function):

@@ -117,11 +117,11 @@ class Deployment:
         self.workers: list[tuple[subprocess.Popen, str, Path]] = []
 
     def cli(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        return subprocess.run([PYTHON, "-m", "streams.cli", *args], cwd=self.source, env=self.env, check=True,
+        return subprocess.run([PYTHON, "-m", "streams.commands.cli", *args], cwd=self.source, env=self.env, check=True,
                               capture_output=True, text=True, **kwargs)
 
     def settings(self):
-        from streams.settings import load_settings
+        from streams.runtime.settings import load_settings
 
         return load_settings(self.env)
 
@@ -131,7 +131,7 @@ class Deployment:
         data.mkdir(parents=True, exist_ok=True)
         env = {**self.env, "REMEDY_WEB_PORT": str(port), "REMEDY_DATA_DIR": str(data)}
         log_file = open(data / "worker.log", "ab")
-        process = subprocess.Popen([PYTHON, "-m", "streams.cli", "worker", "--loglevel", "warning"], cwd=self.source,
+        process = subprocess.Popen([PYTHON, "-m", "streams.commands.cli", "worker", "--loglevel", "warning"], cwd=self.source,
                                    env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + WORKER_START_S_MAX
@@ -168,7 +168,7 @@ class Deployment:
     def lag(self) -> int | None:
         """Messages the worker group has not processed and committed (None if this tree cannot tell)."""
         try:
-            from streams.kafka_io import worker_lag
+            from streams.runtime.kafka_io import worker_lag
         except ImportError:
             return None
         return worker_lag(self.settings())
@@ -203,7 +203,7 @@ class Deployment:
 
 def read_topic(topic: str) -> list:
     """Every message on a topic (all partitions), read to the current end."""
-    from streams.kafka_io import read_topic as read_to_end
+    from streams.runtime.kafka_io import read_topic as read_to_end
 
     return list(read_to_end(BOOTSTRAP, topic, PIPELINE_S_MAX, "remedy-bench"))
 
@@ -216,7 +216,7 @@ def decode_all(messages: list) -> list[tuple[int, dict]]:
 
 def granted_summary(decisions: list[dict]) -> dict:
     """What finance would see: final decisions' counts by outcome and granted cents."""
-    from streams.quality import final_decisions
+    from streams.measure.quality import final_decisions
 
     finals = final_decisions(decisions).values()
     outcomes: dict[str, int] = {}
@@ -232,7 +232,7 @@ def granted_summary(decisions: list[dict]) -> dict:
 
 def cap_violations(finals) -> int:
     """Customers whose grants in some rolling 30 days exceed the default cap (must be 0)."""
-    from streams.policy import Policy
+    from streams.core.policy import Policy
 
     policy = Policy()
     grants: dict[str, list[tuple[int, int]]] = {}
@@ -336,7 +336,7 @@ def measure_end_to_end(source: Path, workload: Path, events: int, requests: int,
     if workers > 1:
         time.sleep(10)  # let the group settle on a partition split before the clock starts
     started = time.time()
-    publish = subprocess.Popen([PYTHON, "-m", "streams.cli", "publish", str(workload)], cwd=source, env=d.env,
+    publish = subprocess.Popen([PYTHON, "-m", "streams.commands.cli", "publish", str(workload)], cwd=source, env=d.env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done = d.wait_for_decisions(requests)
     publish.wait(timeout=60)
@@ -350,8 +350,8 @@ def measure_end_to_end(source: Path, workload: Path, events: int, requests: int,
 
 def measure_paced(source: Path, workload: Path, rate: float) -> dict:
     """Publish at a fixed rate; decision latency from Kafka timestamps, freshness from count polls."""
-    from streams.kafka_io import Publisher
-    from streams.upstream import read_events
+    from streams.runtime.kafka_io import Publisher
+    from streams.runtime.upstream import read_events
 
     d = Deployment(source, "paced")
     d.cli("topics", "create")
@@ -430,7 +430,7 @@ def _area(filename: str, function: str) -> str:
         return "builtins"
     for marker, area in (("/faust/", "faust"), ("/mode/", "faust"), ("/aiokafka/", "aiokafka"), ("/kafka/", "kafka-python"),
                          ("/asyncio/", "asyncio"), ("/json/", "json (state serialisation)"), ("fastavro", "avro codec"),
-                         ("/schemas/", "avro codec"), ("/streams/core.py", "decision core"), ("/streams/", "streams shell"),
+                         ("/schemas/", "avro codec"), ("/streams/core/decision.py", "decision core"), ("/streams/", "streams shell"),
                          ("/projections/", "projections"), ("chdb", "clickhouse"), ("clickhouse_connect", "clickhouse")):
         if marker in filename:
             return area
@@ -446,7 +446,7 @@ def profile_worker(source: Path, prefix: str, expected: int, out: Path, seconds_
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(source), "REMEDY_KAFKA_BOOTSTRAP": BOOTSTRAP, "REMEDY_TOPIC_PREFIX": prefix,
            "REMEDY_DATA_DIR": str(data), "REMEDY_WEB_PORT": str(port)}
-    process = subprocess.Popen([PYTHON, "-m", "cProfile", "-o", str(out), "-m", "streams.cli", "worker"], cwd=source,
+    process = subprocess.Popen([PYTHON, "-m", "cProfile", "-o", str(out), "-m", "streams.commands.cli", "worker"], cwd=source,
                                env=env, stdout=open(data / "worker.log", "ab"), stderr=subprocess.STDOUT,
                                start_new_session=True)
     d = Deployment(source, "prof")
@@ -473,7 +473,7 @@ def profile_worker(source: Path, prefix: str, expected: int, out: Path, seconds_
     for (filename, _, function), (_, _, tottime, _, _) in stats.stats.items():
         area = _area(filename, function)
         areas[area] = areas.get(area, 0.0) + tottime
-    calls = {fn: nc for (f, _, fn), (_, nc, _, _, _) in stats.stats.items() if f.endswith("streams/batch.py")}
+    calls = {fn: nc for (f, _, fn), (_, nc, _, _, _) in stats.stats.items() if f.endswith("streams/runtime/batch.py")}
     rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:20]
     top = [f"{tt / total:6.1%} self {ct:7.2f}s cum  {Path(f).name}:{line}({fn})" for (f, line, fn), (_, _, tt, ct, _) in rows]
     return {"decisions": decided, "seconds": round(done - started, 1),
@@ -526,7 +526,7 @@ def main() -> int:
     workload, labels = BENCH_DATA / "workload.jsonl", BENCH_DATA / "labels.jsonl"
     BENCH_DATA.mkdir(parents=True, exist_ok=True)
     log(f"simulating {args.customers:,} customers x {args.days} days")
-    subprocess.run([PYTHON, "-m", "streams.cli", "simulate", "--customers", str(args.customers), "--days", str(args.days),
+    subprocess.run([PYTHON, "-m", "streams.commands.cli", "simulate", "--customers", str(args.customers), "--days", str(args.days),
                     "--seed", str(args.seed), "--out", str(workload), "--labels", str(labels)],
                    cwd=source, env={**os.environ, "PYTHONPATH": str(source)}, check=True, stdout=sys.stderr)
     lines = workload.read_text().splitlines()
@@ -558,7 +558,7 @@ def main() -> int:
         one_decisions = [d for _, d in decode_all(read_topic(f"{one.prefix}.remedy-decisions.v1"))]
         results["end_to_end_1_worker"]["granted"] = granted_summary(one_decisions)
         if "quality" not in skip:
-            report = subprocess.run([PYTHON, "-m", "streams.cli", "report", "quality", "--labels", str(labels), "--json"],
+            report = subprocess.run([PYTHON, "-m", "streams.commands.cli", "report", "quality", "--labels", str(labels), "--json"],
                                     cwd=source, env=one.env, check=True, capture_output=True, text=True)
             quality = json.loads(report.stdout)
             results["quality"] = {

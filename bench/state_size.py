@@ -2,7 +2,7 @@
 
 Run by bench/run.py (cwd = the source tree measured): python bench/state_size.py CUSTOMERS DAYS SEED
 Keeps every customer's state exactly as the worker holds it in memory (the JSON bytes, compressed
-by `streams.loops.held`, in a dict), then prints JSON: customers, events, held bytes (and the
+by `streams.runtime.loops.held`, in a dict), then prints JSON: customers, events, held bytes (and the
 JSON bytes the changelog carries), peak RSS.
 The worker's RSS with N customers is about this dict plus the worker's fixed footprint.
 """
@@ -13,11 +13,13 @@ import json
 import sys
 import time
 
-from streams import core, scopes
-from streams.batch import scope_key_of, state_to_bytes
-from streams.loops import held
-from streams.policy import Policy
-from streams.simulate import WorkloadConfig, generate
+from streams.core import decision as core
+
+from streams.core import scopes
+from streams.runtime.batch import scope_key_of, state_to_bytes
+from streams.runtime.state import held
+from streams.core.policy import Policy
+from streams.measure.simulate import WorkloadConfig, generate
 
 # Progress on stderr every this many simulator chunks (2,000 customers each).
 PROGRESS_EVERY_CHUNKS = 50

@@ -41,7 +41,7 @@ def main() -> None:
     data = Path(os.environ.get("REMEDY_DATA_DIR", ".data"))
     data.mkdir(parents=True, exist_ok=True)
     with open(data / "worker-rss.log", "w") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=REPO, stdout=log,
+        worker = subprocess.Popen([sys.executable, "-m", "streams.commands.cli", "worker"], cwd=REPO, stdout=log,
                                   stderr=subprocess.STDOUT)
 
     def health() -> dict:

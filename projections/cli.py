@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from streams.settings import load_settings
+from streams.runtime.settings import load_settings
 
 # How often the CLI asks the worker how far a rebuild got.
 REBUILD_POLL_S = 0.5

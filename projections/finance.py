@@ -10,7 +10,7 @@ import urllib.request
 from projections.rows import OUTCOMES
 from projections.store import Store, parse_day
 from streams.errors import InvariantViolation, TransientError
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 # How long the CLI waits for the worker to answer a finance query.
 WORKER_QUERY_TIMEOUT_S = 30

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import schemas
 from projections.postings import postings_for
 from projections.rows import decision_row, dedup_token, posting_row
-from streams.batch import Incoming, dead_letter
+from streams.runtime.batch import Incoming, dead_letter
 from streams.errors import DecodeError, InvariantViolation
-from streams.topics import TopicNames
+from streams.runtime.topics import TopicNames
 
 
 @dataclass

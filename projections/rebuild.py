@@ -18,10 +18,10 @@ from kafka import KafkaConsumer, TopicPartition
 
 from projections.projector import build_batch
 from projections.store import REBUILD_SUFFIX
-from streams.batch import Incoming
+from streams.runtime.batch import Incoming
 from streams.errors import TransientError
-from streams.kafka_io import topic_names
-from streams.settings import Settings
+from streams.runtime.kafka_io import topic_names
+from streams.runtime.settings import Settings
 
 # Decisions per rebuild insert: within ClickHouse's preferred 10k-100k rows, and short enough
 # that the worker's projection batches and finance queries wait at most about a second.

@@ -14,7 +14,7 @@ import schemas
 from projections.figures import differences, fold
 from projections.rebuild import DecisionLog
 from streams.errors import DecodeError
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 # Times verify re-reads the topic when it grew while verify was comparing.
 VERIFY_ROUNDS_MAX = 3

@@ -53,7 +53,7 @@ def test_bad_file_is_rejected_line_by_line_and_nothing_is_published(tmp_path):
 def test_make_run_sequence_prints_totals_that_match_the_sample(tmp_path):
     deployment = Deployment(tmp_path)
     env = {**deployment.env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    cli = [sys.executable, "-m", "streams.cli"]
+    cli = [sys.executable, "-m", "streams.commands.cli"]
     run(env, *cli, "topics", "create")
     run(env, "deploy/local/worker.sh", "start")
     try:

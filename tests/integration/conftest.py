@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 import schemas
-from streams.kafka_io import ensure_topics, read_topic, topic_names
-from streams.settings import load_settings
+from streams.runtime.kafka_io import ensure_topics, read_topic, topic_names
+from streams.runtime.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 # A cold worker (Faust start, table recovery, chDB open) is up in well under this on 2 cores.
@@ -59,17 +59,17 @@ class Deployment:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run `remedy-ledger ARGS` as a user would, in this deployment's environment."""
         result = subprocess.run(
-            [sys.executable, "-m", "streams.cli", *args], env=self.env, cwd=REPO, capture_output=True, text=True
+            [sys.executable, "-m", "streams.commands.cli", *args], env=self.env, cwd=REPO, capture_output=True, text=True
         )
         if check and result.returncode != 0:
             raise AssertionError(f"remedy-ledger {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
-    def start_worker(self) -> None:
-        """Start `remedy-ledger worker` and wait until it answers /health."""
+    def start_worker(self, *args: str) -> None:
+        """Start `remedy-ledger worker ARGS` and wait until it answers /health."""
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
+            [sys.executable, "-m", "streams.commands.cli", "worker", "--loglevel", "info", *args],
             env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + WORKER_START_S_MAX

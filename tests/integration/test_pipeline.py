@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 import schemas
-from streams.kafka_io import Publisher
+from streams.runtime.kafka_io import Publisher
 from tests.support.reference import expected_decisions, expected_totals, write_workload
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "sample-day.jsonl"

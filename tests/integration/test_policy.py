@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from streams.policy import Policy
+from streams.core.policy import Policy
 
 DAY = "2026-11-21"
 

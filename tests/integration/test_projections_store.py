@@ -15,8 +15,8 @@ import schemas
 from projections.figures import differences, fold
 from projections.projector import build_batch
 from projections.store import Store
-from streams.batch import Incoming
-from streams.topics import TopicNames
+from streams.runtime.batch import Incoming
+from streams.runtime.topics import TopicNames
 from tests.unit.test_projection_postings import KINDS, decision
 
 NAMES = TopicNames(prefix="t", app_id="t-worker")

@@ -70,7 +70,7 @@ def test_rebuild_in_the_running_worker_keeps_totals_and_queries_answer(deploymen
     deployment.cli("wait", "--file", str(SAMPLE), "--timeout", "240")  # all processed and projected
     assert projected(deployment) >= expected
     before = assert_totals_equal_the_log(deployment)
-    rebuild = subprocess.Popen([sys.executable, "-m", "streams.cli", "projections", "rebuild"], env=deployment.env,
+    rebuild = subprocess.Popen([sys.executable, "-m", "streams.commands.cli", "projections", "rebuild"], env=deployment.env,
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     answered = 0
     while rebuild.poll() is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from streams.simulate import SCHEMES
+from streams.measure.simulate import SCHEMES
 
 
 def test_the_quality_report_accounts_for_every_simulated_request(deployment, tmp_path):

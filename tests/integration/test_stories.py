@@ -32,7 +32,7 @@ def incident(incident_id, customer, kind, source, order_id=None, minute=1):
 
 
 def request(request_id, customer, kind, amount, by, order_id=None, incident_id=None, minute=2, reason="story"):
-    return {"type": "RemedyRequested", "event_id": f"e-{request_id}", "request_id": request_id, "customer_id": customer,
+    return {"type": "RemedyRequested", "event_id": f"e-request-{request_id}", "request_id": request_id, "customer_id": customer,
             "order_id": order_id, "incident_id": incident_id, "kind": kind, "amount_cents": amount, "currency": "USD",
             "requested_by": by, "requested_at": at(minute), "reason": reason}
 
@@ -161,9 +161,9 @@ def test_the_stories(deployment, tmp_path):
     assert outcome("generous-late") == ("ESCALATED", 0, ["ASSOCIATE_DAILY_BUDGET_EXCEEDED"])
 
 
-def owns_partitions(loops: dict) -> bool:
-    """True once each of the worker's three loops owns at least one partition."""
-    return sorted(loops) == ["decide", "limits", "project"] and all(loop["partitions"] for loop in loops.values())
+def owns_partitions(agents: dict, roles: list[str]) -> bool:
+    """True once each of the worker's agents owns at least one partition."""
+    return sorted(agents) == sorted(roles) and all(agent["partitions"] for agent in agents.values())
 
 
 def test_two_workers_sharing_the_load_never_exceed_a_cap(deployment, tmp_path):
@@ -182,15 +182,16 @@ def test_two_workers_sharing_the_load_never_exceed_a_cap(deployment, tmp_path):
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
     deployment.start_worker()
     try:
-        second.start_worker()
-        for worker in (deployment, second):  # both have joined every loop's group and own partitions
-            worker.wait_for("the worker to own partitions in every loop",
-                            lambda: owns_partitions(worker.get("/health")["loops"]), timeout_s=120)
+        # With embedded chDB only one worker projects; the second shares decide and limits.
+        second.start_worker("--roles", "decide,limits")
+        for worker, roles in ((deployment, ["decide", "limits", "project"]), (second, ["decide", "limits"])):
+            worker.wait_for("the worker to own partitions for every agent",
+                            lambda: owns_partitions(worker.get("/health")["agents"], roles), timeout_s=120)
         deployment.cli("publish", str(path))
         expected = 4 * 8 + 40
         deployment.wait_for("every request decided", lambda: len(current(deployment.decisions())) >= expected)
         # Both really took part: each decided events on its own partitions.
-        assert all(worker.get("/health")["loops"]["decide"]["events"] > 0 for worker in (deployment, second))
+        assert all(worker.get("/health")["agents"]["decide"]["events"] > 0 for worker in (deployment, second))
     finally:
         second.stop_worker()
     decided = current(deployment.decisions())

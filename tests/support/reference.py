@@ -1,6 +1,6 @@
 """An independent reference for what the worker must decide, computed straight from a publish file.
 
-Deliberately written without streams.core: a plain loop over the file with the default policy's
+Deliberately written without streams.core.decision: a plain loop over the file with the default policy's
 numbers, so a bug in the core cannot hide in the expectation too. Valid for files whose events
 fit in one 30-day window and whose requests name orders that exist somewhere in the file.
 """

@@ -3,9 +3,11 @@ limit-check messages between them, delivered synchronously or held back to model
 
 from __future__ import annotations
 
-from streams import core, scopes
+from streams.core import decision as core
+
+from streams.core import scopes
 from streams.errors import InvariantViolation
-from streams.policy import Policy
+from streams.core.policy import Policy
 
 
 class World:

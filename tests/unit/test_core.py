@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given as for_all, settings
 from hypothesis import strategies as st
 
-from streams import core
-from streams.policy import DAY_MS, REMEDY_KINDS, Policy
+from streams.core import decision as core
+from streams.core.policy import DAY_MS, REMEDY_KINDS, Policy
 from tests.support.world import World
 
 T0 = 1_790_000_000_000  # a fixed event time (ms); the core never reads a clock

@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from streams.policy import DAY_MS, REMEDY_KINDS, Policy
+from streams.core.policy import DAY_MS, REMEDY_KINDS, Policy
 from tests.support.world import World
 
 T0 = 1_790_000_000_000

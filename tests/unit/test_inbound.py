@@ -11,9 +11,9 @@ import pytest
 import schemas
 
 from streams.errors import ValidationError
-from streams.inbound import LineProblems, decoded_event_problems, parse_event_line
-from streams.kafka_io import read_frames
-from streams.upstream import _scan, avro_json_by_name, validate_file
+from streams.core.inbound import LineProblems, decoded_event_problems, parse_event_line
+from streams.runtime.kafka_io import read_frames
+from streams.runtime.upstream import _scan, avro_json_by_name, validate_file
 
 GOOD_REQUEST = {
     "type": "RemedyRequested", "event_id": "e1", "request_id": "r1", "customer_id": "c1", "order_id": None,
@@ -100,7 +100,7 @@ def test_a_file_scanned_in_parallel_ranges_reports_the_same_lines_and_spools_eve
         f"{path}:41: not UTF-8 text (invalid start byte at byte {len(chr(10).join(lines)) + 1})",
     ]
     good = tmp_path / "good.jsonl"
-    good.write_text("".join(json.dumps({**GOOD_REQUEST, "request_id": f"r{n}"}) + "\n" for n in range(40)))
+    good.write_text("".join(json.dumps({**GOOD_REQUEST, "request_id": f"r{n}", "event_id": f"e{n}"}) + "\n" for n in range(40)))
     (tmp_path / "spool").mkdir()
     count, spools = _scan(good, str(tmp_path / "spool"), {"RemedyRequested": 2}, parts, None)
     frames = []
@@ -120,7 +120,7 @@ def test_decoded_events_are_checked_for_what_avro_cannot_express():
     assert any("kind" in p for p in problems)
 
 
-PURE_MODULES = ["streams/core.py", "streams/policy.py", "streams/inbound.py", "projections/rows.py"]
+PURE_MODULES = ["streams/core/decision.py", "streams/core/policy.py", "streams/core/scopes.py", "streams/core/inbound.py", "projections/rows.py"]
 FORBIDDEN = {"faust", "aiokafka", "kafka", "fastavro", "clickhouse_connect", "os", "time", "random", "uuid"}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams import quality
+from streams.measure import quality
 
 
 def decision(request_id, outcome, requested, granted=None, reasons=None, decision_id=None, supersedes=None):

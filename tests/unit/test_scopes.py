@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from streams import scopes
-from streams.policy import DAY_MS
+from streams.core import scopes
+from streams.core.policy import DAY_MS
 from tests.support.world import World
 from tests.unit.test_core import T0, WIDE, order, request
 
@@ -87,3 +87,20 @@ def test_a_household_still_remembers_ninety_days():
         check = reserve(request(f"r{day}", 100, order_id="o1", at=T0 + day * DAY_MS), world)
         state, _ = scopes.handle_check(state, check, POLICY)
     assert sorted(state["reservations"]) == ["r0", "r60", "r89"]
+
+
+@pytest.mark.parametrize("days_before_newest, auto_granted", [
+    (0, True),
+    (1 + POLICY.request_lateness_ms_max // DAY_MS - 1, True),  # still remembered
+    (1 + POLICY.request_lateness_ms_max // DAY_MS, False),  # exactly at the memory's edge: forgotten
+    (1 + POLICY.request_lateness_ms_max // DAY_MS + 5, False),  # a catch-up's old check
+])
+def test_an_associate_check_older_than_the_scope_remembers_is_never_auto_granted(days_before_newest, auto_granted):
+    # A catch-up: the associate already saw a request dated far later (another partition ran ahead).
+    newest = reserve(request("late", 1_000, customer="c-late", requested_by="assoc-1", at=T0 + 30 * DAY_MS))
+    state, _ = scopes.handle_check(scopes.empty_scope_state(), newest, POLICY)
+    old = reserve(request("old", 1_000, customer="c-old", requested_by="assoc-1", at=T0 + 30 * DAY_MS - days_before_newest * DAY_MS))
+    _, answer = scopes.handle_check(state, old, POLICY)
+    assert answer[0]["passed"] is auto_granted
+    if not auto_granted:
+        assert answer[0]["outcome"] == "ESCALATED" and answer[0]["reason_codes"] == ["ASSOCIATE_DAILY_BUDGET_EXCEEDED"]

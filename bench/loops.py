@@ -34,8 +34,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError
 
-from streams.batch import Incoming
-from streams.kafka_io import RecordBatcher, idempotent_aio_producer
+from streams.runtime.batch import Incoming
+from streams.runtime.kafka_io import RecordBatcher, idempotent_aio_producer
 
 log = logging.getLogger("remedy.loops")
 

@@ -37,7 +37,7 @@ DAY_MS = 24 * 60 * 60 * 1000
 HOUR_MS = 60 * 60 * 1000
 MINUTE_MS = 60 * 1000
 # Simulated time starts here (a Sunday); any fixed instant works, it only has to be reproducible.
-START_MS_DEFAULT = int(datetime(2026, 11, 1, tzinfo=timezone.utc).timestamp() * 1000)
+START_MS_DEFAULT = int(datetime(2026, 8, 2, tzinfo=timezone.utc).timestamp() * 1000)
 # Customers generated and sorted together before they are written: bounds memory (a chunk is a
 # few thousand events) while interleaving customers in time the way a real day does.
 CHUNK_CUSTOMERS = 2_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 import time
 from pathlib import Path
@@ -13,13 +14,14 @@ from streams.errors import RemedyLedgerError, ValidationError
 # Longest `wait` blocks by default before it gives up and says how far it got.
 WAIT_TIMEOUT_S_DEFAULT = 300
 # Modules that add subcommands: each has register(subparsers).
-EXTENSION_MODULES = ("projections.cli", "streams.workload_cli", "streams.review_cli")
+EXTENSION_MODULES = ("projections.cli", "streams.commands.workload", "streams.commands.review",
+                     "streams.commands.dead_letters", "streams.commands.audit")
 # How often `wait` polls the projections.
 WAIT_POLL_S = 0.5
 
 
 def _settings():
-    from streams.settings import load_settings
+    from streams.runtime.settings import load_settings
 
     return load_settings()
 
@@ -30,12 +32,13 @@ def cmd_worker(args) -> int:
     import logging
 
     from projections.store import Store
-    from streams.app import Worker
-    from streams.kafka_io import ensure_topics
+    from streams.runtime.app import Worker, parse_roles
+    from streams.runtime.kafka_io import ensure_topics
 
     logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     # aiokafka's per-rebalance INFO lines are useful; its DEBUG is not, even at --loglevel debug.
     logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLogger().level))
+    roles = parse_roles(args.roles)
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     created = ensure_topics(settings)
@@ -45,15 +48,15 @@ def cmd_worker(args) -> int:
         store = Store(settings.clickhouse_dsn, settings.clickhouse_database)
         store.migrate()
         store.close()
-    from streams.policy_log import in_force
+    from streams.runtime.policy_log import in_force
 
     applied = in_force(settings)
-    return asyncio.run(Worker(settings, applied.policy if applied else settings.policy).run())
+    return asyncio.run(Worker(settings, applied.policy if applied else settings.policy, roles).run())
 
 
 def cmd_topics(args) -> int:
     """Create the project's topics with explicit configs (idempotent)."""
-    from streams.kafka_io import ensure_topics, topic_names
+    from streams.runtime.kafka_io import ensure_topics, topic_names
 
     settings = _settings()
     created = ensure_topics(settings)
@@ -65,16 +68,18 @@ def cmd_topics(args) -> int:
 
 def cmd_publish(args) -> int:
     """Validate a JSON-lines file completely, then publish it; nothing is published if any line is bad."""
-    from streams.upstream import publish_file, validate_file
+    from streams.core.inbound import TimeBounds
+    from streams.runtime.upstream import publish_file, validate_file
 
     path = Path(args.file)
+    bounds = TimeBounds(future_ms_max=args.future_ms_max)
     if args.validate_only:
-        count = validate_file(path)
+        count = validate_file(path, bounds=bounds)
         print(f"{path}: {count} events, all valid")
         return 0
     started = time.monotonic()
     progress = lambda stage, n: print(f"  {stage} {n:,} events", file=sys.stderr, flush=True)
-    count = publish_file(path, _settings(), progress=progress)
+    count = publish_file(path, _settings(), progress=progress, bounds=bounds)
     elapsed = time.monotonic() - started
     print(f"published {count} events from {path} in {elapsed:.1f}s")
     return 0
@@ -83,8 +88,8 @@ def cmd_publish(args) -> int:
 def cmd_wait(args) -> int:
     """Wait until the worker has processed everything published and projected every decision."""
     from projections import finance
-    from streams.kafka_io import worker_lag
-    from streams.upstream import read_events, validate_file
+    from streams.runtime.kafka_io import worker_lag
+    from streams.runtime.upstream import read_events, validate_file
 
     settings = _settings()
     expected = args.decisions or 0
@@ -108,6 +113,17 @@ def cmd_wait(args) -> int:
         time.sleep(WAIT_POLL_S)
 
 
+def _hours_as_ms(text: str) -> int:
+    """A number of hours from the command line, as integer ms (argparse reports a bad one)."""
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of hours, got {text!r}") from None
+    if not math.isfinite(hours):
+        raise argparse.ArgumentTypeError(f"expected a finite number of hours, got {text!r}")
+    return round(hours * 3_600_000)
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     root = argparse.ArgumentParser(prog="remedy-ledger", description=__doc__)
@@ -115,6 +131,9 @@ def parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help=cmd_worker.__doc__)
     worker.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+    worker.add_argument("--roles", default="decide,limits,project",
+                        help="comma-separated roles: decide, limits, project (with embedded chDB exactly one "
+                             "worker may project; others run --roles decide,limits)")
     worker.set_defaults(run=cmd_worker)
 
     topics = sub.add_parser("topics", help=cmd_topics.__doc__)
@@ -124,6 +143,8 @@ def parser() -> argparse.ArgumentParser:
     publish = sub.add_parser("publish", help=cmd_publish.__doc__)
     publish.add_argument("file")
     publish.add_argument("--validate-only", action="store_true", help="check the file, publish nothing")
+    publish.add_argument("--future-hours-max", dest="future_ms_max", type=_hours_as_ms, default=_hours_as_ms("24"),
+                         help="how far ahead of this machine's clock an event may be dated (default 24; 1/60 to 168)")
     publish.set_defaults(run=cmd_publish)
 
     wait = sub.add_parser("wait", help=cmd_wait.__doc__)

@@ -17,7 +17,7 @@ TOPIC_READ_TIMEOUT_S = 600
 
 def cmd_simulate(args) -> int:
     """Write a reproducible workload (publish format) and its ground-truth labels (a separate file)."""
-    from streams.simulate import WorkloadConfig, write_workload
+    from streams.measure.simulate import WorkloadConfig, write_workload
 
     config = WorkloadConfig(customers=args.customers, days=args.days, seed=args.seed, abuse_rate=args.abuse_rate)
     problems = config.problems()
@@ -44,7 +44,7 @@ def cmd_simulate(args) -> int:
 def read_decisions(settings) -> Iterator[dict]:
     """Every decision currently on the decision topic, decoded, read to the end offsets seen at start."""
     import schemas
-    from streams.kafka_io import read_topic, topic_names
+    from streams.runtime.kafka_io import read_topic, topic_names
 
     topic = topic_names(settings).decisions
     for record in read_topic(settings.kafka_bootstrap, topic, TOPIC_READ_TIMEOUT_S, "remedy-quality-report"):
@@ -64,8 +64,8 @@ def read_labels(path: Path) -> Iterator[dict]:
 
 def cmd_report_quality(args) -> int:
     """Decision quality against the simulator's labels: friction for the honest, excess claims stopped."""
-    from streams import quality
-    from streams.settings import load_settings
+    from streams.measure import quality
+    from streams.runtime.settings import load_settings
 
     decisions = list(read_decisions(load_settings()))
     report = quality.evaluate(decisions, read_labels(Path(args.labels)))
@@ -76,7 +76,7 @@ def cmd_report_quality(args) -> int:
 
 def register(sub) -> None:
     """Add the simulate and report subcommands to the root parser's subparsers."""
-    from streams.simulate import ABUSE_RATE_DEFAULT
+    from streams.measure.simulate import ABUSE_RATE_DEFAULT
 
     simulate = sub.add_parser("simulate", help=cmd_simulate.__doc__)
     simulate.add_argument("--customers", type=int, required=True)

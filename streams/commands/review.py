@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import schemas
 from streams.errors import InvariantViolation
-from streams.kafka_io import Publisher, read_topic, topic_names
-from streams.settings import load_settings
+from streams.runtime.kafka_io import Publisher, read_topic, topic_names
+from streams.runtime.settings import load_settings
 
 # Longest `review list` spends reading the decision topic to its end.
 DECISION_READ_TIMEOUT_S = 120
@@ -82,44 +83,81 @@ def cmd_review_decide(args) -> int:
     return 0
 
 
+def _when(ms: int) -> str:
+    return f"{datetime.fromtimestamp(ms / 1000, tz=timezone.utc):%Y-%m-%d %H:%M:%S}"
+
+
 def cmd_policy_show(args) -> int:
     """Print the policy in force (from the policy topic, else the worker's configured default)."""
-    from streams.policy_log import in_force
+    from streams.runtime.policy_log import AppliedPolicy, RejectedPolicy, entries
 
     settings = load_settings()
-    applied = in_force(settings)
+    found = entries(settings)
+    valid = [entry for entry in found if isinstance(entry, AppliedPolicy)]
+    applied = valid[-1] if valid else None
+    rejected = [entry for entry in found if isinstance(entry, RejectedPolicy)]
     policy = applied.policy if applied else settings.policy
     document = {"version": policy.version, **policy.as_document()}
     if args.json:
+        # The document alone on stdout, so it can be edited and applied again; rejections on stderr.
         print(json.dumps(document, indent=2, sort_keys=True))
+        for entry in rejected:
+            print(f"rejected policy message at offset {entry.offset}: {entry.reason}", file=sys.stderr)
         return 0
     source = f"applied by {applied.author}: {applied.reason}" if applied else "configured default (none applied yet)"
     print(f"policy {policy.version} ({source})")
     for key, value in policy.as_document().items():
         print(f"  {key:40} {json.dumps(value)}")
+    for entry in rejected:
+        print(f"rejected: offset {entry.offset}: {entry.reason}")
     return 0
 
 
 def cmd_policy_apply(args) -> int:
     """Validate a policy document and publish it; running workers switch to it without a restart."""
-    from streams.policy_log import apply
+    from streams.runtime.policy_log import apply, preview
 
-    applied = apply(load_settings(), Path(args.file), args.author, args.reason, int(time.time() * 1000))
+    settings = load_settings()
+    if args.dry_run:
+        change = preview(settings, Path(args.file))
+        differences = change.differences()
+        print(f"{args.file}: valid, policy {change.policy.version}; in force: {change.current.version} "
+              f"({change.current_source}); nothing published (--dry-run)")
+        if not differences:
+            print("  no threshold changes")
+        for name, old, new in differences:
+            print(f"  {name:50} {json.dumps(old)} -> {json.dumps(new)}")
+        return 0
+    if args.author is None or args.reason is None:
+        raise InvariantViolation("--author and --reason are required to apply a policy (or use --dry-run)")
+    applied = apply(settings, Path(args.file), args.author, args.reason, int(time.time() * 1000))
     print(f"applied policy {applied.policy.version} (was {applied.previous_version}); workers switch within seconds")
     return 0
 
 
-def cmd_policy_history(args) -> int:
-    """List every applied policy version, oldest first."""
-    from streams.policy_log import history
+def cmd_policy_rollback(args) -> int:
+    """Apply an earlier policy version again, as the newest version; workers switch within seconds."""
+    from streams.runtime.policy_log import rollback
 
-    versions = history(load_settings())
-    if not versions:
+    applied = rollback(load_settings(), args.version, args.author, args.reason, int(time.time() * 1000))
+    print(f"rolled back to policy {applied.policy.version} (was {applied.previous_version}); "
+          "workers switch within seconds")
+    return 0
+
+
+def cmd_policy_history(args) -> int:
+    """List every message on the policy topic, oldest first: each applied version, or why one was rejected."""
+    from streams.runtime.policy_log import RejectedPolicy, entries
+
+    found = entries(load_settings())
+    if not found:
         print("no policy applied yet; workers use their configured default")
-    for applied in versions:
-        when = datetime.fromtimestamp(applied.applied_at_ms / 1000, tz=timezone.utc)
-        print(f"{when:%Y-%m-%d %H:%M:%S}  {applied.policy.version}  by {applied.author}: {applied.reason}"
-              f"  (replaced {applied.previous_version})")
+    for entry in found:
+        if isinstance(entry, RejectedPolicy):
+            print(f"offset {entry.offset:<6} rejected: {entry.reason}")
+            continue
+        print(f"offset {entry.offset:<6} {_when(entry.applied_at_ms)}  {entry.policy.version}  by {entry.author}: "
+              f"{entry.reason}  (replaced {entry.previous_version})")
     return 0
 
 
@@ -137,16 +175,23 @@ def register(sub) -> None:
         decide.add_argument("--note", help="why, in a sentence")
         decide.set_defaults(run=cmd_review_decide, action=action)
 
-    policy = sub.add_parser("policy", help="the fraud team's policy: show, apply, history")
+    policy = sub.add_parser("policy", help="the fraud team's policy: show, apply, rollback, history")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     show = policy_sub.add_parser("show", help=cmd_policy_show.__doc__)
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=cmd_policy_show)
     apply = policy_sub.add_parser("apply", help=cmd_policy_apply.__doc__)
     apply.add_argument("file")
-    apply.add_argument("--author", required=True)
-    apply.add_argument("--reason", required=True)
+    apply.add_argument("--author", help="who applies it (required unless --dry-run)")
+    apply.add_argument("--reason", help="why, in a sentence (required unless --dry-run)")
+    apply.add_argument("--dry-run", action="store_true",
+                       help="validate and print the threshold changes against the version in force; publish nothing")
     apply.set_defaults(run=cmd_policy_apply)
+    rollback = policy_sub.add_parser("rollback", help=cmd_policy_rollback.__doc__)
+    rollback.add_argument("version", help="a version from `policy history` (or the configured default's)")
+    rollback.add_argument("--author", required=True)
+    rollback.add_argument("--reason", required=True)
+    rollback.set_defaults(run=cmd_policy_rollback)
     history = policy_sub.add_parser("history", help=cmd_policy_history.__doc__)
     history.set_defaults(run=cmd_policy_history)
 

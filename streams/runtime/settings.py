@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.errors import InvariantViolation, PolicyError
-from streams.policy import Policy
+from streams.core.policy import Policy
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Settings:
 
     @property
     def app_id(self) -> str:
-        """Application id: the prefix of the consumer groups (`-decide`, `-limits`, `-project`) and of the changelog topics."""
+        """Application id: the Faust app id, which is the worker's consumer group and the prefix of the changelog topics."""
         return f"{self.topic_prefix}-worker"
 
     @property

@@ -12,12 +12,19 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import schemas
-from streams import core, scopes
+from streams.core import decision as core
+from streams.core import scopes
 from streams.errors import DecodeError, InvariantViolation
-from streams.inbound import decoded_event_problems, timestamps_to_ms
-from streams.policy import Policy
-from streams.topics import EVENT_TOPIC_ROLE, TopicNames
-from streams.upstream import avro_json_by_name
+from streams.core.inbound import (
+    FUTURE_MS_MAX_DEFAULT,
+    TIMESTAMP_FLOOR_MS_DEFAULT,
+    decoded_event_problems,
+    record_time_problems,
+    timestamps_to_ms,
+)
+from streams.core.policy import Policy
+from streams.runtime.topics import EVENT_TOPIC_ROLE, TopicNames
+from streams.runtime.upstream import avro_json_by_name
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class BatchResult:
     decisions: list[core.Decision] = field(default_factory=list)
     checks: list[core.Check] = field(default_factory=list)
     dead_letters: list[dict] = field(default_factory=list)
+    # What each key's events emitted, in order: ("decision", RemedyDecided) or ("check", LimitCheck).
+    emitted_by_key: dict[str, list[tuple[str, dict]]] = field(default_factory=dict)
 
 
 def dead_letter(message: Incoming, error_type: str, reason: str) -> dict:
@@ -76,6 +85,12 @@ def decode_input(message: Incoming, names: TopicNames) -> tuple[str, dict]:
             "events must be keyed by customer_id so one partition owns each customer"
         )
     event = timestamps_to_ms(record_name, datum, avro_json_by_name())
+    # A record dated far after it was produced, or before the floor, would move the customer's
+    # clock and lock them out (a year-9999 request): dead-lettered, whoever produced it.
+    problems = record_time_problems(record_name, event, message.timestamp_ms, FUTURE_MS_MAX_DEFAULT,
+                                    TIMESTAMP_FLOOR_MS_DEFAULT)
+    if problems:
+        raise _Invalid(f"{record_name}: " + "; ".join(problems))
     event["type"] = record_name
     return record_name, event
 
@@ -112,6 +127,10 @@ def _fold(
         result.states[key] = state
         result.decisions.extend(decisions)
         result.checks.extend(checks)
+        if decisions or checks:
+            emitted = result.emitted_by_key.setdefault(key, [])
+            emitted.extend(("decision", decision) for decision in decisions)
+            emitted.extend(("check", check) for check in checks)
     return result
 
 

@@ -13,8 +13,8 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 import schemas
 from streams.errors import InvariantViolation, TransientError
-from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.runtime.settings import Settings
+from streams.runtime.topics import TopicNames
 
 # Admin connection attempts while the broker is still starting: 30 x 1 s covers a cold start.
 ADMIN_CONNECT_ATTEMPTS_MAX = 30
@@ -283,13 +283,9 @@ def publish_events(settings: Settings, events: Iterable[tuple[str, dict]]) -> in
 
 
 def worker_groups(settings: Settings) -> list[tuple[str, list[str]]]:
-    """(consumer group, topics) of each worker loop: decide, limits and project."""
+    """(consumer group, topics) of the worker: one Faust consumer group for decide, limits and project."""
     names = topic_names(settings)
-    return [
-        (f"{settings.app_id}-decide", list(names.inputs())),
-        (f"{settings.app_id}-limits", [names.limit_checks]),
-        (f"{settings.app_id}-project", [names.decisions]),
-    ]
+    return [(settings.app_id, [*names.inputs(), names.limit_checks, names.decisions])]
 
 
 def worker_lag(settings: Settings) -> int:

@@ -10,7 +10,7 @@ and timestamps already converted to milliseconds. The rules are documented in do
 A request passes the scopes in turn. The customer scope is decided here, on the partition that
 owns the customer. A request that passes it and also names a household (the order's
 shipping_address_id) or an associate reserves room at the customer and sends a LimitCheck to
-the next scope (`streams/scopes.py`), on the partition that owns that household or associate;
+the next scope (`streams/core/scopes.py`), on the partition that owns that household or associate;
 the answer comes back as a LimitCheck RESULT, and only then is the decision emitted. A denial
 at a later scope releases the earlier reservations.
 """
@@ -21,7 +21,7 @@ import hashlib
 from typing import Any
 
 from streams.errors import InvariantViolation
-from streams.policy import DAY_MS, Policy
+from streams.core.policy import DAY_MS, Policy
 
 State = dict[str, Any]
 Event = dict[str, Any]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.core import (
+from streams.core.decision import (
     ASSOCIATE_DAILY_BUDGET_EXCEEDED,
     DENIED,
     ESCALATED,
@@ -20,7 +20,7 @@ from streams.core import (
     HOUSEHOLD_CLAIMS_EXCEEDED,
     HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED,
 )
-from streams.policy import DAY_MS, Policy
+from streams.core.policy import DAY_MS, Policy
 
 ScopeState = dict[str, Any]
 Check = dict[str, Any]
@@ -52,7 +52,12 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
         return state, _answer(check, answer[1], answer[2])
     if request_id in state["released"]:
         return state, []  # Reserved, failed later and released: a stale redelivery.
-    reason, inputs = _verdict(state, check, policy)
+    if check["at"] <= _forgotten_before_ms(state, policy, check["scope"]):
+        # The scope no longer remembers that period (a catch-up can bring a check dated long
+        # before the newest one here): room cannot be proven, so it is never auto-granted.
+        reason, inputs = _forgotten_verdict(check, policy)
+    else:
+        reason, inputs = _verdict(state, check, policy)
     if reason is None:
         entry = [check["at"], check["amount_cents"], check["incident_id"], check.get("incident_kind")]
         state = {**state, "reservations": {**state["reservations"], request_id: entry}}
@@ -126,17 +131,42 @@ def _answered_at(answer: list) -> int:
     return answer[0]["at"] if isinstance(answer[0], dict) else answer[0]
 
 
+def _newest_ms(state: ScopeState) -> int:
+    return max([r[0] for r in state["reservations"].values()] + list(state["released"].values()) + [0])
+
+
+def _memory_ms(policy: Policy, scope: str) -> int:
+    """How far before its newest entry a scope remembers: its window plus the lateness a request may have."""
+    return (policy.long_window_ms if scope == "household" else DAY_MS) + policy.request_lateness_ms_max
+
+
+def _forgotten_before_ms(state: ScopeState, policy: Policy, scope: str) -> int:
+    """Checks dated at or before this fall in a period the scope may have pruned (see `_bounded`)."""
+    newest = _newest_ms(state)
+    return newest - _memory_ms(policy, scope) if newest else -1
+
+
+def _forgotten_verdict(check: Check, policy: Policy) -> tuple[str, dict]:
+    """The verdict for a check older than the scope's memory: a person looks (associate) or no room (household)."""
+    inputs = {"scope_memory_exceeded": 1}
+    if check["scope"] == "associate":
+        return ASSOCIATE_DAILY_BUDGET_EXCEEDED, inputs
+    return HOUSEHOLD_30D_CAP_EXCEEDED, inputs
+
+
 def _bounded(state: ScopeState, policy: Policy, scope: str) -> ScopeState:
-    """Forget what can no longer matter: entries older than the scope's window after the newest one.
+    """Forget what can no longer matter: entries older than the scope's memory before the newest one.
 
     A household looks back over the long (90-day) window; an associate's budget is per UTC day, so
-    an associate keeps a day, plus the lateness a request may have. Both keep at most
+    an associate keeps a day plus the lateness a request may have (a busy associate's state must
+    stay far below a Kafka message). During a catch-up the partitions that feed one scope can run
+    further apart in event time than that: a check dated before what the scope remembers is never
+    auto-granted (`_forgotten_verdict`), so no budget is exceeded. Both keep at most
     scope_entries_max answers. Past the window a redelivered RESERVE is judged again; the customer
     it answers has remembered its decision far longer and re-emits that one.
     """
-    window = policy.long_window_ms if scope == "household" else DAY_MS
-    newest = max([r[0] for r in state["reservations"].values()] + list(state["released"].values()) + [0])
-    floor = newest - window - policy.request_lateness_ms_max
+    newest = _newest_ms(state)
+    floor = newest - _memory_ms(policy, scope)
     reservations = {rid: r for rid, r in state["reservations"].items() if r[0] > floor}
     answers = {rid: a for rid, a in state["answers"].items() if _answered_at(a) > floor}
     released = {rid: at for rid, at in state["released"].items() if at > floor}

@@ -1,42 +1,89 @@
-"""The composition root of the worker: settings, clients, the Faust app, its loops and web views.
+"""The benchmark's hand-written ceiling: the former loop-based worker, running today's core.
 
-The Faust app hosts the worker: its lifecycle, signals, the policy follower and the web views.
-The three processing loops (decide, limits, project) are batch loops on plain aiokafka
-(streams/loops.py) started as one app task; a loop that fails crashes the whole worker instead
-of skipping its batch, and unacknowledged events are redelivered on restart. Loops are thin
-shells: they hand consumed messages to the core through `fold_batch`, send what it returns and
-save state. No business rule lives here.
+    python bench/loops_worker.py [--loglevel warning]      # the same REMEDY_* settings as `remedy-ledger worker`
+
+This is the Worker that `remedy-ledger worker` ran before the Faust agents (streams/app.py at
+2daf0bf), with its imports moved to the new layout: three batch loops on plain aiokafka
+(bench/loops.py) around the same `fold_batch` / `fold_scope_batch` / `build_batch` steps the Faust
+agents run, the policy follower, the ClickHouse thread and the worker's web views
+(streams/runtime/web.py; /health shows "loops" instead of "agents"). bench/run.py measures it end
+to end as the "loops ceiling": what the same core reaches without Faust.
+
+Two deliberate differences from the old worker, both to keep it apart from a Faust worker on the
+same prefix:
+
+- its application id is `<prefix>-loops` (the Faust worker's is `<prefix>-worker`), so its three
+  consumer groups are `<prefix>-loops-decide`, `-limits` and `-project` (see `loop_groups`) and
+  its changelogs `<prefix>-loops-customer_state-changelog` / `-scope_state-changelog`. The
+  loops write the plain state JSON to their changelog; the Faust agents write state + outbox
+  (streams/runtime/state.py), so the two must never share one;
+- nothing else: same batch bounds (REMEDY_DECIDE_BATCH_MAX, ...), same producer, same steps.
+
+With embedded chDB it opens `<REMEDY_DATA_DIR>/clickhouse`: do not point it at a data directory
+a running worker uses.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import datetime
-import decimal
-import json
+import dataclasses
 import logging
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from aiohttp import web
-from aiokafka import AIOKafkaConsumer
+# `python bench/loops_worker.py` puts bench/ first on sys.path (for `loops`); the project itself
+# comes from PYTHONPATH (bench/run.py sets it to the tree measured) or, failing that, this checkout.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-import schemas
-from projections.projector import build_batch
-from projections.store import Store, parse_day
-from streams.batch import Incoming, fold_batch, fold_scope_batch, scope_key_of, state_from_bytes, state_to_bytes
-from streams.errors import InvariantViolation, RemedyLedgerError
-from streams.policy import Policy
-from streams.policy_log import decode_applied
-from streams.kafka_io import topic_names, worker_groups
-from streams.loops import BatchLoop, Output, PartitionState, new_producer
-from streams.settings import Settings
+from aiohttp import web  # noqa: E402
+from aiokafka import AIOKafkaConsumer  # noqa: E402
 
-log = logging.getLogger("remedy.worker")
+import schemas  # noqa: E402
+from loops import BatchLoop, Output, PartitionState, new_producer  # noqa: E402  (bench/loops.py)
+from projections.projector import build_batch  # noqa: E402
+from projections.store import Store  # noqa: E402
+from streams.core.policy import Policy  # noqa: E402
+from streams.errors import RemedyLedgerError  # noqa: E402
+from streams.runtime.batch import (  # noqa: E402
+    Incoming, fold_batch, fold_scope_batch, scope_key_of, state_from_bytes, state_to_bytes,
+)
+from streams.runtime.kafka_io import topic_names  # noqa: E402
+from streams.runtime.policy_log import decode_applied  # noqa: E402
+from streams.runtime.settings import Settings, load_settings  # noqa: E402
+from streams.runtime.web import WebViews  # noqa: E402
+
+log = logging.getLogger("remedy.loops_worker")
 
 # On SIGTERM, longest the worker waits for the batches in flight before it stops anyway
 # (an unfinished batch is not committed and is redelivered on restart).
 STOP_BATCH_WAIT_S = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopsSettings(Settings):
+    """The worker's settings under the loops' own application id (`<prefix>-loops`)."""
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.topic_prefix}-loops"
+
+
+def loops_settings(settings: Settings) -> LoopsSettings:
+    return LoopsSettings(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)})
+
+
+def loop_groups(settings: Settings) -> list[tuple[str, list[str]]]:
+    """(consumer group, topics) of each loop: decide, limits and project (the Faust worker has one group)."""
+    settings = settings if isinstance(settings, LoopsSettings) else loops_settings(settings)
+    names = topic_names(settings)
+    return [
+        (f"{settings.app_id}-decide", list(names.inputs())),
+        (f"{settings.app_id}-limits", [names.limit_checks]),
+        (f"{settings.app_id}-project", [names.decisions]),
+    ]
 
 
 def _key_partitions(messages: list[Incoming]) -> dict[bytes, int]:
@@ -44,28 +91,16 @@ def _key_partitions(messages: list[Incoming]) -> dict[bytes, int]:
     return {message.key: message.partition for message in messages if message.key is not None}
 
 
-def _json_default(value):
-    if isinstance(value, (datetime.date, datetime.datetime)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _json(data, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=_json_default))
-
-
-class Worker:
-    """The worker: three batch loops, the policy follower, the ClickHouse thread and the web views.
+class LoopsWorker:
+    """Three batch loops, the policy follower, the ClickHouse thread and the web views.
 
     `policy` is the version in force at start (from the policy topic); the worker follows the
     topic and switches to every newer version without a restart.
     """
 
     def __init__(self, settings: Settings, policy: Policy | None = None):
-        self.settings = settings
-        self.names = topic_names(settings)
+        self.settings = loops_settings(settings)
+        self.names = topic_names(self.settings)
         self.policy = policy or settings.policy
         # One thread owns the ClickHouse client: chDB is embedded and calls must not overlap.
         self.clickhouse = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
@@ -143,7 +178,7 @@ class Worker:
 
     def _build_loops(self, producer) -> dict[str, BatchLoop]:
         settings, names = self.settings, self.names
-        groups = {group.rsplit("-", 1)[1]: group for group, _ in worker_groups(settings)}
+        groups = {group.rsplit("-", 1)[1]: group for group, _ in loop_groups(settings)}
         bootstrap = settings.kafka_bootstrap
         return {
             "decide": BatchLoop("decide", groups["decide"], names.inputs(), bootstrap, producer,
@@ -178,6 +213,18 @@ class Worker:
         finally:
             await consumer.stop()
 
+    def status(self) -> dict:
+        """What /health shows: per loop its partitions, events, batches, state keys and alignment waits."""
+        return {
+            "status": "ok", "app": self.settings.app_id, "runtime": "hand-written aiokafka loops (bench/loops.py)",
+            "policy_version": self.policy.version,
+            "loops": {name: {"partitions": loop.assigned, "events": loop.events_total, "batches": loop.batches_total,
+                             "state_keys": loop.state.keys() if loop.state else None,
+                             "buffered": loop.aligner.buffered(), "aligned_waits": loop.aligner.waits_total,
+                             "aligned_waited_s": round(loop.aligner.waited_s_total, 3)}
+                      for name, loop in self.loops.items()},
+        }
+
     # Running ----------------------------------------------------------------------------------
 
     async def run(self) -> int:
@@ -187,7 +234,7 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.on_clickhouse("decision_count")  # open (and migrate) the store before serving
-        runner = web.AppRunner(self.web_app(), access_log=None)
+        runner = web.AppRunner(WebViews(self).app(), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.settings.web_host, self.settings.web_port).start()
         producer = new_producer(self.settings.kafka_bootstrap)
@@ -196,7 +243,7 @@ class Worker:
         tasks = {asyncio.ensure_future(loop.run()): name for name, loop in self.loops.items()}
         tasks[asyncio.ensure_future(self._follow_policy())] = "policy"
         stopping = asyncio.ensure_future(stop.wait())
-        log.warning("worker ready on %s (web %s:%s)", self.settings.kafka_bootstrap, self.settings.web_host,
+        log.warning("loops worker ready on %s (web %s:%s)", self.settings.kafka_bootstrap, self.settings.web_host,
                     self.settings.web_port)
         status = 0
         try:
@@ -227,93 +274,36 @@ class Worker:
             if self.store is not None:
                 await asyncio.get_running_loop().run_in_executor(self.clickhouse, self.store.close)
             self.clickhouse.shutdown(wait=True)
-        log.warning("worker stopped (%s)", "failed" if status else "signal")
+        log.warning("loops worker stopped (%s)", "failed" if status else "signal")
         return status
 
-    # Web views --------------------------------------------------------------------------------
 
-    def web_app(self) -> web.Application:
-        """Health, finance queries, the audit snapshot and the rebuild, over HTTP."""
-        app = web.Application()
-        app.add_routes([
-            web.get("/health", self.health),
-            web.get("/finance/totals", self.finance_totals),
-            web.get("/finance/decision-count", self.decision_count),
-            web.get("/finance/customer", self.finance_customer),
-            web.get("/finance/associates", self.finance_associates),
-            web.get("/finance/daily", self.finance_daily),
-            web.get("/finance/export", self.finance_export),
-            web.get("/projections/audit", self.projections_audit),
-            web.get("/projections/rebuild", self.rebuild_status),
-            web.post("/projections/rebuild", self.rebuild_start),
-        ])
-        return app
+def main(argv: list[str] | None = None) -> int:
+    """What `remedy-ledger worker` does (topics, store, policy in force), then the loops instead of the agents."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLogger().level))
+    from streams.runtime.kafka_io import ensure_topics
+    from streams.runtime.policy_log import in_force
 
-    async def health(self, request):
-        return _json({
-            "status": "ok", "app": self.settings.app_id, "policy_version": self.policy.version,
-            "loops": {name: {"partitions": loop.assigned, "events": loop.events_total, "batches": loop.batches_total,
-                             "state_keys": loop.state.keys() if loop.state else None,
-                             "buffered": loop.aligner.buffered(), "aligned_waits": loop.aligner.waits_total,
-                             "aligned_waited_s": round(loop.aligner.waited_s_total, 3)}
-                      for name, loop in self.loops.items()},
-        })
+    try:
+        settings = loops_settings(load_settings())
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        created = ensure_topics(settings)  # the project's topics and the loops' own changelogs
+        if created:
+            print(f"created topics: {', '.join(created)}", flush=True)
+        if not settings.embedded_clickhouse:
+            store = Store(settings.clickhouse_dsn, settings.clickhouse_database)
+            store.migrate()
+            store.close()
+        applied = in_force(settings)
+        return asyncio.run(LoopsWorker(settings, applied.policy if applied else settings.policy).run())
+    except RemedyLedgerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
-    @staticmethod
-    def _day_range(query) -> tuple:
-        """The since/until dates of a finance query (InvariantViolation names a bad one)."""
-        return parse_day(query.get("since"), "since"), parse_day(query.get("until"), "until")
 
-    async def finance_totals(self, request):
-        query = request.query
-        try:
-            since, until = self._day_range(query)
-            result = await self.on_clickhouse("totals", since, until, query.get("by"))
-        except InvariantViolation as error:
-            return _json({"error": str(error)}, status=400)
-        return _json(result)
-
-    async def decision_count(self, request):
-        return _json({"decisions": await self.on_clickhouse("decision_count")})
-
-    async def finance_customer(self, request):
-        customer_id = request.query.get("id")
-        if not customer_id:
-            return _json({"error": "id: the customer id is required"}, status=400)
-        return _json(await self.on_clickhouse("customer", customer_id))
-
-    async def finance_associates(self, request):
-        return _json(await self.on_clickhouse("associates"))
-
-    async def finance_daily(self, request):
-        try:
-            since, until = self._day_range(request.query)
-        except InvariantViolation as error:
-            return _json({"error": str(error)}, status=400)
-        return _json(await self.on_clickhouse("daily_granted", since, until))
-
-    async def finance_export(self, request):
-        query = request.query
-        try:
-            since, until = self._day_range(query)
-            data = await self.on_clickhouse("export", query.get("format", "csv"), since, until)
-        except InvariantViolation as error:
-            return _json({"error": str(error)}, status=400)
-        return web.Response(body=data, content_type="application/octet-stream")
-
-    async def projections_audit(self, request):
-        return _json(await self.on_clickhouse("audit_snapshot"))
-
-    # The rebuild runs inside the worker because embedded chDB lets only one process open the data
-    # path; its chunks interleave with projection batches and queries on the ClickHouse thread.
-    async def rebuild_status(self, request):
-        return _json(self.rebuild_progress)
-
-    async def rebuild_start(self, request):
-        from projections.rebuild import progress_state, rebuild_in_worker
-
-        if self.rebuild_progress["state"] == "running":
-            return _json(self.rebuild_progress, status=409)
-        self.rebuild_progress.update(progress_state(), state="running")
-        asyncio.ensure_future(rebuild_in_worker(self.settings, self.on_clickhouse, self.rebuild_progress))
-        return _json(self.rebuild_progress, status=202)
+if __name__ == "__main__":
+    sys.exit(main())

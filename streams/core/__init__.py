@@ -1,0 +1,1 @@
+"""The pure decision core: decisions, policy, scopes and inbound checks. No I/O imports."""

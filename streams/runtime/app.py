@@ -1,0 +1,375 @@
+"""The composition root of the worker: settings, clients, the Faust app, its agents and web views.
+
+`remedy-ledger worker [--roles decide,limits,project]` runs one faust-streaming App (consumer
+group `<prefix>-worker`) whose agents carry the money path:
+
+- decide: orders, incidents, requests and limit results, keyed by customer -> decisions, limit checks;
+- limits: household and associate limit checks, keyed by scope -> results, releases;
+- project: decisions -> ClickHouse (embedded chDB allows exactly one projecting process).
+
+Each agent is a thin shell (streams/runtime/agents.py) around a step defined here: decode, fold
+through the pure core (streams/core/), encode. No business rule lives here. The restart-race
+corrections (streams/runtime/faust_fix.py) are applied before the App is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer
+
+import schemas
+from projections.projector import build_batch
+from projections.store import Store
+from streams.core.policy import Policy
+from streams.errors import InvariantViolation, RemedyLedgerError
+from streams.runtime import faust_fix
+from streams.runtime.agents import AgentShell, StepOutput
+from streams.runtime.align import Aligner
+from streams.runtime.batch import Incoming, fold_batch, fold_scope_batch, scope_key_of, state_from_bytes, state_to_bytes
+from streams.runtime.kafka_io import idempotent_aio_producer, topic_names
+from streams.runtime.policy_log import decode_applied
+from streams.runtime.settings import Settings
+from streams.runtime.state import OutboxEntry, PartitionState
+from streams.runtime.web import WebViews
+
+log = logging.getLogger("remedy.worker")
+
+ROLES = ("decide", "limits", "project")
+# On SIGTERM, longest the worker waits for the batches in flight before it leaves anyway
+# (an unfinished batch is not acked and is redelivered to the next owner).
+STOP_BATCH_WAIT_S = 20
+# Session timeout: a crashed worker's partitions move on after 10 s (heartbeats every 3 s).
+SESSION_TIMEOUT_S = 10.0
+HEARTBEAT_INTERVAL_S = 3.0
+# Acked offsets are committed this often (a crash redelivers at most this much, idempotently).
+COMMIT_INTERVAL_S = 1.0
+# Events buffered per agent channel ahead of processing (the project batch must fit).
+STREAM_BUFFER_MAX = 20_000
+# Bytes fetched per partition per request: a catch-up needs fewer round trips per topic.
+PARTITION_FETCH_BYTES_MAX = 4 << 20
+
+
+class ChDBPathBusy(RemedyLedgerError):
+    """Another process already projects into this embedded ClickHouse (chDB) path."""
+
+
+def parse_roles(text: str) -> tuple[str, ...]:
+    """The roles of `--roles a,b`; raises InvariantViolation naming an unknown role."""
+    roles = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [role for role in roles if role not in ROLES]
+    if unknown or not roles:
+        raise InvariantViolation(f"--roles: unknown role {', '.join(unknown) or '(none)'}; choose from {', '.join(ROLES)}")
+    return roles
+
+
+class Worker:
+    """The worker: the Faust app with the agents of its roles, the policy follower, the ClickHouse
+    thread (when it projects) and the web views.
+
+    `policy` is the version in force at start (from the policy topic); the worker follows the
+    topic and switches to every newer version without a restart.
+    """
+
+    def __init__(self, settings: Settings, policy: Policy | None = None, roles: tuple[str, ...] = ROLES):
+        self.settings = settings
+        self.roles = roles
+        self.names = topic_names(settings)
+        self.policy = policy or settings.policy
+        # One thread owns the ClickHouse client: chDB is embedded and calls must not overlap.
+        self.clickhouse = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self.store: Store | None = None
+        self.shells: dict[str, AgentShell] = {}
+        self.producer: AIOKafkaProducer | None = None
+        self.app = None
+        from projections.rebuild import progress_state
+
+        self.rebuild_progress = progress_state()
+
+    # ClickHouse -------------------------------------------------------------------------------
+
+    @property
+    def serves_clickhouse(self) -> bool:
+        """True when this worker may open ClickHouse: it projects, or ClickHouse is a server."""
+        return "project" in self.roles or not self.settings.embedded_clickhouse
+
+    def _store(self) -> Store:
+        if self.store is None:
+            if not self.serves_clickhouse:
+                raise InvariantViolation("this worker does not project and ClickHouse is embedded (chDB); "
+                                         "ask the worker that runs the project role")
+            settings = self.settings
+            store = Store(settings.clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_attempts_max)
+            store.migrate()
+            self.store = store
+        return self.store
+
+    async def on_clickhouse(self, method: str, *args):
+        """Run a Store method on the ClickHouse thread."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.clickhouse, lambda: getattr(self._store(), method)(*args))
+
+    # Steps (what each agent does with a batch) --------------------------------------------------
+
+    def _encoded(self, kind: str, datum: dict) -> OutboxEntry:
+        if kind == "decision":
+            return OutboxEntry(self.names.decisions, datum["customer_id"].encode(), schemas.encode("RemedyDecided", datum))
+        topic = self.names.limit_results if datum["action"] == "RESULT" else self.names.limit_checks
+        return OutboxEntry(topic, scope_key_of(datum).encode(), schemas.encode("LimitCheck", datum))
+
+    def _dead_letters(self, letters: list[dict]) -> list[OutboxEntry]:
+        for letter in letters:
+            log.warning("dead-lettered %s[%s]@%s: %s", letter["source_topic"], letter["source_partition"],
+                        letter["source_offset"], letter["reason"])
+        return [OutboxEntry(self.names.dead_letter, d["key"], schemas.encode("DeadLetter", d)) for d in letters]
+
+    def _folding(self, fold):
+        """A decide or limits step: fold a batch against the owned state; new states with their outboxes."""
+
+        async def step(messages: list[Incoming], state: PartitionState) -> StepOutput:
+            partition_of = {m.key: m.partition for m in messages if m.key is not None}
+
+            def load(key: str):
+                encoded = key.encode()
+                return state_from_bytes(state.get(partition_of[encoded], encoded))
+
+            result = fold(messages, load, self.policy, self.names)
+            output = StepOutput(sends=self._dead_letters(result.dead_letters))
+            for key, value in result.states.items():
+                encoded = key.encode()
+                outbox = [self._encoded(kind, datum) for kind, datum in result.emitted_by_key.get(key, [])]
+                output.states.setdefault(partition_of[encoded], {})[encoded] = (state_to_bytes(value), outbox)
+            return output
+
+        return step
+
+    async def _project(self, messages: list[Incoming], state: None) -> StepOutput:
+        def build_and_write():
+            # Decoding and row building run on the ClickHouse thread too, so the event loop (and
+            # the decide agent's latency) does not wait for them.
+            batch = build_batch(messages, self.names)
+            if batch.ledger_rows:
+                # Synchronous insert with a dedup token: acknowledged before the events are acked.
+                self._store().write_batch(batch)
+            return batch
+
+        batch = await asyncio.get_running_loop().run_in_executor(self.clickhouse, build_and_write)
+        if batch.ledger_rows:
+            log.info("projected %d decisions (%s)", len(batch.ledger_rows), batch.token)
+        return StepOutput(sends=self._dead_letters(batch.dead_letters))
+
+    # The Faust app ----------------------------------------------------------------------------
+
+    def build_app(self):
+        """The faust-streaming App with the agents of this worker's roles."""
+        faust_fix.apply()
+        import faust
+
+        settings, names = self.settings, self.names
+        app = faust.App(
+            settings.app_id,
+            broker=f"kafka://{settings.kafka_bootstrap}",
+            store="memory://",
+            autodiscover=False,
+            datadir=str(settings.data_dir / "faust"),
+            processing_guarantee="at_least_once",
+            consumer_auto_offset_reset="earliest",
+            topic_partitions=settings.topic_partitions,
+            topic_replication_factor=settings.topic_replication,
+            # We create every topic ourselves with explicit configs (streams/runtime/topics.py).
+            topic_allow_declare=False,
+            topic_disable_leader=True,
+            web_enabled=False,
+            broker_commit_interval=COMMIT_INTERVAL_S,
+            broker_session_timeout=SESSION_TIMEOUT_S,
+            broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            stream_buffer_maxsize=STREAM_BUFFER_MAX,
+            consumer_max_fetch_size=PARTITION_FETCH_BYTES_MAX,
+        )
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        producer = lambda: self.producer  # noqa: E731 - started with the app, read per batch
+        decide_wait_s = settings.decide_batch_wait_ms / 1000
+        if "decide" in self.roles:
+            self.shells["decide"] = AgentShell(
+                "decide", self._folding(fold_batch),
+                PartitionState(names.customer_state_changelog, settings.kafka_bootstrap), producer,
+                aligner=self._aligner(app), rebalancing=lambda: app.rebalancing)
+            shell = self.shells["decide"]
+
+            @app.agent(app.topic(*names.inputs(), **raw), name="decide", concurrency=1)
+            async def decide(stream):
+                await shell.run(stream, settings.decide_batch_max, decide_wait_s)
+
+        if "limits" in self.roles:
+            self.shells["limits"] = AgentShell(
+                "limits", self._folding(fold_scope_batch),
+                PartitionState(names.scope_state_changelog, settings.kafka_bootstrap), producer)
+            limits_shell = self.shells["limits"]
+
+            @app.agent(app.topic(names.limit_checks, **raw), name="limits", concurrency=1)
+            async def limits(stream):
+                await limits_shell.run(stream, settings.decide_batch_max, decide_wait_s)
+
+        if "project" in self.roles:
+            self.shells["project"] = AgentShell("project", self._project, None, producer)
+            project_shell = self.shells["project"]
+
+            @app.agent(app.topic(names.decisions, **raw), name="project", concurrency=1)
+            async def project(stream):
+                await project_shell.run(stream, settings.project_batch_max, settings.project_batch_wait_ms / 1000)
+
+        @app.on_partitions_revoked.connect
+        async def on_revoked(app, revoked, **kwargs):
+            for shell in self.shells.values():
+                shell.revoked({tp.partition for tp in revoked})
+
+        @app.on_partitions_assigned.connect
+        async def on_assigned(app, assigned, **kwargs):
+            log.warning("partitions assigned: %s", sorted((tp.topic.rsplit(".", 2)[-2], tp.partition) for tp in assigned))
+
+        return app
+
+    def _aligner(self, app) -> Aligner:
+        """Event-time order across the upstream topics, from the Faust consumer's highwaters and positions."""
+        from faust.types import TP
+
+        names = self.names
+
+        def highwater(topic: str, partition: int) -> int | None:
+            try:
+                return app.consumer.highwater(TP(topic, partition))
+            except (KeyError, AssertionError):
+                return None
+
+        async def position(topic: str, partition: int) -> int | None:
+            return await app.consumer.position(TP(topic, partition))
+
+        return Aligner((names.orders, names.incidents, names.requests), highwater, position)
+
+    async def _follow_policy(self) -> None:
+        # No consumer group: every worker reads every version, from the beginning.
+        consumer = AIOKafkaConsumer(
+            self.names.policy, bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+            auto_offset_reset="earliest", enable_auto_commit=False, client_id="remedy-policy",
+        )
+        await consumer.start()
+        try:
+            async for message in consumer:
+                try:
+                    applied = decode_applied(message.value, message.offset)
+                except RemedyLedgerError as error:
+                    log.error("ignoring policy record at offset %s, keeping version %s: %s", message.offset,
+                              self.policy.version, error)
+                    continue
+                if applied.policy.version != self.policy.version:
+                    log.warning("policy %s in force (applied by %s: %s)", applied.policy.version, applied.author,
+                                applied.reason)
+                self.policy = applied.policy
+        finally:
+            await consumer.stop()
+
+    def _assigned(self) -> dict[str, list[int]]:
+        """The partitions each agent's topics have on this worker now."""
+        names = self.names
+        topics = {"decide": set(names.inputs()), "limits": {names.limit_checks}, "project": {names.decisions}}
+        from faust.exceptions import ConsumerNotStarted
+
+        try:
+            assignment = self.app.consumer.assignment() if self.app is not None else set()
+        except ConsumerNotStarted:
+            assignment = set()
+        return {name: sorted({tp.partition for tp in assignment if tp.topic in topics[name]}) for name in self.shells}
+
+    def status(self) -> dict:
+        """What /health shows: roles, policy, and per agent its events, batches, partitions and state."""
+        assigned = self._assigned()
+        return {
+            "status": "ok", "app": self.settings.app_id, "roles": list(self.roles), "policy_version": self.policy.version,
+            "runtime": f"faust-streaming {faust_fix.installed_version()} (restart-race fix applied: {faust_fix.applied()})",
+            "agents": {name: {"partitions": assigned.get(name, []), "events": shell.events_total, "batches": shell.batches_total,
+                              "last_batch_ms": round(shell.last_batch_ms, 1),
+                              "partitions_seen": sorted(shell.partitions),
+                              "held": shell.aligner.held() if shell.aligner else None,
+                              "held_waits": shell.aligner.held_waits_total if shell.aligner else None,
+                              "held_forced": shell.aligner.forced_total if shell.aligner else None,
+                              "dropped_on_rebalance": shell.dropped_on_rebalance_total,
+                              "state_keys": shell.state.keys() if shell.state else None,
+                              "restores": shell.state.restores_total if shell.state else None,
+                              "restore_s": round(shell.state.restore_seconds_total, 2) if shell.state else None}
+                       for name, shell in self.shells.items()},
+        }
+
+    # Running ----------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT (returns 0) or until an agent or task fails (returns 1, loudly)."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if self.serves_clickhouse:
+            try:
+                await self.on_clickhouse("decision_count")  # open (and migrate) the store before serving
+            except RemedyLedgerError:
+                raise
+            except Exception as error:  # chDB raises a bare RuntimeError for a path another process holds
+                if self.settings.embedded_clickhouse and "EmbeddedServer" in str(error):
+                    raise ChDBPathBusy(
+                        f"embedded ClickHouse at {self.settings.clickhouse_dsn} is open in another process "
+                        "(chDB allows one per data path): run this worker with --roles decide,limits, "
+                        "or point REMEDY_CLICKHOUSE_URL at a ClickHouse server") from None
+                raise
+        runner = web.AppRunner(WebViews(self).app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.settings.web_host, self.settings.web_port).start()
+        self.producer = idempotent_aio_producer(self.settings.kafka_bootstrap, "remedy-worker")
+        await self.producer.start()
+        app = self.app = self.build_app()
+        await app.start()
+        tasks = {asyncio.ensure_future(self._follow_policy()): "policy",
+                 asyncio.ensure_future(self._until_crashed(app)): "faust app"}
+        stopping = asyncio.ensure_future(stop.wait())
+        log.warning("worker ready on %s: roles %s (web %s:%s)", self.settings.kafka_bootstrap, ",".join(self.roles),
+                    self.settings.web_host, self.settings.web_port)
+        done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+        status = 0
+        for task in done:
+            if task is not stopping:
+                log.critical("worker task %s stopped: %r", tasks[task], task.exception(), exc_info=task.exception())
+                status = 1
+        await self._leave(app, status)
+        return status
+
+    @staticmethod
+    async def _until_crashed(app) -> None:
+        """Returns (raising the reason) once the Faust app or one of its services crashed."""
+        await app._crashed.wait()
+        raise RuntimeError(f"the Faust app crashed: {app.crash_reason!r}")
+
+    async def _leave(self, app, status: int) -> None:
+        """Finish the batches in flight, commit what is acked, close the store, and exit.
+
+        Faust's own stop would cancel an agent mid-batch; instead every agent's lock is taken (its
+        batch in flight finishes, no new batch starts), the acked offsets are committed, and the
+        process exits. Unacked events are redelivered to the next owner.
+        """
+        try:
+            await asyncio.wait_for(asyncio.gather(*(s.lock.acquire() for s in self.shells.values())), STOP_BATCH_WAIT_S)
+            await asyncio.wait_for(app.consumer.commit(), STOP_BATCH_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("a batch did not finish in %ss; it will be redelivered", STOP_BATCH_WAIT_S)
+        if self.producer is not None:
+            await self.producer.stop()
+        if self.store is not None:
+            await asyncio.get_running_loop().run_in_executor(self.clickhouse, self.store.close)
+        log.warning("worker stopped (%s)", "failed" if status else "signal")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
