@@ -309,7 +309,25 @@ def _handle_result(state: State, result: Check) -> tuple[State, list[Decision], 
     if not result["passed"]:
         decision = {**decision, "outcome": result["outcome"], "granted_cents": 0, "reason_codes": list(result["reason_codes"])}
     state = _with_decision({**state, "reservations": reservations}, reservation["request"], decision)
+    delivered_at = reservation.get("delivered_during_check_ms")
+    if delivered_at is not None and decision["outcome"] == GRANTED:
+        # The order was delivered while this lost-in-transit reshipment was at its later scopes:
+        # the same flag a delivery after the grant raises (the check must not hide it).
+        flag = _delivery_flag(decision, delivered_at)
+        state = {**state, "decided": {**state["decided"], request_id: flag}}
+        return state, [decision, flag], []
     return state, [decision], []
+
+
+def _is_lost_reship(decision: Decision) -> bool:
+    return decision["kind"] == "RESHIP" and decision["incident_kind"] == "LOST_IN_TRANSIT"
+
+
+def _delivery_flag(current: Decision, delivered_at_ms: int) -> Decision:
+    """The decision that flags a granted lost-in-transit reshipment whose order was delivered after all."""
+    return _superseding(current, current["request_id"] + "/evidence", GRANTED, current["granted_cents"],
+                        current["reason_codes"] + [DELIVERED_AFTER_LOST_CLAIM], "policy", delivered_at_ms,
+                        "Delivered after a lost-in-transit claim: flagged for review; the customer is not charged.")
 
 
 def _drain(state: State, policy: Policy, newest_request_ms: int | None) -> tuple[State, list[Decision], list[Check]]:
@@ -489,15 +507,17 @@ def _with_delivery(state: State, event: Event, policy: Policy) -> tuple[State, l
         return state, released, checks
     flags = []
     for request_id, current in sorted(state["decided"].items()):
-        if (current["order_id"] == event["order_id"] and current["kind"] == "RESHIP" and current["outcome"] == GRANTED
-                and current["incident_kind"] == "LOST_IN_TRANSIT"
+        if (current["order_id"] == event["order_id"] and current["outcome"] == GRANTED and _is_lost_reship(current)
                 and DELIVERED_AFTER_LOST_CLAIM not in current["reason_codes"]):
-            flag = _superseding(current, request_id + "/evidence", GRANTED, current["granted_cents"],
-                                current["reason_codes"] + [DELIVERED_AFTER_LOST_CLAIM], "policy",
-                                event["delivered_at"],
-                                "Delivered after a lost-in-transit claim: flagged for review; the customer is not charged.")
+            flag = _delivery_flag(current, event["delivered_at"])
             state = {**state, "decided": {**state["decided"], request_id: flag}}
             flags.append(flag)
+    # A reshipment still passing its later scopes is flagged when its answer arrives.
+    marked = {rid: {**r, "delivered_during_check_ms": event["delivered_at"]}
+              for rid, r in state["reservations"].items()
+              if r["decision"]["order_id"] == event["order_id"] and _is_lost_reship(r["decision"])}
+    if marked:
+        state = {**state, "reservations": {**state["reservations"], **marked}}
     return state, released + flags, checks
 
 

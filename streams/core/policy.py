@@ -1,8 +1,9 @@
-"""The remedy policy: named thresholds, their defaults, and the checks that relate them.
+"""The remedy policy: named thresholds, their defaults, their bounds, and the checks that relate them.
 
-Pure module: no clock, environment or I/O. A policy is a document the fraud team edits (JSON,
-see docs/policy.md); `Policy.from_document` validates one and `as_document` writes one. Every
-default treats an ordinary customer generously.
+Pure module: no clock, environment or I/O. A policy is a document the fraud team edits (JSON);
+`Policy.from_document` validates one — every threshold against its bounds (`BOUNDS`, tabled in
+docs/bounds.md) and the relations between them, every problem at once — and `as_document` writes
+one. Every default treats an ordinary customer generously.
 """
 
 from __future__ import annotations
@@ -319,6 +320,11 @@ class Policy:
             elif mine[key] != theirs[key]:
                 changed.append((key, mine[key], theirs[key]))
         return changed
+
+
+# A threshold added without bounds would be accepted at any size: fail at import, not in production.
+assert set(BOUNDS) == {item.name for item in fields(Policy)} - {"currency", "proactive_rules"}, \
+    "every policy threshold needs an entry in BOUNDS"
 
 
 def _rule_problems(rules) -> list[str]:

@@ -76,7 +76,7 @@ def test_show_decodes_the_original_where_it_can_and_always_prints_its_bytes(depl
 
     shown = deployment.cli("dead-letters", "show", request_row["position"]).stdout
     assert "original   RemedyRequested:" in shown and '"request_id": "r-dl-1"' in shown
-    assert planted[:16].hex(" ") in shown and f"offset 5" in shown
+    assert planted[:16].hex(" ") in shown and "offset 5" in shown
 
     shown = deployment.cli("dead-letters", "show", garbage_row["position"]).stdout
     assert "does not decode" in shown and GARBAGE.hex(" ") in shown and "\x1b" not in shown

@@ -561,6 +561,21 @@ def test_delivery_after_a_lost_claim_flags_the_reshipment_and_charges_nothing():
     assert world.feed(delivered) == []  # flagged once
 
 
+def test_a_delivery_while_the_reshipment_is_at_its_household_check_still_flags_it():
+    world = World()
+    world.feed(order("o1", total=2_000))
+    assert world.feed(incident("i1", "LOST_IN_TRANSIT", source="CARRIER"), deliver=False) == []  # at the household
+    delivered = {"type": "OrderDelivered", "event_id": "d1", "order_id": "o1", "customer_id": "c1", "delivered_at": T0 + DAY_MS}
+    assert world.feed(delivered, deliver=False) == []
+    before = len(world.decisions)
+    world.deliver_all()
+    reship, flag = world.decisions[before:]
+    assert (reship["outcome"], flag["supersedes_decision_id"]) == ("GRANTED", reship["decision_id"])
+    assert core.DELIVERED_AFTER_LOST_CLAIM in flag["reason_codes"] and flag["granted_cents"] == 2_000
+    assert world.final_decisions()[reship["request_id"]]["decision_id"] == flag["decision_id"]
+    assert world.feed(delivered) == []  # flagged once
+
+
 def review(request_id, verdict, by="assoc-lead", customer="c1", at=T0 + 1_000):
     return {"type": "RemedyReviewed", "event_id": f"rev-{request_id}-{verdict}", "request_id": request_id,
             "customer_id": customer, "verdict": verdict, "reviewed_by": by, "reviewed_at": at, "note": "checked"}

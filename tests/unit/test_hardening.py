@@ -4,7 +4,6 @@ limit, duplicate keys and conflicting duplicates, and a property test that no li
 from __future__ import annotations
 
 import json
-import string
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ from streams.core.inbound import (
     FUTURE_MS_MAX_MIN,
     ID_CHARS_MAX,
     MONEY_CENTS_MAX,
+    STRING_CHARS_MAX,
     TIMESTAMP_FLOOR_MS_DEFAULT,
     TIMESTAMP_FLOOR_MS_MAX,
     TIMESTAMP_FLOOR_MS_MIN,
@@ -31,7 +31,6 @@ from streams.core.inbound import (
     record_time_problems,
 )
 from streams.errors import ValidationError
-from streams.runtime import upstream
 from streams.runtime.topics import EVENT_TOPIC_ROLE
 from streams.runtime.upstream import _Identities, _conflicts, _scan, avro_json_by_name, validate_file
 
@@ -216,6 +215,13 @@ def test_free_text_may_hold_line_breaks_but_no_other_controls(text, accepted):
     assert (problems == []) is accepted, problems
     if not accepted:
         assert problems[0].startswith("field 'reason': U+")
+
+
+@pytest.mark.parametrize("length, accepted", [(STRING_CHARS_MAX - 1, True), (STRING_CHARS_MAX, True),
+                                              (STRING_CHARS_MAX + 1, False)])
+def test_free_text_is_bounded_in_length(length, accepted):
+    problems = problems_of({**REQUEST, "reason": "x" * length})
+    assert problems == ([] if accepted else [f"field 'reason': longer than {STRING_CHARS_MAX} characters"])
 
 
 def test_a_lone_surrogate_is_a_line_problem_not_a_traceback_even_when_publishing(tmp_path):

@@ -12,6 +12,7 @@ import schemas
 from streams.core.inbound import MONEY_CENTS_MAX
 from streams.core.policy import BOUNDS, DAY_MS, HOUR_MS, KEYED_THRESHOLDS, REMEDY_KINDS, TIERS, Policy
 from streams.errors import PolicyError
+from streams.runtime.policy_log import POLICY_DOCUMENT_BYTES_MAX, read_document
 from tests.support.world import World
 
 T0 = 1_790_000_000_000
@@ -155,3 +156,31 @@ def test_the_widest_valid_policy_still_yields_decisions_avro_can_encode():
     for decision in world.decisions:
         schemas.encode("RemedyDecided", decision)  # raises EncodeError when a figure does not fit
         assert max(decision["inputs"].values()) <= cap * BOUNDS["tier_percent"].maximum // 100
+
+
+@pytest.mark.parametrize("offset, accepted", [(-1, True), (0, True), (1, False)])
+def test_a_policy_file_is_bounded_in_size(tmp_path, offset, accepted):
+    path = tmp_path / "policy.json"
+    prefix = '{"household_claims_max_90d": 4, "padding": "'
+    path.write_text(prefix + "x" * (POLICY_DOCUMENT_BYTES_MAX + offset - len(prefix) - 2) + '"}')
+    assert path.stat().st_size == POLICY_DOCUMENT_BYTES_MAX + offset
+    if accepted:
+        assert read_document(path)["household_claims_max_90d"] == 4
+    else:
+        with pytest.raises(PolicyError, match=f"a policy document is at most {POLICY_DOCUMENT_BYTES_MAX}"):
+            read_document(path)
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b'{"household_claims_max_90d": 4, "household_claims_max_90d": 40}', "'household_claims_max_90d' appears more than once"),
+    (b'{"tier_percent": {"NEW": 1, "NEW": 2}}', "'NEW' appears more than once"),
+    (b'{"household_claims_max_90d": 4,}', "not valid JSON"),
+    (b'\xff\xfe{}', "not UTF-8 text"),
+    (b'{"long_window_ms": ' + b"9" * 5000 + b"}", "not valid JSON: Exceeds the limit"),
+    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON: nested too deeply"),
+])
+def test_a_malformed_policy_file_is_a_policy_error_not_a_traceback(tmp_path, content, expected):
+    path = tmp_path / "policy.json"
+    path.write_bytes(content)
+    with pytest.raises(PolicyError, match=expected):
+        read_document(path)
