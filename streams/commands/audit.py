@@ -126,6 +126,8 @@ def _customer_states(settings: Settings, timeout_s: float, progress: Progress):
     outboxes: dict[str, list[dict]] = {}
     records = read_topic(settings.kafka_bootstrap, topic, timeout_s, "remedy-audit", missing_ok=True)
     for record in _counted(records, topic, progress):
+        if (record.key or b"").startswith(b"\x00"):
+            continue  # a partition's clock, not a customer (streams/runtime/batch.py PARTITION_CLOCK_KEY)
         customer_id = (record.key or b"").decode("utf-8", "replace")
         facts.pop(customer_id, None)
         outboxes.pop(customer_id, None)

@@ -46,6 +46,7 @@ ABOVE_AUTO_APPROVAL_CEILING = "ABOVE_AUTO_APPROVAL_CEILING"
 CURRENCY_NOT_SUPPORTED = "CURRENCY_NOT_SUPPORTED"
 ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
 INCIDENT_NOT_FOUND = "INCIDENT_NOT_FOUND"
+CUSTOMER_UNKNOWN = "CUSTOMER_UNKNOWN"
 HOUSEHOLD_CLAIMS_EXCEEDED = "HOUSEHOLD_CLAIMS_EXCEEDED"
 HOUSEHOLD_30D_CAP_EXCEEDED = "HOUSEHOLD_30D_CAP_EXCEEDED"
 HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED = "HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED"
@@ -69,6 +70,7 @@ REASON_CODES = (
     CURRENCY_NOT_SUPPORTED,
     ORDER_NOT_FOUND,
     INCIDENT_NOT_FOUND,
+    CUSTOMER_UNKNOWN,
     HOUSEHOLD_CLAIMS_EXCEEDED,
     HOUSEHOLD_30D_CAP_EXCEEDED,
     HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED,
@@ -245,6 +247,40 @@ def scopes_for(decision: Decision) -> list[str]:
     return scopes
 
 
+# Not a topic's event: the shell tells a customer with parked requests how far event time has got
+# on its partition (the newest upstream event there), so a wait ends even if the customer never
+# sends another event.
+PARTITION_CLOCK = "PartitionClock"
+
+
+def partition_clock(clock_ms: int) -> Event:
+    """The event that tells a customer's state the event time its partition has reached."""
+    return {"type": PARTITION_CLOCK, "clock_ms": clock_ms}
+
+
+def has_parked(state: State) -> bool:
+    """True while the customer has requests waiting for their order or incident."""
+    return bool(state["pending"])
+
+
+def parked_since_ms(state: State) -> int | None:
+    """When the customer's first parked request was made (its wait runs from there); None if nothing is parked."""
+    if not state["pending"]:
+        return None
+    return state["pending"][0]["requested_at"]
+
+
+# The field that dates each upstream event.
+EVENT_TIME_FIELDS = {"OrderPlaced": "placed_at", "OrderDelivered": "delivered_at", "IncidentReported": "reported_at",
+                     "RemedyRequested": "requested_at", "RemedyReviewed": "reviewed_at"}
+
+
+def event_time_ms(event: Event) -> int | None:
+    """When an upstream event happened (ms), or None for other events (limit results)."""
+    name = EVENT_TIME_FIELDS.get(event["type"])
+    return event[name] if name else None
+
+
 def handle(state: State, event: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
     """Fold one event into the state; return the decisions and limit checks it released, in order."""
     kind = event["type"]
@@ -260,6 +296,8 @@ def handle(state: State, event: Event, policy: Policy) -> tuple[State, list[Deci
         return _handle_incident(state, event, policy)
     if kind == "RemedyReviewed":
         return _handle_review(state, event, policy)
+    if kind == PARTITION_CLOCK:
+        return _drain(state, policy, None, event["clock_ms"])
     raise ValueError(f"handle: unsupported event type {kind!r}")
 
 
@@ -267,13 +305,17 @@ def _handle_request(state: State, request: Event, policy: Policy) -> tuple[State
     request_id = request["request_id"]
     earlier = state["decided"].get(request_id)
     if earlier is not None:
+        _refuse_conflict(request, _request_facts_of_decision(earlier), "decided")
         # A redelivered request: emit the same decision again; downstream keys on decision_id.
         return state, [earlier], []
     reservation = state["reservations"].get(request_id)
     if reservation is not None:
+        _refuse_conflict(request, _request_facts(reservation["request"]), "being checked at its later scopes")
         # Redelivered while its scopes are being checked: ask the next scope again (idempotent there).
         return state, [], [reservation["check"]]
-    if any(p["request_id"] == request_id for p in state["pending"]):
+    parked = [p for p in state["pending"] if p["request_id"] == request_id]
+    if parked:
+        _refuse_conflict(request, _request_facts(parked[0]), "waiting for its order or incident")
         return state, [], []
     horizon = _dedup_horizon_ms(state, policy)
     if horizon is not None and request["requested_at"] <= horizon:
@@ -286,6 +328,32 @@ def _handle_request(state: State, request: Event, policy: Policy) -> tuple[State
     state = _pruned({**state, "clock_ms": clock}, policy)
     state = {**state, "pending": state["pending"] + [request]}
     return _drain(state, policy, request["requested_at"])
+
+
+# Reason code of a request id (or order id, incident id) repeated with different content.
+CONFLICTING_DUPLICATE = "CONFLICTING_DUPLICATE"
+_REQUEST_FACTS = ("kind", "amount_cents", "currency", "order_id", "incident_id", "requested_by", "requested_at")
+
+
+def _request_facts(request: Event) -> dict:
+    return {name: request.get(name) for name in _REQUEST_FACTS}
+
+
+def _request_facts_of_decision(decision: Decision) -> dict:
+    facts = {name: decision.get(name) for name in _REQUEST_FACTS if name != "amount_cents"}
+    return {**facts, "amount_cents": decision["requested_cents"]}
+
+
+def _refuse_conflict(request: Event, first: dict, status: str) -> None:
+    """A repeat of a request id is a silent no-op only when it says the same; otherwise it is refused."""
+    if request.get("amount_rule") is not None:
+        return  # the service's own proactive request: its amount is priced when decided
+    differing = [name for name, value in _request_facts(request).items() if first.get(name) != value]
+    if differing:
+        shown = ", ".join(f"{name} {first.get(name)!r} then {request.get(name)!r}" for name in differing)
+        raise InvariantViolation(
+            f"{CONFLICTING_DUPLICATE}: request {request['request_id']} was already received ({status}) with "
+            f"different content: {shown}; the first stands")
 
 
 def _dedup_horizon_ms(state: State, policy: Policy) -> int | None:
@@ -330,8 +398,14 @@ def _delivery_flag(current: Decision, delivered_at_ms: int) -> Decision:
                         "Delivered after a lost-in-transit claim: flagged for review; the customer is not charged.")
 
 
-def _drain(state: State, policy: Policy, newest_request_ms: int | None) -> tuple[State, list[Decision], list[Check]]:
-    """Decide parked requests from the head of the queue while the order and incident they name are known."""
+def _drain(state: State, policy: Policy, newest_request_ms: int | None,
+           partition_clock_ms: int | None = None) -> tuple[State, list[Decision], list[Check]]:
+    """Decide parked requests from the head of the queue while the order and incident they name are known.
+
+    A request waits at most `order_wait_ms_max` of event time for what it names, measured on the
+    customer's own order or incident events, or on its partition's clock (every customer's events
+    there), so nothing waits forever; then it is ESCALATED to a person with the reason.
+    """
     decisions, checks = [], []
     while state["pending"]:
         head = state["pending"][0]
@@ -348,6 +422,7 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None) -> tuple
             # topic's clock: a later order says nothing about an incident still on its way.
             clocks = [state["history"].get("orders_clock_ms") if missing_order else None,
                       state["history"].get("incidents_clock_ms") if missing_incident else None]
+            clocks.append(partition_clock_ms)
             waited_too_long = any(
                 clock is not None and clock - head["requested_at"] > policy.order_wait_ms_max for clock in clocks
             ) or (
@@ -357,8 +432,12 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None) -> tuple
             queue_full = len(state["pending"]) > policy.pending_requests_max_per_customer
             if not (waited_too_long or queue_full):
                 break
+            if missing_order:
+                reason = CUSTOMER_UNKNOWN if state["history"]["orders"] == 0 else ORDER_NOT_FOUND
+            else:
+                reason = INCIDENT_NOT_FOUND
             decision = _decision(
-                head, policy, ESCALATED, 0, [ORDER_NOT_FOUND if missing_order else INCIDENT_NOT_FOUND],
+                head, policy, ESCALATED, 0, [reason],
                 {"pending_requests": len(state["pending"])},
                 decision_time_ms(state, head, policy), _context(state, head),
             )
@@ -470,7 +549,14 @@ def _with_decision(state: State, request: Event, decision: Decision) -> State:
 
 
 def _with_order(state: State, event: Event, policy: Policy) -> State:
-    if event["order_id"] in state["orders"]:
+    known = state["orders"].get(event["order_id"])
+    if known is not None:
+        differing = [name for name in ("placed_at", "total_cents", "currency", "digital", "shipping_address_id")
+                     if known[name] != event[name]]
+        if differing:
+            shown = ", ".join(f"{name} {known[name]!r} then {event[name]!r}" for name in differing)
+            raise InvariantViolation(f"{CONFLICTING_DUPLICATE}: order {event['order_id']} was already placed with "
+                                     f"different content: {shown}; the first stands")
         return state  # A redelivered order changes nothing; refunds already booked stay.
     order = {
         "placed_at": event["placed_at"],

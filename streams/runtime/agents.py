@@ -117,6 +117,9 @@ class AgentShell:
         self.aligner = aligner
         self.rebalancing = rebalancing
         self.dropped_on_rebalance_total = 0
+        # Called with (partitions, index) after a restore, and with partitions on a revocation.
+        self.on_restored: Callable[[list[int], dict], None] | None = None
+        self.on_revoked: Callable[[set[int]], None] | None = None
         self.step = step
         self.state = state
         self.producer = producer
@@ -131,6 +134,8 @@ class AgentShell:
         """Forget revoked partitions' state (Faust calls this after the batches in flight finished)."""
         if self.state is not None:
             self.state.drop(partitions)
+        if self.on_revoked is not None:
+            self.on_revoked(set(partitions))
 
     async def run(self, stream, batch_max: int, within_s: float) -> None:
         """Consume the agent's stream forever, one batch at a time."""
@@ -167,7 +172,9 @@ class AgentShell:
         if self.state is not None:
             missing = [p for p in partitions if not self.state.owned(p)]
             if missing:
-                standing = await self.state.restore(missing)
+                standing, indexed = await self.state.restore(missing)
+                if self.on_restored is not None:
+                    self.on_restored(missing, indexed)
                 if standing:
                     # A crash may have left these unsent: send them again, byte for byte.
                     await self._send(standing)

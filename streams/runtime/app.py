@@ -27,12 +27,24 @@ from aiokafka import AIOKafkaConsumer
 import schemas
 from projections.projector import build_batch
 from projections.store import Store
+from streams.core.decision import parked_since_ms
 from streams.core.policy import Policy
 from streams.errors import InvariantViolation, RemedyLedgerError
 from streams.runtime import faust_fix
 from streams.runtime.agents import AgentShell, StepOutput
 from streams.runtime.align import Aligner
-from streams.runtime.batch import Incoming, fold_batch, fold_scope_batch, scope_key_of, state_from_bytes, state_to_bytes
+from streams.runtime.batch import (
+    PARTITION_CLOCK_KEY,
+    Incoming,
+    PartitionClocks,
+    clock_from_bytes,
+    clock_to_bytes,
+    fold_batch,
+    fold_scope_batch,
+    scope_key_of,
+    state_from_bytes,
+    state_to_bytes,
+)
 from streams.runtime.kafka_io import idempotent_aio_producer, topic_names
 from streams.runtime.policy_log import decode_applied
 from streams.runtime.settings import Settings
@@ -54,6 +66,16 @@ COMMIT_INTERVAL_S = 1.0
 STREAM_BUFFER_MAX = 20_000
 # Bytes fetched per partition per request: a catch-up needs fewer round trips per topic.
 PARTITION_FETCH_BYTES_MAX = 4 << 20
+
+
+def _customer_index(key: bytes, state_json: bytes):
+    """While restoring: a partition clock, or when a customer's first parked request was made."""
+    if key == PARTITION_CLOCK_KEY:
+        return ("clock", clock_from_bytes(state_json))
+    if b'"pending":[]' in state_json:
+        return None
+    since = parked_since_ms(state_from_bytes(state_json))
+    return ("parked", since) if since is not None else None
 
 
 class ChDBPathBusy(RemedyLedgerError):
@@ -88,6 +110,7 @@ class Worker:
         self.shells: dict[str, AgentShell] = {}
         self.producer: AIOKafkaProducer | None = None
         self.app = None
+        self.clocks = PartitionClocks()
         from projections.rebuild import progress_state
 
         self.rebuild_progress = progress_state()
@@ -129,22 +152,46 @@ class Worker:
                         letter["source_offset"], letter["reason"])
         return [OutboxEntry(self.names.dead_letter, d["key"], schemas.encode("DeadLetter", d)) for d in letters]
 
-    def _folding(self, fold):
-        """A decide or limits step: fold a batch against the owned state; new states with their outboxes."""
+    def _fold_customers(self, messages, load, policy, names):
+        return fold_batch(messages, load, policy, names, self.clocks)
+
+    def _restored_customers(self, partitions: list[int], indexed: dict) -> None:
+        """Rebuild the partition clocks and the parked customers of restored partitions."""
+        self.clocks.drop(partitions)
+        for (partition, key), (kind, value) in indexed.items():
+            if kind == "clock":
+                self.clocks.clock_ms[partition] = value
+            else:
+                self.clocks.parked_since_ms.setdefault(partition, {})[key.decode()] = value
+
+    def _folding(self, fold, clock_key: bool = False):
+        """A decide or limits step: fold a batch against the owned state; new states with their outboxes.
+
+        With `clock_key`, each partition whose clock moved also writes it to the changelog."""
 
         async def step(messages: list[Incoming], state: PartitionState) -> StepOutput:
             partition_of = {m.key: m.partition for m in messages if m.key is not None}
 
+            def partition_for(encoded: bytes) -> int:
+                # A parked customer the partition clock woke up may have no event in this batch.
+                if encoded not in partition_of:
+                    partition_of[encoded] = state.partition_of(encoded)
+                return partition_of[encoded]
+
             def load(key: str):
                 encoded = key.encode()
-                return state_from_bytes(state.get(partition_of[encoded], encoded))
+                return state_from_bytes(state.get(partition_for(encoded), encoded))
 
             result = fold(messages, load, self.policy, self.names)
             output = StepOutput(sends=self._dead_letters(result.dead_letters))
             for key, value in result.states.items():
                 encoded = key.encode()
                 outbox = [self._encoded(kind, datum) for kind, datum in result.emitted_by_key.get(key, [])]
-                output.states.setdefault(partition_of[encoded], {})[encoded] = (state_to_bytes(value), outbox)
+                output.states.setdefault(partition_for(encoded), {})[encoded] = (state_to_bytes(value), outbox)
+            if clock_key:
+                for partition in self.clocks.advanced:
+                    output.states.setdefault(partition, {})[PARTITION_CLOCK_KEY] = (
+                        clock_to_bytes(self.clocks.clock_ms[partition]), [])
             return output
 
         return step
@@ -197,10 +244,12 @@ class Worker:
         decide_wait_s = settings.decide_batch_wait_ms / 1000
         if "decide" in self.roles:
             self.shells["decide"] = AgentShell(
-                "decide", self._folding(fold_batch),
-                PartitionState(names.customer_state_changelog, settings.kafka_bootstrap), producer,
-                aligner=self._aligner(app), rebalancing=lambda: app.rebalancing)
+                "decide", self._folding(self._fold_customers, clock_key=True),
+                PartitionState(names.customer_state_changelog, settings.kafka_bootstrap, index=_customer_index),
+                producer, aligner=self._aligner(app), rebalancing=lambda: app.rebalancing)
             shell = self.shells["decide"]
+            shell.on_restored = self._restored_customers
+            shell.on_revoked = self.clocks.drop
 
             @app.agent(app.topic(*names.inputs(), **raw), name="decide", concurrency=1)
             async def decide(stream):
@@ -300,6 +349,7 @@ class Worker:
                               "held_forced": shell.aligner.forced_total if shell.aligner else None,
                               "dropped_on_rebalance": shell.dropped_on_rebalance_total,
                               "state_keys": shell.state.keys() if shell.state else None,
+                              "parked_customers": self.clocks.parked() if name == "decide" else None,
                               "restores": shell.state.restores_total if shell.state else None,
                               "restore_s": round(shell.state.restore_seconds_total, 2) if shell.state else None}
                        for name, shell in self.shells.items()},

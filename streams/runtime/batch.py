@@ -99,16 +99,28 @@ class _Invalid(Exception):
     """A decoded message that breaks a precondition (routed to the dead-letter topic)."""
 
 
+def _emit(result: BatchResult, key: str, state: dict, decisions: list, checks: list) -> None:
+    result.states[key] = state
+    result.decisions.extend(decisions)
+    result.checks.extend(checks)
+    if decisions or checks:
+        emitted = result.emitted_by_key.setdefault(key, [])
+        emitted.extend(("decision", decision) for decision in decisions)
+        emitted.extend(("check", check) for check in checks)
+
+
 def _fold(
     messages: list[Incoming],
     decode: Callable[[Incoming], tuple[str, dict]],
     load_state: Callable[[str], dict | None],
     empty: Callable[[], dict],
     step: Callable[[dict, dict], tuple[dict, list, list]],
+    after: Callable[[Incoming, str, dict, BatchResult], None] | None = None,
 ) -> BatchResult:
     """Decode each message, apply `step` to its key's state (loaded once per batch), collect outputs.
 
-    Undecodable messages and messages that break a precondition become dead letters; the batch goes on.
+    Undecodable messages and messages that break a precondition become dead letters; the batch
+    goes on. `after` runs after each applied message (the decide fold advances partition clocks).
     """
     result = BatchResult()
     for message in messages:
@@ -124,14 +136,58 @@ def _fold(
         except (_Invalid, InvariantViolation) as error:
             result.dead_letters.append(dead_letter(message, "InvariantViolation", str(error)))
             continue
-        result.states[key] = state
-        result.decisions.extend(decisions)
-        result.checks.extend(checks)
-        if decisions or checks:
-            emitted = result.emitted_by_key.setdefault(key, [])
-            emitted.extend(("decision", decision) for decision in decisions)
-            emitted.extend(("check", check) for check in checks)
+        _emit(result, key, state, decisions, checks)
+        if after is not None:
+            after(message, key, event, result)
     return result
+
+
+# The changelog key of a partition's clock (a NUL byte cannot start a customer id: ids are printable).
+PARTITION_CLOCK_KEY = b"\x00partition-clock"
+
+
+@dataclass
+class PartitionClocks:
+    """Per partition: the newest upstream event time seen, and when each parked customer's wait ends.
+
+    Kept with the customer states (the clock in the changelog under PARTITION_CLOCK_KEY, the
+    deadlines rebuilt from the states on restore), so a wait ends at the same point of the log
+    whatever the batches, crashes or restarts.
+    """
+
+    clock_ms: dict[int, int] = field(default_factory=dict)
+    # partition -> customer -> when its first parked request was made (its wait runs from there)
+    parked_since_ms: dict[int, dict[str, int]] = field(default_factory=dict)
+    advanced: set[int] = field(default_factory=set)  # partitions whose clock moved in this batch
+
+    def note(self, partition: int, key: str, state: core.State) -> None:
+        """Remember (or forget) this customer's first parked request."""
+        parked = self.parked_since_ms.setdefault(partition, {})
+        since = core.parked_since_ms(state)
+        if since is None:
+            parked.pop(key, None)
+        else:
+            parked[key] = since
+
+    def parked(self) -> int:
+        """Customers with parked requests, over the owned partitions."""
+        return sum(len(parked) for parked in self.parked_since_ms.values())
+
+    def drop(self, partitions) -> None:
+        """Forget partitions no longer owned."""
+        for partition in partitions:
+            self.clock_ms.pop(partition, None)
+            self.parked_since_ms.pop(partition, None)
+
+
+def clock_to_bytes(clock_ms: int) -> bytes:
+    """The changelog value of a partition clock."""
+    return json.dumps({"partition_clock_ms": clock_ms}).encode()
+
+
+def clock_from_bytes(data: bytes) -> int:
+    """The inverse of clock_to_bytes."""
+    return int(json.loads(data)["partition_clock_ms"])
 
 
 def fold_batch(
@@ -139,14 +195,41 @@ def fold_batch(
     load_state: Callable[[str], core.State | None],
     policy: Policy,
     names: TopicNames,
+    clocks: PartitionClocks | None = None,
 ) -> BatchResult:
-    """Run every message of a batch through the customer scope, loading each customer's state once."""
+    """Run every message of a batch through the customer scope, loading each customer's state once.
+
+    With `clocks`, every upstream event advances its partition's clock, and customers whose
+    parked requests waited past it are told at once (in the log's order, so decisions do not
+    depend on where a batch ends).
+    """
+    clocks = clocks if clocks is not None else PartitionClocks()
+    clocks.advanced = set()
 
     def decode(message: Incoming) -> tuple[str, dict]:
         _, event = decode_input(message, names)
         return event["customer_id"], event
 
-    return _fold(messages, decode, load_state, core.empty_state, lambda state, event: core.handle(state, event, policy))
+    def step(state: core.State, event: dict) -> tuple:
+        return core.handle(state, event, policy)
+
+    def after(message: Incoming, key: str, event: dict, result: BatchResult) -> None:
+        partition = message.partition
+        clocks.note(partition, key, result.states[key])
+        event_time = core.event_time_ms(event)
+        if event_time is None or event_time <= clocks.clock_ms.get(partition, event_time - 1):
+            return
+        clocks.clock_ms[partition] = event_time
+        clocks.advanced.add(partition)
+        parked = clocks.parked_since_ms.get(partition, {})
+        wait_ms = policy.order_wait_ms_max
+        for waiting in sorted(k for k, since in parked.items() if event_time - since > wait_ms):
+            state = result.states.get(waiting) or load_state(waiting) or core.empty_state()
+            state, decisions, checks = core.handle(state, core.partition_clock(event_time), policy)
+            _emit(result, waiting, state, decisions, checks)
+            clocks.note(partition, waiting, state)
+
+    return _fold(messages, decode, load_state, core.empty_state, step, after)
 
 
 def scope_key_of(check: dict) -> str:

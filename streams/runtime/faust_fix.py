@@ -17,7 +17,10 @@ more; the group shows lag 1 on one partition forever. Two flaws together:
    "no filter", and Faust's `getmany` then drops records whose partition is not in the set at that
    moment. Corrected: pass a frozen snapshot, so aiokafka and Faust's filter see the same set.
 
-Either alone is not enough. The replacements below are the upstream methods with only those
+Either alone is not enough. An app without tables (ours: state lives in our own changelog)
+recovers through `Recovery._resume_streams` (lines 306-335 in 0.15.3), which has the same order
+as flaw 1; the fetcher is usually stopped or the flow suspended there, but not when a worker that
+had no partitions is assigned some, so it gets the same correction. The replacements below are the upstream methods with only those
 changes; `apply()` refuses any other Faust version, because the copies would silently diverge.
 """
 
@@ -31,11 +34,6 @@ log = logging.getLogger("remedy.faust_fix")
 
 # The exact faust-streaming release these corrections were written against (pyproject pins it).
 FAUST_VERSION_EXPECTED = "0.15.3"
-
-# Fault injection for the race test only: seconds slept inside recovery before the seek, the
-# window in which the unpatched Faust loses records. Zero in production.
-recovery_seek_delay_s = 0.0
-
 
 class FaustVersionError(RuntimeError):
     """The installed faust-streaming is not the release the restart-race fix was written for."""
@@ -82,8 +80,6 @@ async def _on_recovery_completed(self, generation_id: int = 0) -> None:
     consumer.resume_flow()
     if assignment:
         self.log.info("Seek stream partitions to committed offsets.")
-        if recovery_seek_delay_s:
-            await asyncio.sleep(recovery_seek_delay_s)
         await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
     consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
     self.completed.set()
@@ -92,6 +88,36 @@ async def _on_recovery_completed(self, generation_id: int = 0) -> None:
     if not self.app.assignor.assigned_standbys():
         self.tables.on_standbys_ready()
     self.app.on_rebalance_end()
+    self.log.info("Worker ready")
+
+
+async def _resume_streams(self, generation_id: int = 0) -> None:
+    """`Recovery._resume_streams` (the path without tables, ours), with the same order as above."""
+    from faust.types import AppT
+
+    app = self.app
+    consumer = app.consumer
+    await app.on_rebalance_complete.send()
+    assignment = consumer.assignment()
+    if self.app.consumer_generation_id != generation_id:
+        self.log.warning("Recovery rebalancing again")
+        return
+    # Correction 1 again: clear the channel queues and resume the flow while the stream
+    # partitions are still paused, then seek, then resume them.
+    self.log.info("Resuming flow...")
+    app.flow_control.resume()
+    consumer.resume_flow()
+    if assignment:
+        self.log.info("Seek stream partitions to committed offsets.")
+        await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+    else:
+        self.log.info("Resuming streams with empty assignment")
+    self.completed.set()
+    await cast(AppT, app)._fetcher.maybe_start()
+    self.tables.on_actives_ready()
+    self.tables.on_standbys_ready()
+    app.on_rebalance_end()
     self.log.info("Worker ready")
 
 
@@ -130,6 +156,7 @@ def apply() -> None:
     from faust.transport.consumer import Consumer
 
     Recovery.on_recovery_completed = _on_recovery_completed
+    Recovery._resume_streams = _resume_streams
     Consumer._wait_next_records = _wait_next_records
     _applied = True
     log.info("faust %s: restart-race corrections applied", FAUST_VERSION_EXPECTED)

@@ -24,6 +24,7 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass
+from typing import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -85,8 +86,12 @@ def split_changelog_value(value: bytes) -> tuple[bytes, list[OutboxEntry]]:
 class PartitionState:
     """The state of the partitions an agent owns, in memory (compressed), backed by its changelog."""
 
-    def __init__(self, changelog: str, bootstrap: str, client_options: dict | None = None):
+    def __init__(self, changelog: str, bootstrap: str, client_options: dict | None = None,
+                 index: Callable[[bytes, bytes], object] | None = None):
         self.changelog = changelog
+        # Called with (key, state JSON) for every restored record; what it returns for a key's
+        # last record is handed back by `restore` (the decide agent finds parked customers so).
+        self.index = index
         self.bootstrap = bootstrap
         self.client_options = client_options or {}
         self.by_partition: dict[int, dict[bytes, bytes]] = {}
@@ -103,6 +108,13 @@ class PartitionState:
         value = self.by_partition.get(partition, {}).get(key)
         return unheld(value) if value is not None else None
 
+    def partition_of(self, key: bytes) -> int:
+        """The owned partition that holds `key` (KeyError if none does)."""
+        for partition, values in self.by_partition.items():
+            if key in values:
+                return partition
+        raise KeyError(f"{key!r} is not held on any owned partition of {self.changelog}")
+
     def keys(self) -> int:
         """How many keys are held (all owned partitions)."""
         return sum(len(values) for values in self.by_partition.values())
@@ -116,13 +128,15 @@ class PartitionState:
         """Keep a state the changelog acknowledged."""
         self.by_partition.setdefault(partition, {})[key] = held(state_json)
 
-    async def restore(self, partitions: list[int]) -> list[OutboxEntry]:
-        """Read each partition's changelog to its end offset now; returns the outboxes still standing.
+    async def restore(self, partitions: list[int]) -> tuple[list[OutboxEntry], dict[tuple[int, bytes], object]]:
+        """Read each partition's changelog to its end offset now; returns the outboxes still standing
+        and the index of the restored keys ((partition, key) -> what `index` returned, when not None).
 
         Bounded by RESTORE_TIMEOUT_S and logged with its size and duration.
         """
+        indexed: dict[tuple[int, bytes], object] = {}
         if not partitions:
-            return []
+            return [], indexed
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, client_id="remedy-restore",
             auto_offset_reset="earliest", max_partition_fetch_bytes=RESTORE_FETCH_BYTES_MAX,
@@ -160,8 +174,15 @@ class PartitionState:
                         if record.value is None:
                             values.pop(record.key, None)
                             outboxes.pop(slot, None)
+                            indexed.pop(slot, None)
                             continue
                         state_json, outbox = split_changelog_value(record.value)
+                        if self.index is not None:
+                            entry = self.index(record.key, state_json)
+                            if entry is None:
+                                indexed.pop(slot, None)
+                            else:
+                                indexed[slot] = entry
                         values[record.key] = held(state_json)
                         if outbox:
                             outboxes[slot] = outbox
@@ -178,4 +199,4 @@ class PartitionState:
         standing = [entry for slot in sorted(outboxes) for entry in outboxes[slot]]
         log.warning("restored %s partitions %s: %d keys from %d records in %.1fs; %d outbox messages to re-send",
                     self.changelog, partitions, keys, read, elapsed, len(standing))
-        return standing
+        return standing, indexed

@@ -14,16 +14,20 @@ Faust takes `Recovery._resume_streams` instead, the path of an app without table
 
 The window is injected deterministically: the seek that recovery performs when it completes
 (`Consumer.perform_seek`, called from `on_recovery_completed`, its fixed replacement or
-`_resume_streams`) sleeps `--seek-delay` seconds before and again after the real seek. Each sleep
-must be longer than 1 s: a Faust fetcher that found no active partition sleeps 1 s before it
-fetches again, and the changelog partitions have just been paused. Unfixed Faust has resumed the
-stream partitions before that seek and clears every agent channel (`flow_control.resume()`) after
-it, so the records delivered after the seek are wiped while aiokafka's position is already past
-them. `fixed` applies streams/runtime/faust_fix.py first: it seeks while the stream partitions are
-still paused, so the same sleeps are harmless.
+`_resume_streams`) sleeps `--seek-delay` seconds before and again after the real seek. Unfixed
+Faust has resumed the stream partitions before that seek and clears every agent channel
+(`flow_control.resume()`) after it, so records delivered after the seek are wiped while aiokafka's
+position is already past them. The sleep before the seek must exceed 1 s: the changelog partitions
+have just been paused, and a Faust fetcher that finds no active partition sleeps 1 s before it
+fetches again (with 0.5 s nothing was fetched in the window and nothing was lost). `fixed` applies
+streams/runtime/faust_fix.py first: it seeks while the stream partitions are still paused, so the
+same sleeps open no window. The injection wraps Faust's own `perform_seek`, so it is the same in
+both modes and the worker's code carries no test hook.
 
-Every `FlowControlEvent.resume()` is wrapped to count the records it clears from the channels
-("wiped"): records that were fetched and delivered to an agent and will never be processed.
+Diagnostics in the final line: "wiped", the channel queue entries each `FlowControlEvent.resume()`
+cleared (records delivered to the agent that it will never see; an offset delivered twice counts
+twice); "gaps", the offset ranges Faust never delivered and recorded as gaps (`Consumer._add_gap`),
+which its commits may pass over; "committed" and "read_offsets" of the probe's topic.
 
 `--kill-after K`: after K new distinct records the agent takes no more, Faust commits what was
 acked, and the process SIGKILLs itself (the first life of a restart scenario). Otherwise the probe
@@ -31,9 +35,10 @@ runs until EXPECTED_COUNT distinct records were processed (those already in `--s
 of earlier lives, included), until `--timeout`, or until nothing new was processed for
 `--idle-timeout` seconds after start-up, whichever comes first.
 
-Progress lines and the final line are JSON on stdout; the final one has "final": true,
-"processed" (distinct records, earlier lives included), "expected" and "wiped". The process leaves
-with os._exit (Faust's own shutdown is slow and not under test).
+Progress lines and the final line are JSON on stdout; the final one has "final": true, "reason",
+"processed" (distinct records, earlier lives included), "expected" and the diagnostics. The
+process leaves with os._exit (Faust's own shutdown is slow and not under test). RACE_PROBE_LOG=info
+sends Faust's and aiokafka's logs to stderr.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ COMMIT_INTERVAL_S = 0.5
 SESSION_TIMEOUT_S = 6.0
 # Per-record work in the agent: the agent is slower than the fetcher, as a real agent is, so
 # records wait in its channel queue when the window closes.
-RECORD_WORK_S = 0.001
+RECORD_WORK_S = 0.004
 # Callers of `perform_seek` whose seek is delayed: unfixed and fixed `on_recovery_completed`, and
 # the path of an app without tables.
 DELAYED_CALLERS = {"on_recovery_completed", "_on_recovery_completed", "_resume_streams"}
@@ -110,7 +115,7 @@ def inject_seek_window(delay_s: float, delayed: list[str]) -> None:
 
 
 def count_wiped(wiped: list[int]) -> None:
-    """Record how many delivered records each `FlowControlEvent.resume()` clears from the channels."""
+    """Record how many queue entries each `FlowControlEvent.resume()` clears from the agent channels."""
     from mode.utils.queues import FlowControlEvent
 
     real = FlowControlEvent.resume
@@ -124,9 +129,22 @@ def count_wiped(wiped: list[int]) -> None:
     FlowControlEvent.resume = resume
 
 
+def record_gaps(gaps: list[list]) -> None:
+    """Record the offset ranges Faust treats as gaps (never delivered; commits may pass over them)."""
+    from faust.transport.consumer import Consumer
+
+    real = Consumer._add_gap
+
+    async def _add_gap(self, tp, offset_from: int, offset_to: int) -> None:
+        gaps.append([tp.topic, tp.partition, offset_from, offset_to])
+        await real(self, tp, offset_from, offset_to)
+
+    Consumer._add_gap = _add_gap
+
+
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    if os.environ.get("RACE_PROBE_LOG"):  # e.g. RACE_PROBE_LOG=info: Faust's and aiokafka's logs on stderr
+    if os.environ.get("RACE_PROBE_LOG"):
         import logging
 
         logging.basicConfig(level=os.environ["RACE_PROBE_LOG"].upper(), stream=sys.stderr,
@@ -141,10 +159,13 @@ def main(argv: list[str]) -> None:
     wiped: list[int] = []
     inject_seek_window(args.seek_delay, delayed)
     count_wiped(wiped)
-    asyncio.run(run(args, faust_fix.applied(), delayed, wiped))
+    gaps: list[list] = []
+    record_gaps(gaps)
+    asyncio.run(run(args, faust_fix.applied(), delayed, wiped, gaps))
 
 
-async def run(args: argparse.Namespace, fix_applied: bool, delayed: list[str], wiped: list[int]) -> None:
+async def run(args: argparse.Namespace, fix_applied: bool, delayed: list[str], wiped: list[int],
+              gaps: list[list]) -> None:
     """Build the app inside the running loop, start it, and watch the agent until it is done."""
     import faust
 
@@ -204,18 +225,17 @@ async def run(args: argparse.Namespace, fix_applied: bool, delayed: list[str], w
                 if len(seen) >= args.expected:
                     done.set()
 
+    def ours(offsets) -> dict:
+        return {tp.partition: offset for tp, offset in offsets.items() if tp.topic == args.topic}
+
     def finish(reason: str) -> None:
-        if reason != "all processed":
-            consumer = app.consumer
-            ours = lambda offsets: {tp.partition: o for tp, o in offsets.items() if tp.topic == args.topic}  # noqa: E731
-            emit(event="stalled", read_offsets=ours(consumer._read_offset), committed=ours(consumer._committed_offset),
-                 active=sorted(f"{tp.topic[-3:]}{tp.partition}" for tp in consumer._get_active_partitions()),
-                 paused=sorted(f"{tp.topic[-3:]}{tp.partition}" for tp in consumer._paused_partitions),
-                 flow_active=consumer.flow_active, flow_control_active=app.flow_control.is_active(),
-                 queued=sum(len(queue._queue) for queue in app.flow_control._queues))
+        consumer = app.consumer
         emit(final=True, reason=reason, mode=args.mode, app_id=app_id, processed=len(seen), expected=args.expected,
              earlier=earlier, new=new, wiped=sum(wiped), delayed_seeks=delayed, fix_applied=fix_applied,
-             table=counts is not None, elapsed_s=round(time.monotonic() - started, 2))
+             table=counts is not None, elapsed_s=round(time.monotonic() - started, 2),
+             committed=ours(consumer._committed_offset), read_offsets=ours(consumer._read_offset),
+             gaps=[gap[1:] for gap in gaps if gap[0] == args.topic][:20],
+             queued=sum(len(queue._queue) for queue in app.flow_control._queues))
         os._exit(0)
 
     deadline = started + args.timeout
@@ -225,8 +245,7 @@ async def run(args: argparse.Namespace, fix_applied: bool, delayed: list[str], w
     while True:
         if args.kill_after and halt.is_set():
             await asyncio.sleep(COMMIT_INTERVAL_S * 4)  # let Faust commit what the agent acked
-            committed = {tp.partition: offset for tp, offset in app.consumer._committed_offset.items() if tp.topic == args.topic}
-            emit(event="sigkill", processed=len(seen), new=new, committed=committed)
+            emit(event="sigkill", processed=len(seen), new=new, committed=ours(app.consumer._committed_offset))
             os.kill(os.getpid(), signal.SIGKILL)
         if done.is_set():
             return finish("all processed")

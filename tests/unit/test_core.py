@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given as for_all, settings
 from hypothesis import strategies as st
 
+from streams.errors import InvariantViolation
 from streams.core import decision as core
 from streams.core.policy import DAY_MS, REMEDY_KINDS, Policy
 from tests.support.world import World
@@ -376,7 +377,7 @@ def test_parked_request_is_escalated_once_newer_orders_show_its_order_is_not_com
 def test_later_requests_alone_escalate_a_parked_request_only_after_a_week(waited_ms, escalated):
     world = world_after(request("r1", 500, kind="REFUND", order_id="missing", at=T0), request("r2", 700, at=T0 + waited_ms))
     if escalated:
-        assert outcomes(world.decisions) == [("r1", "ESCALATED", [core.ORDER_NOT_FOUND]),
+        assert outcomes(world.decisions) == [("r1", "ESCALATED", [core.CUSTOMER_UNKNOWN]),
                                              ("r2", "GRANTED", [core.WITHIN_LIMITS])]
     else:
         assert world.decisions == []
@@ -655,3 +656,40 @@ def test_a_proactive_remedy_comes_first_whether_its_incident_or_a_request_naming
     assert incident_first == request_first
     assert incident_first["proactive:lost:c1:RESHIP"]["outcome"] == "GRANTED"
     assert incident_first["wrap"]["reason_codes"] == [core.CUSTOMER_30D_CAP_EXCEEDED]
+
+
+@pytest.mark.parametrize("clock_after_ms, escalated", [(DAY_MS - 1, False), (DAY_MS, False), (DAY_MS + 1, True)])
+def test_the_partition_clock_ends_a_wait_for_a_customer_who_never_sends_another_event(clock_after_ms, escalated):
+    world = world_after(order("o1", at=T0 - 1_000), request("r1", 500, kind="REFUND", order_id="never", at=T0))
+    state = world.customers["c1"]
+    state, decisions, checks = core.handle(state, core.partition_clock(T0 + clock_after_ms), POLICY)
+    assert checks == []
+    if escalated:
+        assert outcomes(decisions) == [("r1", "ESCALATED", [core.ORDER_NOT_FOUND])] and not core.has_parked(state)
+    else:
+        assert decisions == [] and core.has_parked(state)
+
+
+def test_a_customer_nobody_knows_is_escalated_as_unknown_by_the_partition_clock():
+    world = world_after(request("r1", 500, kind="CREDIT", order_id="o-nowhere", at=T0))
+    state, decisions, _ = core.handle(world.customers["c1"], core.partition_clock(T0 + DAY_MS + 1), POLICY)
+    assert outcomes(decisions) == [("r1", "ESCALATED", [core.CUSTOMER_UNKNOWN])]
+
+
+@pytest.mark.parametrize("field, value", [("amount_cents", 501), ("kind", "REFUND"), ("requested_by", "assoc-9")])
+@pytest.mark.parametrize("decided", [True, False])
+def test_a_request_id_repeated_with_different_content_is_refused_and_the_first_stands(field, value, decided):
+    first = request("r1", 500, order_id="o1")
+    world = world_after(*([order("o1")] if decided else []), first)
+    state = world.customers["c1"]
+    with pytest.raises(InvariantViolation, match="CONFLICTING_DUPLICATE: request r1"):
+        core.handle(state, {**first, field: value, "event_id": "e-again"}, POLICY)
+    again, decisions, checks = core.handle(state, {**first, "event_id": "e-again"}, POLICY)  # the same says nothing new
+    assert again == state and checks == [] and decisions == (list(world.decisions[-1:]) if decided else [])
+
+
+def test_an_order_id_repeated_with_a_different_total_is_refused():
+    world = world_after(order("o1", total=2_000))
+    with pytest.raises(InvariantViolation, match="CONFLICTING_DUPLICATE: order o1"):
+        core.handle(world.customers["c1"], {**order("o1", total=2_000), "total_cents": 9_999}, POLICY)
+    assert core.handle(world.customers["c1"], order("o1", total=2_000), POLICY)[0] == world.customers["c1"]
