@@ -31,12 +31,18 @@ def main() -> None:
     settings = Settings(topic_prefix="profile")
     names = topic_names(settings)
     messages = []
+    # The Kafka timestamp a publisher gives them now (CreateTime): the inbound checks refuse event
+    # times more than a day after it, so a timestamp of 0 would dead-letter every event.
+    published_ms = int(time.time() * 1000)
     for offset, (record_name, datum) in enumerate(islice(read_events(path), limit)):
         messages.append(Incoming(names.for_event(record_name), 0, offset, datum["customer_id"].encode(),
-                                 schemas.encode(record_name, datum), 0))
+                                 schemas.encode(record_name, datum), published_ms))
     table: dict[bytes, bytes] = {}
 
+    dead_lettered = 0
+
     def run() -> int:
+        nonlocal dead_lettered
         decided = 0
         for start in range(0, len(messages), settings.decide_batch_max):
             chunk = messages[start:start + settings.decide_batch_max]
@@ -46,6 +52,7 @@ def main() -> None:
             for customer_id, state in result.states.items():
                 table[customer_id.encode()] = state_to_bytes(state)
             decided += len(result.decisions)
+            dead_lettered += len(result.dead_letters)
         return decided
 
     profiler = cProfile.Profile()
@@ -68,7 +75,7 @@ def main() -> None:
                 else "other")
         by_area[area] = by_area.get(area, 0.0) + tottime
     print(json.dumps({
-        "events": len(messages), "decisions": decided, "seconds_profiled": round(elapsed, 2),
+        "events": len(messages), "decisions": decided, "dead_letters": dead_lettered, "seconds_profiled": round(elapsed, 2),
         "events_per_s_profiled": round(len(messages) / elapsed),
         "self_time_share_by_area": {k: round(v / total, 3) for k, v in sorted(by_area.items(), key=lambda kv: -kv[1])},
         "top_cumulative": text.getvalue().splitlines()[:TOP_FUNCTIONS + 12],

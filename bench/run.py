@@ -2,6 +2,13 @@
 
     .venv/bin/python bench/run.py [--customers 20000] [--days 30] [--source worktree|HEAD|DIR]
 
+The worker is measured against three ceilings: a bare aiokafka consumer, a Faust no-op agent
+(bench/noop_app.py) and the hand-written aiokafka loops running the same core end to end
+(bench/loops_worker.py, the worker before issue 8). The worker since issue 8 is one Faust app per
+process, one consumer group `<prefix>-worker` for its decide, limits and project agents (the
+loops had three groups, `<app id>-decide`, `-limits`, `-project`); a second worker runs
+`remedy-ledger worker --roles decide,limits` (embedded chDB: one process projects).
+
 Starts its own broker on 127.0.0.1:29092 (data in .data/bench, never the test broker), runs every
 measurement on fresh topic prefixes, stops the broker at the end, and writes
 bench/results/<utc time>.json and bench/results/latest.json. See bench/README.md for what each
@@ -23,6 +30,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,10 +40,12 @@ BENCH_DATA = REPO / ".data" / "bench"
 RESULTS = REPO / "bench" / "results"
 BOOTSTRAP = "127.0.0.1:29092"
 BROKER_ENV = {"REMEDY_DATA_DIR": str(BENCH_DATA), "REMEDY_KAFKA_PORT": "29092", "REMEDY_KAFKA_CONTROLLER_PORT": "29093"}
-# Targets from issue 5 (2 cores, broker included).
+# Targets (2 cores, broker included): issue 8 for the Faust agents (throughput against the Faust
+# no-op ceiling, 2 workers, latency), issue 5 for the rest (its latency target was 50 ms).
 TARGETS = {
-    "end_to_end_events_per_s": (">=", 10_000),
-    "decision_latency_p99_ms": ("<=", 50),
+    "agents_x_faust_noop": (">=", 0.5),
+    "end_to_end_2_workers_events_per_s": (">=", 10_000),
+    "decision_latency_p99_ms": ("<=", 100),
     "freshness_p99_ms": ("<=", 2_000),
     "publish_events_per_s": (">=", 30_000),
     "state_1m_customers_rss_bytes": ("<=", 2 * 1024**3),
@@ -48,6 +58,10 @@ CEILING_S_MAX = 300
 COUNT_POLL_S = 0.1
 # Length of the paced (half of peak) run that measures latency and freshness.
 PACED_RUN_S = 25
+# Length of the hop-by-hop latency run (latency_hops.py, no count poller) at the same rate.
+HOPS_RUN_S = 20
+# Workers taking part: the first runs every role, the others decide and limits only.
+SECOND_WORKER_ROLES = "decide,limits"
 
 
 def load() -> dict:
@@ -114,7 +128,8 @@ class Deployment:
             **os.environ, "PYTHONPATH": str(source), "REMEDY_KAFKA_BOOTSTRAP": BOOTSTRAP,
             "REMEDY_TOPIC_PREFIX": self.prefix, "REMEDY_DATA_DIR": str(self.data), **extra,
         }
-        self.workers: list[tuple[subprocess.Popen, str, Path]] = []
+        self.workers: list[RunningWorker] = []
+        self.kind = "faust"
 
     def cli(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run([PYTHON, "-m", "streams.commands.cli", *args], cwd=self.source, env=self.env, check=True,
@@ -125,14 +140,25 @@ class Deployment:
 
         return load_settings(self.env)
 
-    def start_worker(self, index: int = 0) -> None:
+    def start_worker(self, index: int = 0, kind: str = "faust", roles: str | None = None) -> None:
+        """Start a worker and wait for its /health (and, if it projects, for ClickHouse to open).
+
+        kind "faust": `remedy-ledger worker [--roles ROLES]`; kind "loops": bench/loops_worker.py.
+        Each worker has its own web port and data directory (its own chDB when it projects).
+        """
         port = free_port()
         data = self.data / f"worker{index}"
         data.mkdir(parents=True, exist_ok=True)
         env = {**self.env, "REMEDY_WEB_PORT": str(port), "REMEDY_DATA_DIR": str(data)}
         log_file = open(data / "worker.log", "ab")
-        process = subprocess.Popen([PYTHON, "-m", "streams.commands.cli", "worker", "--loglevel", "warning"], cwd=self.source,
-                                   env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        if kind == "loops":
+            command = [PYTHON, str(REPO / "bench" / "loops_worker.py"), "--loglevel", "warning"]
+        else:
+            command = [PYTHON, "-m", "streams.commands.cli", "worker", "--loglevel", "warning",
+                       *(["--roles", roles] if roles else [])]
+        self.kind = kind
+        process = subprocess.Popen(command, cwd=self.source, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + WORKER_START_S_MAX
         while True:
@@ -145,20 +171,71 @@ class Deployment:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"worker did not answer in {WORKER_START_S_MAX}s; see {data / 'worker.log'}")
                 time.sleep(0.3)
-        # Opening embedded ClickHouse happens in a background task; the first count answers once it is open.
-        self.workers.append((process, url, data))
-        self.decision_count()
+        projects = kind == "loops" or roles is None or "project" in roles.split(",")
+        self.workers.append(RunningWorker(process, url, data, projects))
+        if projects:
+            self.decision_count()  # answers once embedded ClickHouse is open
+
+    def groups(self) -> list[tuple[str, list[str]]]:
+        """(consumer group, topics) of this deployment's workers: one Faust group, or the loops' three."""
+        if self.kind == "loops":
+            from loops_worker import loop_groups  # bench/loops_worker.py
+
+            return loop_groups(self.settings())
+        from streams.runtime.kafka_io import worker_groups
+
+        return worker_groups(self.settings())
+
+    def wait_until_assigned(self) -> float:
+        """Until every group has all workers as members, is Stable and has every partition assigned.
+
+        The clock of a measurement starts after this, so it measures processing, not group joins.
+        Returns the seconds waited.
+        """
+        from kafka import KafkaAdminClient
+
+        started = time.monotonic()
+        members = len(self.workers)
+        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="remedy-bench")
+        try:
+            groups = self.groups()
+            partitions = self.settings().topic_partitions
+            while True:
+                described = admin.describe_groups([group for group, _ in groups])
+                ready = True
+                for group, topics in groups:
+                    info = described.get(group) or {}
+                    assigned = {(a["topic"], p) for m in info.get("members", [])
+                                for a in (m.get("member_assignment") or {}).get("assigned_partitions", [])
+                                for p in a["partitions"]}
+                    wanted = {(t, p) for t in topics for p in range(partitions)}
+                    if (info.get("group_state") != "Stable" or len(info.get("members", [])) != members
+                            or not wanted <= assigned):
+                        ready = False
+                if ready:
+                    return round(time.monotonic() - started, 1)
+                for worker in self.workers:
+                    if worker.process.poll() is not None:
+                        raise RuntimeError(f"worker died; see {worker.data / 'worker.log'}")
+                if time.monotonic() - started > WORKER_START_S_MAX:
+                    raise RuntimeError(f"the workers' groups were not assigned in {WORKER_START_S_MAX}s: {described}")
+                time.sleep(0.3)
+        finally:
+            admin.close()
 
     def decision_count(self) -> int:
+        """Decisions projected, summed over the workers that project (with embedded chDB: one)."""
         total = 0
-        for _, url, _ in self.workers:
-            with urllib.request.urlopen(f"{url}/finance/decision-count", timeout=30) as response:
-                total += json.loads(response.read())["decisions"]
+        for worker in self.workers:
+            if worker.projects:
+                with urllib.request.urlopen(f"{worker.url}/finance/decision-count", timeout=30) as response:
+                    total += json.loads(response.read())["decisions"]
         return total
 
     def peak_rss_bytes(self) -> list[int]:
         peaks = []
-        for process, _, _ in self.workers:
+        for worker in self.workers:
+            process = worker.process
             with open(f"/proc/{process.pid}/status") as status:
                 for line in status:
                     if line.startswith("VmHWM:"):
@@ -166,12 +243,12 @@ class Deployment:
         return peaks
 
     def lag(self) -> int | None:
-        """Messages the worker group has not processed and committed (None if this tree cannot tell)."""
+        """Messages the workers' groups have not processed and committed (None if this tree cannot tell)."""
         try:
-            from streams.runtime.kafka_io import worker_lag
+            groups = self.groups()
         except ImportError:
             return None
-        return worker_lag(self.settings())
+        return groups_lag(self.settings().kafka_bootstrap, groups)
 
     def wait_for_decisions(self, expected: int, samples: list | None = None) -> float:
         """Until at least `expected` decisions are projected and (where the tree can tell) nothing is unprocessed.
@@ -188,17 +265,42 @@ class Deployment:
                 samples.append((now, count))
             if count >= expected and self.lag() in (0, None):
                 return now
-            for process, _, data in self.workers:
-                if process.poll() is not None:
-                    raise RuntimeError(f"worker died; see {data / 'worker.log'}")
+            for worker in self.workers:
+                if worker.process.poll() is not None:
+                    raise RuntimeError(f"worker died; see {worker.data / 'worker.log'}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {count} of {expected} decisions after {PIPELINE_S_MAX}s")
             time.sleep(COUNT_POLL_S)
 
     def stop(self) -> None:
-        for process, _, _ in self.workers:
-            stop_process_group(process, 60)
+        for worker in self.workers:
+            stop_process_group(worker.process, 60)
         self.workers = []
+
+
+@dataclass
+class RunningWorker:
+    process: subprocess.Popen
+    url: str
+    data: Path
+    projects: bool  # serves /finance (with embedded chDB only one worker may)
+
+
+def groups_lag(bootstrap: str, groups: list[tuple[str, list[str]]]) -> int:
+    """Messages not yet processed and committed over every (group, topics): end offset minus committed."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    lag = 0
+    for group, topics in groups:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                 client_id="remedy-bench-lag")
+        try:
+            partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
+            ends = consumer.end_offsets(partitions)
+            lag += sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in partitions)
+        finally:
+            consumer.close()
+    return lag
 
 
 def read_topic(topic: str) -> list:
@@ -323,18 +425,22 @@ def measure_faust_noop(source: Path, prefix: str, events: int) -> dict:
     finally:
         stop_process_group(process, 30)
     elapsed = figures["last"] - figures["first"]
-    return {"events": figures["count"], "seconds": round(elapsed, 2),
-            "events_per_s": round(figures["count"] / elapsed), **load()}
+    return {"events": figures["count"], "seconds": round(elapsed, 2), "events_per_s": round(figures["count"] / elapsed),
+            "batch_max": figures.get("batch_max"), "batch_wait_ms": figures.get("batch_wait_ms"), **load()}
 
 
-def measure_end_to_end(source: Path, workload: Path, events: int, requests: int, workers: int) -> tuple[Deployment, dict]:
-    """Publish the workload into running workers; time until every decision is counted in ClickHouse."""
-    d = Deployment(source, f"e2e{workers}w")
+def measure_end_to_end(source: Path, workload: Path, events: int, requests: int, workers: int,
+                       kind: str = "faust") -> tuple[Deployment, dict]:
+    """Publish the workload into running workers; time until every decision is counted in ClickHouse.
+
+    kind "faust": the Faust-agent worker; the first runs every role, the others SECOND_WORKER_ROLES.
+    kind "loops": the hand-written loops (bench/loops_worker.py), one worker.
+    """
+    d = Deployment(source, f"e2e{kind}{workers}w")
     d.cli("topics", "create")
     for index in range(workers):
-        d.start_worker(index)
-    if workers > 1:
-        time.sleep(10)  # let the group settle on a partition split before the clock starts
+        d.start_worker(index, kind, roles=None if index == 0 else SECOND_WORKER_ROLES)
+    assigned_s = d.wait_until_assigned()  # every group Stable with every partition assigned
     started = time.time()
     publish = subprocess.Popen([PYTHON, "-m", "streams.commands.cli", "publish", str(workload)], cwd=source, env=d.env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -344,8 +450,9 @@ def measure_end_to_end(source: Path, workload: Path, events: int, requests: int,
     rss = d.peak_rss_bytes()
     d.stop()
     elapsed = done - started
-    return d, {"workers": workers, "events": events, "decisions": requests, "seconds": round(elapsed, 2),
-               "events_per_s": round(events / elapsed), "worker_peak_rss_bytes": rss, **load_at_end}
+    return d, {"worker": kind, "workers": workers, "events": events, "decisions": requests, "seconds": round(elapsed, 2),
+               "events_per_s": round(events / elapsed), "worker_peak_rss_bytes": rss, "groups_assigned_after_s": assigned_s,
+               **load_at_end}
 
 
 def measure_paced(source: Path, workload: Path, rate: float) -> dict:
@@ -356,6 +463,7 @@ def measure_paced(source: Path, workload: Path, rate: float) -> dict:
     d = Deployment(source, "paced")
     d.cli("topics", "create")
     d.start_worker()
+    d.wait_until_assigned()
     wanted = int(rate * PACED_RUN_S)
     events = []
     for record_name, datum in read_events(workload):
@@ -392,6 +500,10 @@ def measure_paced(source: Path, workload: Path, rate: float) -> dict:
     poller.join()
     load_at_end = load()
     d.stop()
+    from latency_hops import read_hops  # bench/latency_hops.py
+    from streams.runtime.kafka_io import topic_names
+
+    hops = read_hops(BOOTSTRAP, topic_names(settings))
     names_requests = f"{d.prefix}.remedy-requests.v1"
     requested_at = {datum["request_id"]: ts for ts, datum in decode_all(read_topic(names_requests))}
     emitted, seen_ids = [], set()
@@ -414,8 +526,19 @@ def measure_paced(source: Path, workload: Path, rate: float) -> dict:
         "decision_latency_p50_ms": percentile(latencies, 0.50), "decision_latency_p99_ms": percentile(latencies, 0.99),
         "decision_latency_max_ms": max(latencies) if latencies else None,
         "freshness_p50_ms": round(percentile(freshness, 0.50) or 0), "freshness_p99_ms": round(percentile(freshness, 0.99) or 0),
-        "count_poll_ms": int(COUNT_POLL_S * 1000), **load_at_end,
+        "count_poll_ms": int(COUNT_POLL_S * 1000), "hops": hops, **load_at_end,
     }
+
+
+def measure_hops(source: Path, workload: Path, rate: float) -> dict:
+    """bench/latency_hops.py at `rate`: a fresh Faust worker, no count poller, latency hop by hop."""
+    data_root = BENCH_DATA / "runs" / "hops"
+    completed = subprocess.run(
+        [PYTHON, str(REPO / "bench" / "latency_hops.py"), str(workload), str(round(rate)), str(HOPS_RUN_S),
+         "--data-root", str(data_root)], cwd=source, check=True, text=True, stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(source), "REMEDY_BENCH_SOURCE": str(source),
+             "REMEDY_KAFKA_BOOTSTRAP": BOOTSTRAP})
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def _area(filename: str, function: str) -> str:
@@ -427,11 +550,16 @@ def _area(filename: str, function: str) -> str:
             return "socket I/O"
         if "json" in function or "encoder" in function or "scanner" in function:
             return "json (state serialisation)"
+        if "zlib" in function:
+            return "zlib (held state)"
         return "builtins"
     for marker, area in (("/faust/", "faust"), ("/mode/", "faust"), ("/aiokafka/", "aiokafka"), ("/kafka/", "kafka-python"),
                          ("/asyncio/", "asyncio"), ("/json/", "json (state serialisation)"), ("fastavro", "avro codec"),
-                         ("/schemas/", "avro codec"), ("/streams/core/decision.py", "decision core"), ("/streams/", "streams shell"),
-                         ("/projections/", "projections"), ("chdb", "clickhouse"), ("clickhouse_connect", "clickhouse")):
+                         ("/schemas/", "avro codec"), ("/streams/core/", "decision core"),
+                         ("/streams/runtime/agents.py", "agent shell"), ("/streams/runtime/align.py", "event-time aligner"),
+                         ("/streams/runtime/state.py", "state + changelog"), ("/streams/runtime/kafka_io.py", "record batcher"),
+                         ("/streams/", "streams shell"), ("/projections/", "projections"), ("chdb", "clickhouse"),
+                         ("clickhouse_connect", "clickhouse"), ("/aiohttp/", "aiohttp (web)")):
         if marker in filename:
             return area
     return "other"
@@ -446,11 +574,12 @@ def profile_worker(source: Path, prefix: str, expected: int, out: Path, seconds_
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(source), "REMEDY_KAFKA_BOOTSTRAP": BOOTSTRAP, "REMEDY_TOPIC_PREFIX": prefix,
            "REMEDY_DATA_DIR": str(data), "REMEDY_WEB_PORT": str(port)}
-    process = subprocess.Popen([PYTHON, "-m", "cProfile", "-o", str(out), "-m", "streams.commands.cli", "worker"], cwd=source,
-                               env=env, stdout=open(data / "worker.log", "ab"), stderr=subprocess.STDOUT,
+    # The worker leaves with os._exit: bench/profiled_worker.py writes the profile before it does.
+    process = subprocess.Popen([PYTHON, str(REPO / "bench" / "profiled_worker.py"), str(out), "--loglevel", "warning"],
+                               cwd=source, env=env, stdout=open(data / "worker.log", "ab"), stderr=subprocess.STDOUT,
                                start_new_session=True)
     d = Deployment(source, "prof")
-    d.workers = [(process, f"http://127.0.0.1:{port}", data)]
+    d.workers = [RunningWorker(process, f"http://127.0.0.1:{port}", data, True)]
     deadline = time.monotonic() + WORKER_START_S_MAX
     while True:
         try:
@@ -467,6 +596,8 @@ def profile_worker(source: Path, prefix: str, expected: int, out: Path, seconds_
     done, decided = time.time(), d.decision_count()
     load_at_end = load()
     d.stop()
+    if not out.exists():
+        raise RuntimeError(f"the profiled worker wrote no profile; see {data / 'worker.log'}")
     stats = pstats.Stats(str(out))
     total = stats.total_tt
     areas: dict[str, float] = {}
@@ -476,12 +607,17 @@ def profile_worker(source: Path, prefix: str, expected: int, out: Path, seconds_
     calls = {fn: nc for (f, _, fn), (_, nc, _, _, _) in stats.stats.items() if f.endswith("streams/runtime/batch.py")}
     rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:20]
     top = [f"{tt / total:6.1%} self {ct:7.2f}s cum  {Path(f).name}:{line}({fn})" for (f, line, fn), (_, _, tt, ct, _) in rows]
+    # Our own code by cumulative time: where a batch's time goes inside the agents.
+    ours = [kv for kv in stats.stats.items() if "/streams/" in kv[0][0] or "/projections/" in kv[0][0]]
+    ours.sort(key=lambda kv: -kv[1][3])
+    top_ours = [f"{ct / total:6.1%} cum {ct:7.2f}s ({nc} calls)  {Path(f).parent.name}/{Path(f).name}:{line}({fn})"
+                for (f, line, fn), (_, nc, _, ct, _) in ours[:20]]
     return {"decisions": decided, "seconds": round(done - started, 1),
             "input_events_decoded": calls.get("decode_input", 0), "decide_batches": calls.get("fold_batch", 0),
             "input_events_per_s_profiled": round(calls.get("decode_input", 0) / (done - started)),
             "profiled_main_thread_s": round(total, 2),
             "self_time_share_by_area": {k: round(v / total, 3) for k, v in sorted(areas.items(), key=lambda kv: -kv[1])},
-            "top_self_time": top, **load_at_end}
+            "top_self_time": top, "top_cumulative_project_code": top_ours, **load_at_end}
 
 
 def run_script(source: Path, script: str, *args: str) -> dict:
@@ -511,7 +647,7 @@ def main() -> int:
                         help="customers for the state-size figure (0 skips it; 1M takes 5-7 minutes on 2 cores)")
     parser.add_argument("--state-days", type=int, default=30)
     parser.add_argument("--source", default="worktree", help="worktree (default), a commit such as HEAD, or a directory")
-    parser.add_argument("--skip", default="", help="comma-separated steps to skip: ceilings,paced,scaling,profile,state,quality")
+    parser.add_argument("--skip", default="", help="comma-separated steps to skip: ceilings,loops,scaling,paced,hops,profile,state,quality")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     source = source_tree(args.source)
@@ -551,12 +687,24 @@ def main() -> int:
             log("ceiling: Faust no-op agent")
             results["ceiling_faust_noop"] = measure_faust_noop(source, published.prefix, events)
             log(f"  {results['ceiling_faust_noop']}")
+        if "loops" not in skip:
+            if (source / "streams" / "runtime" / "batch.py").exists():
+                log("ceiling: the hand-written loops (bench/loops_worker.py), end to end, 1 worker")
+                loops, results["ceiling_loops"] = measure_end_to_end(source, workload, events, requests, 1, kind="loops")
+                loops_decisions = [d for _, d in decode_all(read_topic(f"{loops.prefix}.remedy-decisions.v1"))]
+                results["ceiling_loops"]["granted"] = granted_summary(loops_decisions)
+                log(f"  {results['ceiling_loops']}")
+            else:  # bench/loops_worker.py runs the core through streams.runtime (the layout since issue 8)
+                log(f"ceiling: loops skipped, {source} has no streams/runtime")
 
-        log("end to end, 1 worker")
+        log("end to end, Faust agents, 1 worker")
         one, results["end_to_end_1_worker"] = measure_end_to_end(source, workload, events, requests, 1)
         log(f"  {results['end_to_end_1_worker']}")
         one_decisions = [d for _, d in decode_all(read_topic(f"{one.prefix}.remedy-decisions.v1"))]
         results["end_to_end_1_worker"]["granted"] = granted_summary(one_decisions)
+        if "granted" in results.get("ceiling_loops", {}):
+            results["ceiling_loops"]["granted_identical_to_agents"] = (
+                results["ceiling_loops"]["granted"] == results["end_to_end_1_worker"]["granted"])
         if "quality" not in skip:
             report = subprocess.run([PYTHON, "-m", "streams.commands.cli", "report", "quality", "--labels", str(labels), "--json"],
                                     cwd=source, env=one.env, check=True, capture_output=True, text=True)
@@ -571,7 +719,7 @@ def main() -> int:
                 "by_scheme": {k: v["stopped_share"] for k, v in quality["by_scheme"].items()},
             }
         if "scaling" not in skip:
-            log("end to end, 2 workers on the same topics")
+            log(f"end to end, Faust agents, 2 workers (the second --roles {SECOND_WORKER_ROLES})")
             two, results["end_to_end_2_workers"] = measure_end_to_end(source, workload, events, requests, 2)
             two_decisions = [d for _, d in decode_all(read_topic(f"{two.prefix}.remedy-decisions.v1"))]
             results["end_to_end_2_workers"]["granted"] = granted_summary(two_decisions)
@@ -584,8 +732,13 @@ def main() -> int:
             log(f"latency and freshness at half of peak ({rate:.0f} events/s for {PACED_RUN_S}s)")
             results["paced_half_peak"] = measure_paced(source, workload, rate)
             log(f"  {results['paced_half_peak']}")
+        if "hops" not in skip:
+            rate = results["end_to_end_1_worker"]["events_per_s"] / 2
+            log(f"latency hop by hop (latency_hops.py, no count poller) at {rate:.0f} events/s for {HOPS_RUN_S}s")
+            results["hops_half_peak"] = measure_hops(source, workload, rate)
+            log(f"  {results['hops_half_peak']}")
         if "profile" not in skip:
-            log("profile of the real worker (cProfile, main thread) draining the publish step's backlog")
+            log("profile of the Faust-agent worker (cProfile, main thread) draining the publish step's backlog")
             results["profile_worker"] = profile_worker(source, published.prefix, requests, RESULTS / "worker.prof")
             log(f"  {results['profile_worker']['self_time_share_by_area']}")
     finally:
@@ -610,19 +763,33 @@ def main() -> int:
         results["state"] = run_script(source, "state_size.py", str(args.state_customers), str(args.state_days), str(args.seed))
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results["machine_at_end"] = load()
+    table = render(results)  # also records each target's verdict under results["targets"]
     text = json.dumps(results, indent=2)
     (RESULTS / f"{stamp}.json").write_text(text)
     (RESULTS / "latest.json").write_text(text)
-    print(render(results))
+    (RESULTS / "latest.txt").write_text(table + "\n")
+    print(table)
     print(text)
     shutil.rmtree(BENCH_DATA / "runs", ignore_errors=True)
     return 0
 
 
+def same(a: dict | None, b: dict | None) -> str:
+    """"yes" when two granted summaries match, else what differs (final decisions, granted cents)."""
+    if not a or not b:
+        return "n/a"
+    if a == b:
+        return "yes"
+    return f"NO {a['decisions']}/{b['decisions']} dec, {a['granted_cents']}/{b['granted_cents']} c"
+
+
 def render(r: dict) -> str:
-    """The summary table: figure, value, target, ratios to the two ceilings, cores and load."""
-    bare, noop = r.get("ceiling_bare_consumer", {}), r.get("ceiling_faust_noop", {})
+    """The summary table: figure, value, target, ratios to the three ceilings, cores and load."""
+    bare, noop, loops = r.get("ceiling_bare_consumer", {}), r.get("ceiling_faust_noop", {}), r.get("ceiling_loops", {})
     rows = []
+    checks = r.setdefault("targets", {})
 
     def row(name: str, value, unit: str, where: dict, target_key: str | None = None, rate: bool = False):
         target = ""
@@ -630,17 +797,28 @@ def render(r: dict) -> str:
             op, limit = TARGETS[target_key]
             ok = value is not None and (value >= limit if op == ">=" else value <= limit)
             target = f"{op} {limit:,} {'ok' if ok else 'MISSED'}"
-        ratios = f"{ratio(value, bare) or '':>8} {ratio(value, noop) or '':>8}" if rate else f"{'':>8} {'':>8}"
-        shown = f"{value:,.0f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
-        rows.append(f"{name:44} {shown:>14} {unit:8} {target:22} {ratios} "
+            checks.setdefault(target_key, []).append({"figure": name.strip(), "value": value, "met": ok})
+        ratios = (f"{ratio(value, bare) or '':>8} {ratio(value, noop) or '':>8} {ratio(value, loops) or '':>8}" if rate
+                  else f"{'':>8} {'':>8} {'':>8}")
+        if isinstance(value, float) and abs(value) < 10:
+            shown = f"{value:.2f}"
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            shown = f"{value:,.0f}"
+        else:
+            shown = str(value)
+        rows.append(f"{name:46} {shown:>14} {unit:8} {target:22} {ratios} "
                     f"{where.get('cores', '')}c {where.get('load_1m', '')}/{where.get('load_5m', '')}")
 
-    header = f"{'figure':44} {'value':>14} {'unit':8} {'target':22} {'x bare':>8} {'x faust':>8} cores load1/5"
+    header = (f"{'figure':46} {'value':>14} {'unit':8} {'target':22} {'x bare':>8} {'x faust':>8} {'x loops':>8} "
+              "cores load1/5")
     w = r["workload"]
     lines = [f"workload: {w['events']:,} events ({w['requests']:,} requests), {w['customers']:,} customers x {w['days']} days; "
              f"source {r['commit']}", header, "-" * len(header)]
     row("ceiling: bare aiokafka consumer", bare.get("events_per_s"), "ev/s", bare, rate=True)
-    row("ceiling: Faust no-op agent", noop.get("events_per_s"), "ev/s", noop, rate=True)
+    batching = f" ({noop['batch_max']}/{noop['batch_wait_ms']} ms)" if noop.get("batch_max") else ""
+    row(f"ceiling: Faust no-op agent{batching}", noop.get("events_per_s"), "ev/s", noop, rate=True)
+    if loops:
+        row("ceiling: hand-written loops, end to end", loops.get("events_per_s"), "ev/s", loops, rate=True)
     p = r.get("publish", {})
     row("publish (remedy-ledger publish)", p.get("events_per_s"), "ev/s", p, "publish_events_per_s", rate=True)
     breakdown = r.get("publish_breakdown")
@@ -650,28 +828,46 @@ def render(r: dict) -> str:
             if stage in breakdown:  # older trees measured other stages
                 row(f"  publish stage alone: {label}", breakdown[stage]["events_per_s"], "ev/s", breakdown, rate=True)
     e1 = r.get("end_to_end_1_worker", {})
-    row("end to end, 1 worker", e1.get("events_per_s"), "ev/s", e1, "end_to_end_events_per_s", rate=True)
+    row("Faust agents end to end, 1 worker", e1.get("events_per_s"), "ev/s", e1, rate=True)
+    if noop.get("events_per_s") and e1.get("events_per_s"):
+        row("  1 worker / Faust no-op", ratio(e1["events_per_s"], noop), "x", e1, "agents_x_faust_noop")
     e2 = r.get("end_to_end_2_workers")
     if e2:
-        row("end to end, 2 workers", e2.get("events_per_s"), "ev/s", e2, "end_to_end_events_per_s", rate=True)
-        row("  final decisions identical to 1 worker", "yes" if e2.get("granted_identical_to_1_worker") else "NO", "", e2)
+        row("Faust agents end to end, 2 workers", e2.get("events_per_s"), "ev/s", e2, "end_to_end_2_workers_events_per_s",
+            rate=True)
+        if noop.get("events_per_s"):
+            row("  2 workers / Faust no-op", ratio(e2["events_per_s"], noop), "x", e2, "agents_x_faust_noop")
+        row("  final decisions same as 1 worker", same(e2.get("granted"), e1.get("granted")), "", e2)
         row("  customers over the 30-day cap (1w/2w)",
             f"{e1['granted']['customers_over_30d_cap']}/{e2['granted']['customers_over_30d_cap']}", "", e2)
+    if "granted" in loops and "granted" in e1:
+        row("  loops' final decisions same as agents' (1w)", same(loops["granted"], e1["granted"]), "", loops)
     if e1.get("worker_peak_rss_bytes"):
         row(f"worker peak RSS ({w['customers']:,} customers)", e1["worker_peak_rss_bytes"][0] / 2**20, "MiB", e1)
     paced = r.get("paced_half_peak")
     if paced:
-        row("paced run rate (half of peak)", paced["achieved_rate_events_per_s"], "ev/s", paced, rate=True)
+        row("paced run rate (half of 1-worker peak)", paced["achieved_rate_events_per_s"], "ev/s", paced, rate=True)
         row("decision latency p50", paced["decision_latency_p50_ms"], "ms", paced)
         row("decision latency p99", paced["decision_latency_p99_ms"], "ms", paced, "decision_latency_p99_ms")
+        for name, figure in (paced.get("hops") or {}).items():
+            if figure["n"]:
+                row(f"  {name.replace('_', ' ')} p50/p99 (n={figure['n']:,})", f"{figure['p50_ms']}/{figure['p99_ms']}",
+                    "ms", paced)
         row("projection freshness p99", paced["freshness_p99_ms"], "ms", paced, "freshness_p99_ms")
+    hops = r.get("hops_half_peak")
+    if hops:
+        row("latency_hops.py run rate (no poller)", hops["achieved_rate_events_per_s"], "ev/s", hops, rate=True)
+        for name, figure in hops["figures"].items():
+            if figure["n"]:
+                row(f"  {name.replace('_', ' ')} p50/p99 (n={figure['n']:,})", f"{figure['p50_ms']}/{figure['p99_ms']}",
+                    "ms", hops)
     worker_profile = r.get("profile_worker")
     if worker_profile:
         row("worker draining a backlog (cProfile on)", worker_profile["input_events_per_s_profiled"], "ev/s", worker_profile,
             rate=True)
         row("  mean events per decide batch", worker_profile["input_events_decoded"] / max(1, worker_profile["decide_batches"]),
             "events", worker_profile)
-        for area, share in list(worker_profile["self_time_share_by_area"].items())[:6]:
+        for area, share in list(worker_profile["self_time_share_by_area"].items())[:8]:
             row(f"  worker main thread: {area}", share * 100, "%", worker_profile)
     prof = r.get("profile_decide")
     if prof:
@@ -680,10 +876,8 @@ def render(r: dict) -> str:
     if state:
         row(f"state: serialised, {state['customers']:,} customers", state["state_bytes"] / 2**20, "MiB", state)
         row("state: fold process peak RSS", state["peak_rss_bytes"] / 2**20, "MiB", state)
-        r.setdefault("targets", {})["state_1m_customers_rss_bytes"] = state["peak_rss_bytes"]
         if state["customers"] >= 1_000_000:
             row("  RSS with 1M customers (target)", state["peak_rss_bytes"], "bytes", state, "state_1m_customers_rss_bytes")
-    q = r.get("quality")
     lines_q = []
     for key, where in (("quality", "Kafka run, 1 worker"), ("quality_in_process", "in process, ideal ordering")):
         q = r.get(key)

@@ -2,7 +2,7 @@
 
 Run by bench/run.py (cwd = the source tree measured): python bench/state_size.py CUSTOMERS DAYS SEED
 Keeps every customer's state exactly as the worker holds it in memory (the JSON bytes, compressed
-by `streams.runtime.loops.held`, in a dict), then prints JSON: customers, events, held bytes (and the
+by `streams.runtime.state.held`, in a dict), then prints JSON: customers, events, held bytes (and the
 JSON bytes the changelog carries), peak RSS.
 The worker's RSS with N customers is about this dict plus the worker's fixed footprint.
 """

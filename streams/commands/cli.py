@@ -86,16 +86,15 @@ def cmd_publish(args) -> int:
 
 
 def cmd_wait(args) -> int:
-    """Wait until the worker has processed everything published and projected every decision."""
+    """Wait until every request of --file has a decision (or --decisions were made), the worker has
+    processed everything published, and every decision is projected; exit 1 naming what still waits."""
     from projections import finance
     from streams.runtime.kafka_io import worker_lag
-    from streams.runtime.upstream import read_events, validate_file
 
     settings = _settings()
-    expected = args.decisions or 0
     if args.file:
-        validate_file(Path(args.file))
-        expected = len({d["request_id"] for name, d in read_events(Path(args.file)) if name == "RemedyRequested"})
+        return _wait_for_file(settings, Path(args.file), args.timeout)
+    expected = args.decisions or 0
     deadline = time.monotonic() + args.timeout
     last = None
     while True:
@@ -111,6 +110,140 @@ def cmd_wait(args) -> int:
                   file=sys.stderr)
             return 1
         time.sleep(WAIT_POLL_S)
+
+
+def _wait_for_file(settings, path: Path, timeout_s: float) -> int:
+    """`wait --file`: exit 0 only once every request id of the file has a decision on the decision
+    topic, the worker has nothing left to process, and the projection holds every decision there."""
+    from projections import finance
+    from streams.runtime.kafka_io import worker_lag
+    from streams.runtime.upstream import read_events, validate_file
+
+    validate_file(path)
+    # request id -> customer id, in file order (a repeated request id is one request).
+    requests = {d["request_id"]: d["customer_id"] for name, d in read_events(path) if name == "RemedyRequested"}
+    deadline = time.monotonic() + timeout_s
+    decided: set[str] = set()
+    on_topic = 0  # distinct decision ids on the decision topic at the last read
+    read_at = shown = None
+    while True:
+        count, lag = finance.decision_count(settings), worker_lag(settings)
+        # The decision topic is read only when the worker is idle and something moved since the
+        # last read: with nothing left to process, what is on it now is all there will be.
+        if lag == 0 and (count, lag) != read_at:
+            decided, on_topic = _wait_decided(settings, requests)
+            read_at = (count, lag)
+        undecided = len(requests) - len(decided)
+        if (count, lag, undecided, on_topic) != shown:
+            told = f"{len(decided)} of {len(requests)}" if read_at is not None else f"? of {len(requests)}"
+            print(f"  requests of the file decided: {told}; decisions projected: {count}"
+                  f"{f' of {on_topic} on the topic' if read_at is not None else ''}; "
+                  f"messages not yet processed: {lag}", file=sys.stderr, flush=True)
+            shown = (count, lag, undecided, on_topic)
+        if read_at == (count, lag) and not undecided and count >= on_topic:
+            return 0
+        if time.monotonic() > deadline:
+            decided, on_topic = _wait_decided(settings, requests)
+            _wait_gave_up(settings, path, timeout_s, requests, decided, count, on_topic, lag)
+            return 1
+        time.sleep(WAIT_POLL_S)
+
+
+# Undecided request ids `wait --file` names when it gives up; the rest are counted.
+WAIT_NAMED_MAX = 20
+# Longest `wait` reads the decision or dead-letter topic to its end.
+WAIT_READ_TIMEOUT_S = 120
+
+
+def _wait_decided(settings, requests: dict[str, str]) -> tuple[set[str], int]:
+    """(request ids of `requests` with a decision on the decision topic, distinct decision ids there)."""
+    import schemas
+    from streams.errors import DecodeError
+    from streams.runtime.kafka_io import read_topic, topic_names
+
+    decided, decision_ids = set(), set()
+    for record in read_topic(settings.kafka_bootstrap, topic_names(settings).decisions, WAIT_READ_TIMEOUT_S,
+                             "remedy-wait", missing_ok=True):
+        try:
+            name, decision = schemas.decode(record.value) if record.value is not None else (None, None)
+        except DecodeError:
+            continue
+        if name != "RemedyDecided":
+            continue
+        decision_ids.add(decision["decision_id"])
+        if decision["request_id"] in requests:
+            decided.add(decision["request_id"])
+    return decided, len(decision_ids)
+
+
+def _wait_dead_lettered(settings, wanted: set[str]) -> dict[str, str]:
+    """request id -> where and why the worker dead-lettered a RemedyRequested carrying it."""
+    import schemas
+    from streams.commands.dead_letters import read_letters
+    from streams.errors import DecodeError
+
+    found = {}
+    for letter in read_letters(settings):
+        if letter.datum is None:
+            continue
+        try:
+            name, original = schemas.decode(letter.datum["original_value"])
+        except DecodeError:
+            continue
+        if name == "RemedyRequested" and original["request_id"] in wanted:
+            reason = letter.datum["reason"]
+            reason = reason if reason.isprintable() else repr(reason)[1:-1]
+            found[original["request_id"]] = f"dead-lettered (dead-letters show {letter.position}): {reason}"
+    return found
+
+
+def _wait_unprocessed_by_partition(settings, topic: str) -> dict[int, int]:
+    """Per partition of `topic`: records the worker has not yet processed and committed."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id,
+                             enable_auto_commit=False, client_id="remedy-wait")
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        ends = consumer.end_offsets(partitions)
+        return {tp.partition: max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in partitions}
+    finally:
+        consumer.close()
+
+
+def _wait_gave_up(settings, path: Path, timeout_s: float, requests: dict[str, str], decided: set[str],
+                  count: int, on_topic: int, lag: int) -> None:
+    """Say on stderr which requests of the file have no decision, and why each waits where known."""
+    from streams.runtime.batch import key_partition
+    from streams.runtime.kafka_io import topic_names
+
+    undecided = [request_id for request_id in requests if request_id not in decided]
+    projection = f"{count} decisions projected of {on_topic} on the decision topic, {lag} messages unprocessed"
+    if not undecided:
+        print(f"gave up after {timeout_s}s: every request of {path} is decided, but {projection}", file=sys.stderr)
+        return
+    print(f"gave up after {timeout_s}s: {len(undecided)} of {len(requests)} requests of {path} have no decision "
+          f"({projection}):", file=sys.stderr)
+    named = undecided[:WAIT_NAMED_MAX]
+    why = _wait_dead_lettered(settings, set(named))
+    topic = topic_names(settings).requests
+    unprocessed = _wait_unprocessed_by_partition(settings, topic)
+    for request_id in named:
+        reason = why.get(request_id)
+        if reason is None:
+            partition = key_partition(requests[request_id].encode(), len(unprocessed) or settings.topic_partitions)
+            left = unprocessed.get(partition)
+            if left:
+                reason = f"not consumed yet: the worker has {left} messages of {topic} partition {partition} to process"
+            elif left == 0:
+                reason = ("parked at the worker: consumed, not decided (waiting for its order or incident, "
+                          "or for a limit check)")
+            else:
+                reason = "unknown (the requests topic does not answer)"
+        shown = request_id if request_id.isprintable() else repr(request_id)[1:-1]
+        print(f"  {shown}: {reason}", file=sys.stderr)
+    if len(undecided) > len(named):
+        print(f"  ... and {len(undecided) - len(named)} more", file=sys.stderr)
 
 
 def _hours_as_ms(text: str) -> int:
@@ -150,7 +283,8 @@ def parser() -> argparse.ArgumentParser:
     wait = sub.add_parser("wait", help=cmd_wait.__doc__)
     target = wait.add_mutually_exclusive_group(required=True)
     target.add_argument("--decisions", type=int, help="number of decisions to wait for")
-    target.add_argument("--file", help="wait until every request in this publish file is decided")
+    target.add_argument("--file", help="wait until every request id of this publish file has a decision on the "
+                                       "decision topic (exit 1 naming those still undecided, and why)")
     wait.add_argument("--timeout", type=float, default=WAIT_TIMEOUT_S_DEFAULT, help="seconds")
     wait.set_defaults(run=cmd_wait)
 

@@ -40,29 +40,48 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
     if check["action"] == "RELEASE":
         if request_id not in state["reservations"]:
             return state, []
+        state = _with_days(state, check["scope"])
+        entry = state["reservations"][request_id]
         reservations = {rid: r for rid, r in state["reservations"].items() if rid != request_id}
         released = {**state["released"], request_id: check["at"]}
-        return _bounded({**state, "reservations": reservations, "released": released}, policy, check["scope"]), []
+        state = {**state, "reservations": reservations, "released": released}
+        if "days" in state:
+            state = {**state, "days": _added(state["days"], entry[0], -entry[1])}
+        return _bounded(state, policy, check["scope"]), []
     if check["action"] != "RESERVE":
         raise ValueError(f"handle_check: unexpected action {check['action']!r} at a scope")
     answer = state["answers"].get(request_id)
     if answer is not None:
         if isinstance(answer[0], dict):
             return state, answer  # the checks themselves, as states written before compact answers hold them
-        return state, _answer(check, answer[1], answer[2])
+        return state, _answer(check, answer[1], _sequenced(check, answer[2], answer[3] if len(answer) > 3 else None))
     if request_id in state["released"]:
         return state, []  # Reserved, failed later and released: a stale redelivery.
+    state = _with_days(state, check["scope"])
     if check["at"] <= _forgotten_before_ms(state, policy, check["scope"]):
         # The scope no longer remembers that period (a catch-up can bring a check dated long
         # before the newest one here): room cannot be proven, so it is never auto-granted.
         reason, inputs = _forgotten_verdict(check, policy)
     else:
         reason, inputs = _verdict(state, check, policy)
+    # Who takes the last room at a scope is first come, first served across partitions: the
+    # decision records the order in which this scope judged its requests.
+    sequence = state.get("judged", 0) + 1
+    state = {**state, "judged": sequence}
     if reason is None:
         entry = [check["at"], check["amount_cents"], check["incident_id"], check.get("incident_kind")]
         state = {**state, "reservations": {**state["reservations"], request_id: entry}}
-    state = {**state, "answers": {**state["answers"], request_id: [check["at"], reason, inputs]}}
-    return _bounded(state, policy, check["scope"]), _answer(check, reason, inputs)
+        if "days" in state:
+            state = {**state, "days": _added(state["days"], check["at"], check["amount_cents"])}
+    state = {**state, "answers": {**state["answers"], request_id: [check["at"], reason, inputs, sequence]}}
+    return _bounded(state, policy, check["scope"]), _answer(check, reason, _sequenced(check, inputs, sequence))
+
+
+def _sequenced(check: Check, inputs: dict, sequence: int | None) -> dict:
+    """The inputs a scope answers with, plus the order in which it judged this request (if known)."""
+    if sequence is None:
+        return inputs
+    return {**inputs, f"{check['scope']}_judged_sequence": sequence}
 
 
 def _answer(check: Check, reason: str | None, inputs: dict) -> list[Check]:
@@ -112,7 +131,10 @@ def _verdict(state: ScopeState, check: Check, policy: Policy) -> tuple[str | Non
         return None, inputs
     if check["scope"] == "associate":
         day = at // DAY_MS
-        cents = sum(r[1] for r in taken if r[0] // DAY_MS == day)
+        if "days" in state:
+            cents = state["days"].get(str(day), 0)
+        else:
+            cents = sum(r[1] for r in taken if r[0] // DAY_MS == day)
         inputs = {"associate_granted_cents_day": cents, "associate_cap_cents_day": policy.associate_cents_max_per_day}
         if cents + amount > policy.associate_cents_max_per_day:
             return ASSOCIATE_DAILY_BUDGET_EXCEEDED, inputs
@@ -131,19 +153,48 @@ def _answered_at(answer: list) -> int:
     return answer[0]["at"] if isinstance(answer[0], dict) else answer[0]
 
 
+def _with_days(state: ScopeState, scope: str) -> ScopeState:
+    """An associate's state with its per-day totals (a state written before them gets them from its reservations)."""
+    if scope != "associate" or "days" in state:
+        return state
+    return {**state, "days": _days_of(state["reservations"].values())}
+
+
+def _days_of(entries) -> dict[str, int]:
+    """Granted cents per UTC day (keyed by the day's index as text) of reservation entries."""
+    days: dict[str, int] = {}
+    for entry in entries:
+        days = _added(days, entry[0], entry[1])
+    return days
+
+
+def _added(days: dict[str, int], at_ms: int, cents: int) -> dict[str, int]:
+    key = str(at_ms // DAY_MS)
+    return {**days, key: days.get(key, 0) + cents}
+
+
 def _newest_ms(state: ScopeState) -> int:
-    return max([r[0] for r in state["reservations"].values()] + list(state["released"].values()) + [0])
+    days = [int(day) * DAY_MS for day in state.get("days", {})]
+    return max([r[0] for r in state["reservations"].values()] + list(state["released"].values()) + days + [0])
 
 
-def _memory_ms(policy: Policy, scope: str) -> int:
-    """How far before its newest entry a scope remembers: its window plus the lateness a request may have."""
+def _detail_ms(policy: Policy, scope: str) -> int:
+    """How far before its newest entry a scope keeps each reservation and answer."""
     return (policy.long_window_ms if scope == "household" else DAY_MS) + policy.request_lateness_ms_max
+
+
+def _memory_ms(policy: Policy, scope: str, state: ScopeState) -> int:
+    """How far before its newest entry a scope can still judge a check: the household keeps 90 days
+    of reservations; an associate keeps per-day totals for as long (its reservations a day)."""
+    if scope == "associate" and "days" not in state:
+        return _detail_ms(policy, scope)
+    return policy.long_window_ms + policy.request_lateness_ms_max
 
 
 def _forgotten_before_ms(state: ScopeState, policy: Policy, scope: str) -> int:
     """Checks dated at or before this fall in a period the scope may have pruned (see `_bounded`)."""
     newest = _newest_ms(state)
-    return newest - _memory_ms(policy, scope) if newest else -1
+    return newest - _memory_ms(policy, scope, state) if newest else -1
 
 
 def _forgotten_verdict(check: Check, policy: Policy) -> tuple[str, dict]:
@@ -158,19 +209,24 @@ def _bounded(state: ScopeState, policy: Policy, scope: str) -> ScopeState:
     """Forget what can no longer matter: entries older than the scope's memory before the newest one.
 
     A household looks back over the long (90-day) window; an associate's budget is per UTC day, so
-    an associate keeps a day plus the lateness a request may have (a busy associate's state must
-    stay far below a Kafka message). During a catch-up the partitions that feed one scope can run
-    further apart in event time than that: a check dated before what the scope remembers is never
-    auto-granted (`_forgotten_verdict`), so no budget is exceeded. Both keep at most
+    an associate keeps each reservation and answer a day plus the lateness a request may have (a
+    busy associate's state must stay far below a Kafka message) and its per-day totals for the long
+    window: during a catch-up the partitions that feed one associate run days apart in event time,
+    and a day is never forgotten while its requests can still arrive. A check dated before even
+    that is never auto-granted (`_forgotten_verdict`), so no budget is exceeded. Both keep at most
     scope_entries_max answers. Past the window a redelivered RESERVE is judged again; the customer
     it answers has remembered its decision far longer and re-emits that one.
     """
     newest = _newest_ms(state)
-    floor = newest - _memory_ms(policy, scope)
+    floor = newest - _detail_ms(policy, scope)
     reservations = {rid: r for rid, r in state["reservations"].items() if r[0] > floor}
     answers = {rid: a for rid, a in state["answers"].items() if _answered_at(a) > floor}
     released = {rid: at for rid, at in state["released"].items() if at > floor}
     if len(answers) > policy.scope_entries_max:
         keep = sorted(answers, key=lambda rid: (_answered_at(answers[rid]), rid))[-policy.scope_entries_max :]
         answers = {rid: answers[rid] for rid in keep}
-    return {"reservations": reservations, "answers": answers, "released": released}
+    bounded = {"reservations": reservations, "answers": answers, "released": released, "judged": state.get("judged", 0)}
+    if "days" in state:
+        days_floor = (newest - _memory_ms(policy, scope, state)) // DAY_MS
+        bounded["days"] = {day: cents for day, cents in state["days"].items() if int(day) >= days_floor}
+    return bounded

@@ -111,6 +111,7 @@ class Worker:
         self.producer: AIOKafkaProducer | None = None
         self.app = None
         self.clocks = PartitionClocks()
+        self.misrouted_total = 0
         from projections.rebuild import progress_state
 
         self.rebuild_progress = progress_state()
@@ -146,6 +147,15 @@ class Worker:
         topic = self.names.limit_results if datum["action"] == "RESULT" else self.names.limit_checks
         return OutboxEntry(topic, scope_key_of(datum).encode(), schemas.encode("LimitCheck", datum))
 
+    def _forwarded(self, misrouted: list[Incoming]) -> list[OutboxEntry]:
+        """Records a producer put on the wrong partition, sent again to murmur2(key)'s partition."""
+        for message in misrouted:
+            self.misrouted_total += 1
+            log.warning("forwarding %s[%s]@%s to its customer's partition (the producer does not partition by "
+                        "murmur2 of the key; see docs/bounds.md)", message.topic, message.partition, message.offset)
+        # Sent without a partition: the batcher puts a keyed record on murmur2(key)'s partition.
+        return [OutboxEntry(message.topic, message.key, message.value) for message in misrouted]
+
     def _dead_letters(self, letters: list[dict]) -> list[OutboxEntry]:
         for letter in letters:
             log.warning("dead-lettered %s[%s]@%s: %s", letter["source_topic"], letter["source_partition"],
@@ -153,7 +163,7 @@ class Worker:
         return [OutboxEntry(self.names.dead_letter, d["key"], schemas.encode("DeadLetter", d)) for d in letters]
 
     def _fold_customers(self, messages, load, policy, names):
-        return fold_batch(messages, load, policy, names, self.clocks)
+        return fold_batch(messages, load, policy, names, self.clocks, self.settings.topic_partitions)
 
     def _restored_customers(self, partitions: list[int], indexed: dict) -> None:
         """Rebuild the partition clocks and the parked customers of restored partitions."""
@@ -183,7 +193,7 @@ class Worker:
                 return state_from_bytes(state.get(partition_for(encoded), encoded))
 
             result = fold(messages, load, self.policy, self.names)
-            output = StepOutput(sends=self._dead_letters(result.dead_letters))
+            output = StepOutput(sends=self._dead_letters(result.dead_letters) + self._forwarded(result.misrouted))
             for key, value in result.states.items():
                 encoded = key.encode()
                 outbox = [self._encoded(kind, datum) for kind, datum in result.emitted_by_key.get(key, [])]
@@ -339,7 +349,7 @@ class Worker:
         """What /health shows: roles, policy, and per agent its events, batches, partitions and state."""
         assigned = self._assigned()
         return {
-            "status": "ok", "app": self.settings.app_id, "roles": list(self.roles), "policy_version": self.policy.version,
+            "status": "ok", "app": self.settings.app_id, "misrouted_forwarded": self.misrouted_total, "roles": list(self.roles), "policy_version": self.policy.version,
             "runtime": f"faust-streaming {faust_fix.installed_version()} (restart-race fix applied: {faust_fix.applied()})",
             "agents": {name: {"partitions": assigned.get(name, []), "events": shell.events_total, "batches": shell.batches_total,
                               "last_batch_ms": round(shell.last_batch_ms, 1),

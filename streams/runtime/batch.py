@@ -47,6 +47,9 @@ class BatchResult:
     decisions: list[core.Decision] = field(default_factory=list)
     checks: list[core.Check] = field(default_factory=list)
     dead_letters: list[dict] = field(default_factory=list)
+    # Records that arrived on another partition than their key's (a producer without murmur2):
+    # forwarded to the right one instead of being decided out of their customer's order.
+    misrouted: list[Incoming] = field(default_factory=list)
     # What each key's events emitted, in order: ("decision", RemedyDecided) or ("check", LimitCheck).
     emitted_by_key: dict[str, list[tuple[str, dict]]] = field(default_factory=dict)
 
@@ -99,6 +102,17 @@ class _Invalid(Exception):
     """A decoded message that breaks a precondition (routed to the dead-letter topic)."""
 
 
+class _Misrouted(Exception):
+    """A message on another partition than murmur2 of its key puts it (forwarded, not decided)."""
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition murmur2(key) gives, as Java's, kafka-python's and aiokafka's default partitioners do."""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 def _emit(result: BatchResult, key: str, state: dict, decisions: list, checks: list) -> None:
     result.states[key] = state
     result.decisions.extend(decisions)
@@ -135,6 +149,9 @@ def _fold(
             continue
         except (_Invalid, InvariantViolation) as error:
             result.dead_letters.append(dead_letter(message, "InvariantViolation", str(error)))
+            continue
+        except _Misrouted:
+            result.misrouted.append(message)
             continue
         _emit(result, key, state, decisions, checks)
         if after is not None:
@@ -196,10 +213,12 @@ def fold_batch(
     policy: Policy,
     names: TopicNames,
     clocks: PartitionClocks | None = None,
+    partitions: int | None = None,
 ) -> BatchResult:
     """Run every message of a batch through the customer scope, loading each customer's state once.
 
-    With `clocks`, every upstream event advances its partition's clock, and customers whose
+    With `partitions`, a record on another partition than murmur2 of its key is set aside in
+    `misrouted` (the shell forwards it). With `clocks`, every upstream event advances its partition's clock, and customers whose
     parked requests waited past it are told at once (in the log's order, so decisions do not
     depend on where a batch ends).
     """
@@ -208,6 +227,8 @@ def fold_batch(
 
     def decode(message: Incoming) -> tuple[str, dict]:
         _, event = decode_input(message, names)
+        if partitions is not None and key_partition(message.key, partitions) != message.partition:
+            raise _Misrouted()
         return event["customer_id"], event
 
     def step(state: core.State, event: dict) -> tuple:

@@ -89,18 +89,42 @@ def test_a_household_still_remembers_ninety_days():
     assert sorted(state["reservations"]) == ["r0", "r60", "r89"]
 
 
+MEMORY_DAYS = (POLICY.long_window_ms + POLICY.request_lateness_ms_max) // DAY_MS
+
+
 @pytest.mark.parametrize("days_before_newest, auto_granted", [
     (0, True),
-    (1 + POLICY.request_lateness_ms_max // DAY_MS - 1, True),  # still remembered
-    (1 + POLICY.request_lateness_ms_max // DAY_MS, False),  # exactly at the memory's edge: forgotten
-    (1 + POLICY.request_lateness_ms_max // DAY_MS + 5, False),  # a catch-up's old check
+    (30, True),  # a catch-up a month apart: the day's total is still known
+    (MEMORY_DAYS - 1, True),  # still remembered
+    (MEMORY_DAYS, False),  # exactly at the memory's edge: forgotten
+    (MEMORY_DAYS + 5, False),  # older still
 ])
 def test_an_associate_check_older_than_the_scope_remembers_is_never_auto_granted(days_before_newest, auto_granted):
     # A catch-up: the associate already saw a request dated far later (another partition ran ahead).
-    newest = reserve(request("late", 1_000, customer="c-late", requested_by="assoc-1", at=T0 + 30 * DAY_MS))
+    late_at = T0 + 200 * DAY_MS
+    newest = reserve(request("late", 1_000, customer="c-late", requested_by="assoc-1", at=late_at))
     state, _ = scopes.handle_check(scopes.empty_scope_state(), newest, POLICY)
-    old = reserve(request("old", 1_000, customer="c-old", requested_by="assoc-1", at=T0 + 30 * DAY_MS - days_before_newest * DAY_MS))
+    old = reserve(request("old", 1_000, customer="c-old", requested_by="assoc-1", at=late_at - days_before_newest * DAY_MS))
     _, answer = scopes.handle_check(state, old, POLICY)
     assert answer[0]["passed"] is auto_granted
     if not auto_granted:
         assert answer[0]["outcome"] == "ESCALATED" and answer[0]["reason_codes"] == ["ASSOCIATE_DAILY_BUDGET_EXCEEDED"]
+
+
+@pytest.mark.parametrize("spent_that_day, fits", [(POLICY.associate_cents_max_per_day - 1_000, True),
+                                                  (POLICY.associate_cents_max_per_day - 999, False)])
+def test_a_catch_up_a_month_behind_still_counts_that_day_s_budget(spent_that_day, fits):
+    # The associate spent most of day 0's budget, then a partition running a month ahead brought
+    # day 30's requests; a late check for day 0 must still see day 0's total (not a fresh budget).
+    state = scopes.empty_scope_state()
+    for n in range(spent_that_day // 10_000 + 1):  # day 0's earlier grants, from many customers
+        part = min(10_000, spent_that_day - n * 10_000)
+        if part > 0:
+            spent = reserve(request(f"early-{n}", part, customer=f"c-early-{n}", requested_by="assoc-1", at=T0 + n))
+            state, _ = scopes.handle_check(state, spent, POLICY)
+    ahead = reserve(request("ahead", 100, customer="c-ahead", requested_by="assoc-1", at=T0 + 30 * DAY_MS))
+    state, _ = scopes.handle_check(state, ahead, POLICY)
+    assert not any(rid.startswith("early") for rid in state["reservations"])  # the detail is gone, the total is not
+    late = reserve(request("late-day0", 1_000, customer="c-late", requested_by="assoc-1", at=T0 + 1_000))
+    _, answer = scopes.handle_check(state, late, POLICY)
+    assert answer[0]["passed"] is fits
