@@ -193,6 +193,7 @@ class Deployment:
         Returns the seconds waited.
         """
         from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
 
         started = time.monotonic()
         members = len(self.workers)
@@ -201,7 +202,12 @@ class Deployment:
             groups = self.groups()
             partitions = self.settings().topic_partitions
             while True:
-                described = admin.describe_groups([group for group, _ in groups])
+                try:
+                    described = admin.describe_groups([group for group, _ in groups])
+                except KafkaError as error:  # the coordinator can be unavailable right after a broker start
+                    log(f"  waiting for the group coordinator: {error.__class__.__name__}")
+                    time.sleep(0.5)
+                    continue
                 ready = True
                 for group, topics in groups:
                     info = described.get(group) or {}

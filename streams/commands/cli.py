@@ -120,8 +120,8 @@ def _wait_for_file(settings, path: Path, timeout_s: float) -> int:
     from streams.runtime.upstream import read_events, validate_file
 
     validate_file(path)
-    # request id -> customer id, in file order (a repeated request id is one request).
-    requests = {d["request_id"]: d["customer_id"] for name, d in read_events(path) if name == "RemedyRequested"}
+    # The file's request ids in file order (a repeated request id is one request).
+    requests = list(dict.fromkeys(d["request_id"] for name, d in read_events(path) if name == "RemedyRequested"))
     deadline = time.monotonic() + timeout_s
     decided: set[str] = set()
     on_topic = 0  # distinct decision ids on the decision topic at the last read
@@ -131,7 +131,7 @@ def _wait_for_file(settings, path: Path, timeout_s: float) -> int:
         # The decision topic is read only when the worker is idle and something moved since the
         # last read: with nothing left to process, what is on it now is all there will be.
         if lag == 0 and (count, lag) != read_at:
-            decided, on_topic = _wait_decided(settings, requests)
+            decided, on_topic = _wait_decided(settings, set(requests))
             read_at = (count, lag)
         undecided = len(requests) - len(decided)
         if (count, lag, undecided, on_topic) != shown:
@@ -143,7 +143,7 @@ def _wait_for_file(settings, path: Path, timeout_s: float) -> int:
         if read_at == (count, lag) and not undecided and count >= on_topic:
             return 0
         if time.monotonic() > deadline:
-            decided, on_topic = _wait_decided(settings, requests)
+            decided, on_topic = _wait_decided(settings, set(requests))
             _wait_gave_up(settings, path, timeout_s, requests, decided, count, on_topic, lag)
             return 1
         time.sleep(WAIT_POLL_S)
@@ -155,7 +155,7 @@ WAIT_NAMED_MAX = 20
 WAIT_READ_TIMEOUT_S = 120
 
 
-def _wait_decided(settings, requests: dict[str, str]) -> tuple[set[str], int]:
+def _wait_decided(settings, requests: set[str]) -> tuple[set[str], int]:
     """(request ids of `requests` with a decision on the decision topic, distinct decision ids there)."""
     import schemas
     from streams.errors import DecodeError
@@ -197,24 +197,60 @@ def _wait_dead_lettered(settings, wanted: set[str]) -> dict[str, str]:
     return found
 
 
-def _wait_unprocessed_by_partition(settings, topic: str) -> dict[int, int]:
-    """Per partition of `topic`: records the worker has not yet processed and committed."""
+def _wait_found_on_requests(settings, wanted: set[str]) -> dict[str, tuple[int, int, dict]]:
+    """request id -> (partition, offset, datum) of its newest record on the requests topic."""
+    import schemas
+    from streams.errors import DecodeError
+    from streams.runtime.kafka_io import read_topic, topic_names
+
+    found: dict[str, tuple[int, int, int, dict]] = {}
+    for record in read_topic(settings.kafka_bootstrap, topic_names(settings).requests, WAIT_READ_TIMEOUT_S,
+                             "remedy-wait", missing_ok=True):
+        try:
+            name, datum = schemas.decode(record.value) if record.value is not None else (None, None)
+        except DecodeError:
+            continue
+        if name == "RemedyRequested" and datum["request_id"] in wanted:
+            # A forwarded copy (a record on a wrong partition) is newer than the original.
+            if datum["request_id"] not in found or record.timestamp >= found[datum["request_id"]][0]:
+                found[datum["request_id"]] = (record.timestamp, record.partition, record.offset, datum)
+    return {request_id: (partition, offset, datum) for request_id, (_, partition, offset, datum) in found.items()}
+
+
+def _wait_committed(settings, topic: str) -> dict[int, int | None]:
+    """Per partition of `topic`: the worker group's committed offset (None before its first commit)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id,
                              enable_auto_commit=False, client_id="remedy-wait")
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        ends = consumer.end_offsets(partitions)
-        return {tp.partition: max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in partitions}
+        return {p: consumer.committed(TopicPartition(topic, p)) for p in sorted(consumer.partitions_for_topic(topic) or [])}
     finally:
         consumer.close()
 
 
-def _wait_gave_up(settings, path: Path, timeout_s: float, requests: dict[str, str], decided: set[str],
+def _wait_why(request_id: str, dead: dict[str, str], found: dict, committed: dict, topic: str) -> str:
+    """Why one request of the file has no decision yet, as far as the topics tell."""
+    if request_id in found:
+        partition, offset, datum = found[request_id]
+        done = committed.get(partition)
+        if done is None or done <= offset:  # a copy published again after a dead letter is newer
+            return (f"not consumed yet: at {partition}:{offset} of {topic}, the worker has processed "
+                    f"{'nothing' if done is None else f'up to offset {done}'} there")
+    if request_id in dead:
+        return dead[request_id]
+    if request_id not in found:
+        return f"not on {topic} (not published yet?)"
+    waits_for = [f"{what} {datum[field]}" for what, field in (("order", "order_id"), ("incident", "incident_id"))
+                 if datum.get(field)]
+    return (f"parked at the worker: consumed at {partition}:{offset}, no decision yet (waiting for "
+            f"{' or '.join(waits_for + ['a limit check'])}; a wait ends after the policy's order_wait_ms_max "
+            "of event time on its partition)")
+
+
+def _wait_gave_up(settings, path: Path, timeout_s: float, requests: list[str], decided: set[str],
                   count: int, on_topic: int, lag: int) -> None:
     """Say on stderr which requests of the file have no decision, and why each waits where known."""
-    from streams.runtime.batch import key_partition
     from streams.runtime.kafka_io import topic_names
 
     undecided = [request_id for request_id in requests if request_id not in decided]
@@ -225,23 +261,13 @@ def _wait_gave_up(settings, path: Path, timeout_s: float, requests: dict[str, st
     print(f"gave up after {timeout_s}s: {len(undecided)} of {len(requests)} requests of {path} have no decision "
           f"({projection}):", file=sys.stderr)
     named = undecided[:WAIT_NAMED_MAX]
-    why = _wait_dead_lettered(settings, set(named))
     topic = topic_names(settings).requests
-    unprocessed = _wait_unprocessed_by_partition(settings, topic)
+    dead = _wait_dead_lettered(settings, set(named))
+    found = _wait_found_on_requests(settings, set(named))
+    committed = _wait_committed(settings, topic)
     for request_id in named:
-        reason = why.get(request_id)
-        if reason is None:
-            partition = key_partition(requests[request_id].encode(), len(unprocessed) or settings.topic_partitions)
-            left = unprocessed.get(partition)
-            if left:
-                reason = f"not consumed yet: the worker has {left} messages of {topic} partition {partition} to process"
-            elif left == 0:
-                reason = ("parked at the worker: consumed, not decided (waiting for its order or incident, "
-                          "or for a limit check)")
-            else:
-                reason = "unknown (the requests topic does not answer)"
         shown = request_id if request_id.isprintable() else repr(request_id)[1:-1]
-        print(f"  {shown}: {reason}", file=sys.stderr)
+        print(f"  {shown}: {_wait_why(request_id, dead, found, committed, topic)}", file=sys.stderr)
     if len(undecided) > len(named):
         print(f"  ... and {len(undecided) - len(named)} more", file=sys.stderr)
 

@@ -287,7 +287,7 @@ def handle(state: State, event: Event, policy: Policy) -> tuple[State, list[Deci
     if kind == "RemedyRequested":
         return _handle_request(state, event, policy)
     if kind == "LimitCheck":
-        return _handle_result(state, event)
+        return _handle_result(state, event, policy)
     if kind == "OrderPlaced":
         return _drain(_with_order(state, event, policy), policy, None)
     if kind == "OrderDelivered":
@@ -363,7 +363,7 @@ def _dedup_horizon_ms(state: State, policy: Policy) -> int | None:
     return state["clock_ms"] - policy.request_lateness_ms_max - policy.decided_retention_ms
 
 
-def _handle_result(state: State, result: Check) -> tuple[State, list[Decision], list[Check]]:
+def _handle_result(state: State, result: Check, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
     """A later scope answered: grant the reservation, or release it with that scope's reasons."""
     request_id = result["request_id"]
     earlier = state["decided"].get(request_id)
@@ -377,14 +377,17 @@ def _handle_result(state: State, result: Check) -> tuple[State, list[Decision], 
     if not result["passed"]:
         decision = {**decision, "outcome": result["outcome"], "granted_cents": 0, "reason_codes": list(result["reason_codes"])}
     state = _with_decision({**state, "reservations": reservations}, reservation["request"], decision)
+    emitted = [decision]
     delivered_at = reservation.get("delivered_during_check_ms")
     if delivered_at is not None and decision["outcome"] == GRANTED:
         # The order was delivered while this lost-in-transit reshipment was at its later scopes:
         # the same flag a delivery after the grant raises (the check must not hide it).
         flag = _delivery_flag(decision, delivered_at)
         state = {**state, "decided": {**state["decided"], request_id: flag}}
-        return state, [decision, flag], []
-    return state, [decision], []
+        emitted.append(flag)
+    # Requests that waited for this answer are decided now, in their order.
+    state, released, checks = _drain(state, policy, None)
+    return state, emitted + released, checks
 
 
 def _is_lost_reship(decision: Decision) -> bool:
@@ -408,6 +411,11 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None,
     """
     decisions, checks = [], []
     while state["pending"]:
+        if state["reservations"]:
+            # An earlier request is still at its household or associate check: the next one waits
+            # for its answer, so every request is judged on settled room and history, whatever
+            # the timing of the answers (the same decisions on a replay, with or without kills).
+            break
         head = state["pending"][0]
         order_id = head.get("order_id")
         rest = {**state, "pending": state["pending"][1:]}
@@ -640,7 +648,13 @@ def _handle_review(state: State, review: Event, policy: Policy) -> tuple[State, 
 
 def _handle_incident(state: State, event: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
     """Record an incident; if policy remedies this kind proactively, request that remedy now."""
-    if event["incident_id"] in state["incidents"]:
+    known = state["incidents"].get(event["incident_id"])
+    if known is not None:
+        differing = [name for name in ("kind", "order_id", "reported_at") if known[name] != event.get(name)]
+        if differing:
+            shown = ", ".join(f"{name} {known[name]!r} then {event.get(name)!r}" for name in differing)
+            raise InvariantViolation(f"{CONFLICTING_DUPLICATE}: incident {event['incident_id']} was already reported "
+                                     f"with different content: {shown}; the first stands")
         return state, [], []  # A redelivered incident: its proactive request was made the first time.
     old = state["history"]
     clock = max(old.get("incidents_clock_ms") or event["reported_at"], event["reported_at"])

@@ -26,12 +26,14 @@ from aiokafka import AIOKafkaProducer
 from streams.runtime.align import Aligner
 from streams.runtime.batch import Incoming
 from streams.runtime.kafka_io import RecordBatcher
-from streams.runtime.state import OutboxEntry, PartitionState, changelog_value
+from streams.runtime.state import OutboxEntry, PartitionState, Standing, changelog_value
 
 log = logging.getLogger("remedy.agents")
 
 # Exit status when a batch failed: the batch was not acked, the next owner reads it again.
 EXIT_BATCH_FAILED = 70
+# Longest an idle agent waits for an event before it looks at the rebalance state again.
+IDLE_POLL_S = 0.1
 
 
 @dataclass
@@ -47,40 +49,65 @@ Step = Callable[[list[Incoming], "PartitionState | None"], Awaitable[StepOutput]
 
 
 async def take_batches(stream, batch_max: int, within_s: float) -> AsyncIterator[list]:
-    """Like `Stream.take_events`, but never acks: the caller acks each event once its effects are durable.
+    """Batches of events straight from the agent's channel queue; never acks (the caller acks each
+    event once its effects are durable).
 
-    Faust's `take_events` acks a batch in a `finally`, so a batch interrupted by an error or a
-    shutdown would be acked (and committed) unprocessed. Events keep arriving into the next buffer
-    while a batch is processed; the buffer holds at most `batch_max` events.
+    Faust's `Stream` iteration costs an event-loop turn (`await asyncio.sleep(0)`) and a processor
+    call per event, and its `take_events` acks a batch in a `finally`, so a batch interrupted by an
+    error or a shutdown would be acked (and committed) unprocessed. This drains the queue the
+    conductor fills, with the same per-event bookkeeping the stream does (`_track`): skip events
+    of a stale generation or while flow control is suspended (acked, as Faust does, so the new
+    owner reads them from the committed offsets), and track each message as unacked. A batch holds
+    at most `batch_max` events and waits at most `within_s` for more once the first arrived.
     """
-    buffer: list = []
-    full = asyncio.Event()
-    consumed = asyncio.Event()
-
-    async def add_to_buffer(value):
-        event = stream.current_event
-        if event is None:
-            raise RuntimeError("take_batches: an event arrived without current_event")
-        buffer.append(event)
-        if len(buffer) >= batch_max:
-            full.set()
-            consumed.clear()
-            await stream.wait(consumed)
-        return value
-
-    stream.enable_acks = False
-    stream.add_processor(add_to_buffer)
-    stream._enable_passive(stream.channel.__aiter__())
-    try:
-        while not stream.should_stop:
-            await stream.wait_for_stopped(full, timeout=within_s)
-            events = list(buffer)
-            buffer.clear()
-            full.clear()
-            consumed.set()
+    channel = stream.channel.__aiter__()  # the iterator channel the conductor delivers into
+    queue = channel.queue
+    app = stream.app
+    acking_topics = app.topics.acking_topics
+    unacked = app.consumer.unacked
+    on_message_in = app.sensors.on_message_in
+    loop = asyncio.get_running_loop()
+    while not stream.should_stop:
+        events: list = []
+        try:
+            first = await asyncio.wait_for(queue.get(), IDLE_POLL_S)
+        except asyncio.TimeoutError:
+            # Nothing arrived: yield an empty batch so the agent can let go of held events when
+            # a rebalance starts (Faust's revocation waits for them).
             yield events
-    finally:
-        stream._processors.remove(add_to_buffer)
+            continue
+        _track(first, app, acking_topics, unacked, on_message_in, events)
+        del first
+        deadline = loop.time() + within_s
+        while len(events) < batch_max:
+            if queue.empty():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            else:
+                item = queue.get_nowait()
+            _track(item, app, acking_topics, unacked, on_message_in, events)
+            del item
+        yield events
+
+
+def _track(item, app, acking_topics, unacked, on_message_in, events: list) -> None:
+    """Faust's per-event bookkeeping from `Stream.__aiter__`: skip stale events, track the rest."""
+    message = getattr(item, "message", None)
+    if message is None:
+        return  # not an event (nothing else is sent to an agent's topic channel)
+    if not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id:
+        item.ack()  # as Faust does for a skipped value; the next owner reads it from the committed offset
+        return
+    if message.topic in acking_topics and not message.tracked:
+        message.tracked = True
+        unacked.add(message)
+        on_message_in(message.tp, message.offset, message)
+    events.append(item)
 
 
 def _topic_of(event) -> str:
@@ -117,6 +144,9 @@ class AgentShell:
         self.aligner = aligner
         self.rebalancing = rebalancing
         self.dropped_on_rebalance_total = 0
+        self.resent_total = 0
+        # The group's committed offset of (topic, partition), or None (set by the composition root).
+        self.committed: Callable[[str, int], int | None] = lambda topic, partition: None
         # Called with (partitions, index) after a restore, and with partitions on a revocation.
         self.on_restored: Callable[[list[int], dict], None] | None = None
         self.on_revoked: Callable[[set[int]], None] | None = None
@@ -142,12 +172,18 @@ class AgentShell:
         async for events in take_batches(stream, batch_max, within_s):
             if self.aligner is not None:
                 if self.rebalancing():
-                    # Faust waits for every unacked event before it revokes: let go of the held
-                    # ones (unacked, so they are redelivered from the committed offsets).
-                    dropped = self.aligner.drop_all() + len(events)
+                    # Faust waits for every unacked message before it revokes: let go of the held
+                    # events and take them out of Faust's unacked set (never acked, so nothing is
+                    # committed past them and the next owner reads them again). Relying on garbage
+                    # collection of the weak set is not enough: a local reference keeps one alive.
+                    dropped = self.aligner.drop_all() + events
+                    unacked = stream.app.consumer.unacked
+                    for event in dropped:
+                        unacked.discard(event.message)
                     if dropped:
-                        self.dropped_on_rebalance_total += dropped
-                        log.info("agent %s: %d held events let go for a rebalance", self.name, dropped)
+                        self.dropped_on_rebalance_total += len(dropped)
+                        log.info("agent %s: %d held events let go for a rebalance", self.name, len(dropped))
+                    del dropped, events
                     continue
                 self.aligner.add(events, _topic_of, _partition_of, _offset_of)
                 events = await self.aligner.take(_timestamp_of)
@@ -175,15 +211,24 @@ class AgentShell:
                 standing, indexed = await self.state.restore(missing)
                 if self.on_restored is not None:
                     self.on_restored(missing, indexed)
-                if standing:
-                    # A crash may have left these unsent: send them again, byte for byte.
-                    await self._send(standing)
+                # A crash may have left an outbox unsent: its batch was then not committed. Send
+                # those again, byte for byte; a committed batch's messages were acknowledged first.
+                resend = [entry for s in standing if not self._committed(s) for entry in s.entries]
+                log.warning("agent %s: re-sending %d messages of %d standing outboxes (the rest were committed)",
+                            self.name, len(resend), len(standing))
+                self.resent_total += len(resend)
+                await self._send(resend)
         output = await self.step(messages, self.state)
         if self.state is not None and output.states:
+            through: dict[int, dict[str, int]] = {}
+            for message in messages:
+                offsets = through.setdefault(message.partition, {})
+                offsets[message.topic] = max(offsets.get(message.topic, 0), message.offset + 1)
             batcher = RecordBatcher(self.producer())
             for partition, values in output.states.items():
                 for key, (state_json, outbox) in values.items():
-                    await batcher.add(self.state.changelog, key, changelog_value(state_json, outbox), partition=partition)
+                    value = changelog_value(state_json, outbox, through.get(partition, {}))
+                    await batcher.add(self.state.changelog, key, value, partition=partition)
             await batcher.flush()
         effects = [entry for values in output.states.values() for _, outbox in values.values() for entry in outbox]
         await self._send(effects + output.sends)
@@ -191,11 +236,24 @@ class AgentShell:
             for partition, values in output.states.items():
                 for key, (state_json, _) in values.items():
                     self.state.save(partition, key, state_json)
+        on_message_out = stream.app.sensors.on_message_out
         for event in events:
-            await stream.ack(event)
+            if event.ack():
+                message = event.message
+                on_message_out(message.tp, message.offset, message)
         self.events_total += len(events)
         self.batches_total += 1
         self.last_batch_ms = (time.monotonic() - started) * 1000
+
+    def _committed(self, standing: Standing) -> bool:
+        """True when every input the outbox's batch read on its partition is committed (so it was sent)."""
+        if not standing.through:
+            return False  # written before offsets were recorded: send again to be safe
+        for topic, after in standing.through.items():
+            committed = self.committed(topic, standing.partition)
+            if committed is None or committed < after:
+                return False
+        return True
 
     async def _send(self, entries: list[OutboxEntry]) -> None:
         if not entries:

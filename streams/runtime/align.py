@@ -47,12 +47,12 @@ class Aligner:
         """Events buffered and not yet released."""
         return sum(len(buffer) for buffer in self.buffers.values())
 
-    def drop_all(self) -> int:
-        """Forget every held event (a rebalance: they are redelivered from the committed offsets)."""
-        count = self.held()
+    def drop_all(self) -> list:
+        """Let go of every held event (a rebalance: they are redelivered from the committed offsets)."""
+        dropped = [event for buffer in self.buffers.values() for event in buffer]
         self.buffers.clear()
         self.next_offset.clear()
-        return count
+        return dropped
 
     async def _lagging(self, topic: str, partition: int) -> bool:
         """True while the broker has events of this topic-partition the agent has not seen (or it cannot tell)."""

@@ -41,6 +41,7 @@ from streams.runtime.batch import (
     clock_to_bytes,
     fold_batch,
     fold_scope_batch,
+    key_partition,
     scope_key_of,
     state_from_bytes,
     state_to_bytes,
@@ -180,7 +181,11 @@ class Worker:
         With `clock_key`, each partition whose clock moved also writes it to the changelog."""
 
         async def step(messages: list[Incoming], state: PartitionState) -> StepOutput:
-            partition_of = {m.key: m.partition for m in messages if m.key is not None}
+            # A record on another partition than murmur2(key) is forwarded, not folded: it must not
+            # decide on which partition its customer's state is kept and written.
+            partitions = self.settings.topic_partitions
+            partition_of = {m.key: m.partition for m in messages if m.key is not None
+                            and not (clock_key and key_partition(m.key, partitions) != m.partition)}
 
             def partition_for(encoded: bytes) -> int:
                 # A parked customer the partition clock woke up may have no event in this batch.
@@ -257,13 +262,13 @@ class Worker:
                 "decide", self._folding(self._fold_customers, clock_key=True),
                 PartitionState(names.customer_state_changelog, settings.kafka_bootstrap, index=_customer_index),
                 producer, aligner=self._aligner(app), rebalancing=lambda: app.rebalancing)
-            shell = self.shells["decide"]
-            shell.on_restored = self._restored_customers
-            shell.on_revoked = self.clocks.drop
+            decide_shell = self.shells["decide"]
+            decide_shell.on_restored = self._restored_customers
+            decide_shell.on_revoked = self.clocks.drop
 
             @app.agent(app.topic(*names.inputs(), **raw), name="decide", concurrency=1)
             async def decide(stream):
-                await shell.run(stream, settings.decide_batch_max, decide_wait_s)
+                await decide_shell.run(stream, settings.decide_batch_max, decide_wait_s)
 
         if "limits" in self.roles:
             self.shells["limits"] = AgentShell(
@@ -282,6 +287,16 @@ class Worker:
             @app.agent(app.topic(names.decisions, **raw), name="project", concurrency=1)
             async def project(stream):
                 await project_shell.run(stream, settings.project_batch_max, settings.project_batch_wait_ms / 1000)
+
+        from faust.types import TP
+
+        def committed(topic: str, partition: int) -> int | None:
+            # Faust keeps the group's committed offsets after its seek on assignment (the next
+            # offset to read), and updates them on every commit.
+            return app.consumer._committed_offset.get(TP(topic, partition))
+
+        for each in self.shells.values():
+            each.committed = committed
 
         @app.on_partitions_revoked.connect
         async def on_revoked(app, revoked, **kwargs):
@@ -361,6 +376,7 @@ class Worker:
                               "state_keys": shell.state.keys() if shell.state else None,
                               "parked_customers": self.clocks.parked() if name == "decide" else None,
                               "restores": shell.state.restores_total if shell.state else None,
+                              "outbox_messages_resent": shell.resent_total,
                               "restore_s": round(shell.state.restore_seconds_total, 2) if shell.state else None}
                        for name, shell in self.shells.items()},
         }

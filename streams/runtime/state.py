@@ -64,23 +64,34 @@ def unheld(value: bytes) -> bytes:
     return zlib.decompress(value)
 
 
-def changelog_value(state_json: bytes, outbox: list[OutboxEntry]) -> bytes:
-    """A changelog record: the plain state JSON, or {"v": 2, "state", "outbox"} when it emitted something."""
+@dataclass(frozen=True)
+class Standing:
+    """An outbox found on restore, with the input offsets its batch ran through on its partition."""
+
+    partition: int
+    through: dict[str, int]  # input topic -> the offset after the batch's last event there
+    entries: list[OutboxEntry]
+
+
+def changelog_value(state_json: bytes, outbox: list[OutboxEntry], through: dict[str, int] | None = None) -> bytes:
+    """A changelog record: the plain state JSON, or {"v": 2, "through", "outbox", "state"} when it
+    emitted something (`through`: the input offsets the batch ran through on this partition)."""
     if not outbox:
         return state_json
     entries = [[e.topic, base64.b64encode(e.key).decode() if e.key is not None else None,
                 base64.b64encode(e.value).decode()] for e in outbox]
-    return b'{"v":2,"outbox":' + json.dumps(entries, separators=(",", ":")).encode() + b',"state":' + state_json + b"}"
+    return (b'{"v":2,"through":' + json.dumps(through or {}, separators=(",", ":"), sort_keys=True).encode()
+            + b',"outbox":' + json.dumps(entries, separators=(",", ":")).encode() + b',"state":' + state_json + b"}")
 
 
-def split_changelog_value(value: bytes) -> tuple[bytes, list[OutboxEntry]]:
-    """(state JSON, outbox) of a changelog record; a plain state has an empty outbox."""
+def split_changelog_value(value: bytes) -> tuple[bytes, list[OutboxEntry], dict[str, int]]:
+    """(state JSON, outbox, through) of a changelog record; a plain state has an empty outbox."""
     if not value.startswith(b'{"v":2,'):
-        return value, []
+        return value, [], {}
     document = json.loads(value)
     outbox = [OutboxEntry(topic, base64.b64decode(key) if key is not None else None, base64.b64decode(data))
               for topic, key, data in document["outbox"]]
-    return json.dumps(document["state"], separators=(",", ":")).encode(), outbox
+    return json.dumps(document["state"], separators=(",", ":")).encode(), outbox, document.get("through", {})
 
 
 class PartitionState:
@@ -128,9 +139,10 @@ class PartitionState:
         """Keep a state the changelog acknowledged."""
         self.by_partition.setdefault(partition, {})[key] = held(state_json)
 
-    async def restore(self, partitions: list[int]) -> tuple[list[OutboxEntry], dict[tuple[int, bytes], object]]:
+    async def restore(self, partitions: list[int]) -> tuple[list[Standing], dict[tuple[int, bytes], object]]:
         """Read each partition's changelog to its end offset now; returns the outboxes still standing
-        and the index of the restored keys ((partition, key) -> what `index` returned, when not None).
+        (the shell re-sends those whose batch was not committed) and the index of the restored keys
+        ((partition, key) -> what `index` returned, when not None).
 
         Bounded by RESTORE_TIMEOUT_S and logged with its size and duration.
         """
@@ -144,7 +156,7 @@ class PartitionState:
         )
         await consumer.start()
         started = time.monotonic()
-        outboxes: dict[tuple[int, bytes], list[OutboxEntry]] = {}
+        outboxes: dict[tuple[int, bytes], Standing] = {}
         read = 0
         try:
             tps = [TopicPartition(self.changelog, p) for p in partitions]
@@ -176,7 +188,7 @@ class PartitionState:
                             outboxes.pop(slot, None)
                             indexed.pop(slot, None)
                             continue
-                        state_json, outbox = split_changelog_value(record.value)
+                        state_json, outbox, through = split_changelog_value(record.value)
                         if self.index is not None:
                             entry = self.index(record.key, state_json)
                             if entry is None:
@@ -185,7 +197,7 @@ class PartitionState:
                                 indexed[slot] = entry
                         values[record.key] = held(state_json)
                         if outbox:
-                            outboxes[slot] = outbox
+                            outboxes[slot] = Standing(tp.partition, through, outbox)
                         else:
                             outboxes.pop(slot, None)
             self.by_partition.update(values_by_partition)
@@ -196,7 +208,7 @@ class PartitionState:
         self.restores_total += 1
         self.restored_keys_total += keys
         self.restore_seconds_total += elapsed
-        standing = [entry for slot in sorted(outboxes) for entry in outboxes[slot]]
-        log.warning("restored %s partitions %s: %d keys from %d records in %.1fs; %d outbox messages to re-send",
+        standing = [outboxes[slot] for slot in sorted(outboxes)]
+        log.warning("restored %s partitions %s: %d keys from %d records in %.1fs; %d standing outboxes",
                     self.changelog, partitions, keys, read, elapsed, len(standing))
         return standing, indexed

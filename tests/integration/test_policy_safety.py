@@ -4,6 +4,7 @@ never in force; `apply --dry-run` shows the change and publishes nothing; `rollb
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -94,3 +95,66 @@ def test_rollback_applies_an_earlier_version_again_as_the_newest(deployment, tmp
     assert again.returncode == 1 and "is already in force" in again.stderr
     unknown = deployment.cli("policy", "rollback", "p1-000000000000", "--author", "bo", "--reason", "x", check=False)
     assert unknown.returncode == 1 and "no such valid version" in unknown.stderr
+
+
+def _requests_file(path, prefix: str, amounts: list[int]):
+    """A publish file of CREDIT requests dated an hour ago, one customer each."""
+    when = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [json.dumps({"type": "RemedyRequested", "event_id": f"e-{prefix}-{n}", "request_id": f"{prefix}-{n}",
+                         "customer_id": f"c-{prefix}-{n}", "order_id": None, "incident_id": None, "kind": "CREDIT",
+                         "amount_cents": amount, "currency": "USD", "requested_by": "customer", "requested_at": when,
+                         "reason": "policy safety"}) for n, amount in enumerate(amounts)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_running_worker_keeps_deciding_under_the_last_valid_policy_past_hostile_records(deployment, tmp_path):
+    """Caps of 10^30 and a garbage record on the policy topic: the worker logs and skips both, keeps
+    the last valid version, decides new requests under it, and starts again with it; show and
+    history exit 0 and list both records as rejected."""
+    deployment.start_worker()
+    tighter = tmp_path / "tighter.json"
+    tighter.write_text(json.dumps({"kind_cents_max_per_customer_30d": {"CREDIT": 2_000}}))
+    deployment.cli("policy", "apply", str(tighter), "--author", "fraud-ana", "--reason", "credit abuse wave")
+    valid_version = Policy.from_document(json.loads(tighter.read_text())).version
+    deployment.wait_for("the worker to switch", lambda: deployment.get("/health")["policy_version"] == valid_version, 60)
+
+    with Publisher(deployment.settings) as publisher:
+        publisher.publish_raw(deployment.names.policy, b"p1-forged", hostile_record())
+        publisher.publish_raw(deployment.names.policy, b"garbage", b"\xc3\x01 not avro \x1b[2J at all")
+    deployment.wait_for("the worker to log both records it ignored", lambda: deployment.log_path.read_text(
+        errors="replace").count("ignoring policy record at offset") >= 2, 60)
+    log = deployment.log_path.read_text(errors="replace")
+    assert f"ignoring policy record at offset 1, keeping version {valid_version}" in log
+    assert f"ignoring policy record at offset 2, keeping version {valid_version}" in log
+
+    def decided_under_valid_policy(path) -> dict:
+        deployment.cli("publish", str(path))
+        deployment.cli("wait", "--file", str(path), "--timeout", "60")
+        asked = {json.loads(line)["request_id"] for line in path.read_text().splitlines()}
+        decided = {d["request_id"]: d for d in deployment.decisions() if d["request_id"] in asked}
+        assert set(decided) == asked
+        assert {d["policy_version"] for d in decided.values()} == {valid_version}
+        return decided
+
+    decided = decided_under_valid_policy(_requests_file(tmp_path / "after.jsonl", "after", [1_500, 5_000]))
+    assert decided["after-0"]["outcome"] == "GRANTED"
+    assert (decided["after-1"]["outcome"], decided["after-1"]["reason_codes"]) == (
+        "DENIED", ["CUSTOMER_KIND_30D_CAP_EXCEEDED"])  # the CREDIT cap of 2,000 holds, not 10^30
+    assert deployment.get("/health")["policy_version"] == valid_version
+
+    shown = deployment.cli("policy", "show", "--json")  # exits 0 (check=True)
+    assert json.loads(shown.stdout)["version"] == valid_version
+    assert shown.stderr.count("rejected policy message at offset") == 2
+    assert "remedy_cents_max_per_customer_30d: must be between" in shown.stderr
+    history = deployment.cli("policy", "history").stdout.splitlines()
+    assert len(history) == 3 and valid_version in history[0]
+    assert history[1].startswith("offset 1") and "rejected" in history[1] and "must be between" in history[1]
+    assert history[2].startswith("offset 2") and "rejected" in history[2]
+    assert "\x1b" not in "".join(history)
+
+    # A worker starting now reads the topic to its end: it starts, with the last valid version.
+    deployment.stop_worker()
+    deployment.start_worker()
+    assert deployment.get("/health")["policy_version"] == valid_version
+    decided_under_valid_policy(_requests_file(tmp_path / "restart.jsonl", "restart", [1_000]))

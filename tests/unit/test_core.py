@@ -693,3 +693,26 @@ def test_an_order_id_repeated_with_a_different_total_is_refused():
     with pytest.raises(InvariantViolation, match="CONFLICTING_DUPLICATE: order o1"):
         core.handle(world.customers["c1"], {**order("o1", total=2_000), "total_cents": 9_999}, POLICY)
     assert core.handle(world.customers["c1"], order("o1", total=2_000), POLICY)[0] == world.customers["c1"]
+
+
+def test_a_request_waits_for_the_earlier_request_s_scope_answer_so_timing_changes_nothing():
+    events = [order("o1", total=20_000), request("r1", 9_000, kind="REFUND", order_id="o1", at=T0),
+              request("r2", 9_000, kind="REFUND", order_id="o1", at=T0 + 1),
+              request("r3", 9_000, kind="CREDIT", at=T0 + 2)]
+    prompt = world_after(*events, policy=WIDE)  # every answer delivered at once
+    slow = World(WIDE)
+    for event in events:
+        slow.feed(event, deliver=False)  # answers held back until the end
+    assert [d["request_id"] for d in slow.decisions] == []  # r2 and r3 wait behind r1's check
+    assert len(slow.customers["c1"]["pending"]) == 2
+    slow.deliver_all()
+    assert slow.final_decisions() == prompt.final_decisions()
+    assert [d["request_id"] for d in slow.decisions] == ["r1", "r2", "r3"]
+
+
+def test_an_incident_id_repeated_with_another_kind_is_refused_and_an_identical_one_is_silent():
+    world = world_after(order("o1"), incident("i1", "DAMAGED"))
+    state = world.customers["c1"]
+    with pytest.raises(InvariantViolation, match="CONFLICTING_DUPLICATE: incident i1"):
+        core.handle(state, incident("i1", "LOST_IN_TRANSIT"), POLICY)
+    assert core.handle(state, incident("i1", "DAMAGED"), POLICY) == (state, [], [])
