@@ -322,7 +322,12 @@ class Worker:
                 return None
 
         async def position(topic: str, partition: int) -> int | None:
-            return await app.consumer.position(TP(topic, partition))
+            # Where delivery to this agent starts on a partition it has seen nothing of yet: Faust
+            # seeks every assigned partition to the group's committed offset (the consumer's own
+            # fetch position would count records fetched but not delivered yet as seen, and an
+            # order still on its way would let the requests behind it go first).
+            committed = app.consumer._committed_offset.get(TP(topic, partition))
+            return committed if committed is not None else 0
 
         return Aligner((names.orders, names.incidents, names.requests), highwater, position)
 
