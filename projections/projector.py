@@ -1,6 +1,6 @@
 """The projector's batch logic: decision messages to ledger and posting rows, kept apart from Kafka.
 
-The `project` loop hands a batch of consumed decision messages to `build_batch` and writes the
+The `project` agent hands a batch of consumed decision messages to `build_batch` and writes the
 result with `Store.write_batch`; undecodable messages come back as dead letters. The postings of
 a superseding decision need the decision it supersedes: it is earlier on the same partition (both
 are keyed by customer), so it is either in the batch or already in ClickHouse, and the store

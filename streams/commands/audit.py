@@ -74,7 +74,7 @@ def _offsets(bootstrap: str, topics: list[str], group_id: str | None) -> dict[tu
 
 
 def _decide_group(settings: Settings) -> str:
-    """The consumer group of the worker loop that reads the requests topic."""
+    """The consumer group of the worker (the Faust app) that reads the requests topic."""
     requests = topic_names(settings).requests
     return next(group for group, topics in worker_groups(settings) if requests in topics)
 

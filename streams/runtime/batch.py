@@ -1,7 +1,7 @@
 """One batch of input messages through the decision core: decode, check, fold, collect outputs.
 
 Shell code (it decodes Avro), but free of Kafka so tests can drive it directly. The
-decide loop hands it raw messages and a state loader, and gets back the states to save, the decisions
+decide and limits agents hand it raw messages and a state loader, and get back the states to save, the decisions
 to emit and the dead letters to route, in input order.
 """
 

@@ -66,7 +66,7 @@ class TopicNames:
 
     @property
     def scope_state_changelog(self) -> str:
-        """The limits loop's changelog of household/associate states (compacted; the name is kept from the Faust table)."""
+        """The limits agent's changelog of household/associate states (compacted, with outboxes; see docs/exactly-once.md)."""
         return f"{self.app_id}-scope_state-changelog"
 
     @property
@@ -76,7 +76,7 @@ class TopicNames:
 
     @property
     def customer_state_changelog(self) -> str:
-        """The decide loop's changelog of customer states (compacted; the name is kept from the Faust table)."""
+        """The decide agent's changelog of customer states and partition clocks (compacted, with outboxes; see docs/exactly-once.md)."""
         return f"{self.app_id}-customer_state-changelog"
 
     def for_event(self, record_name: str) -> str:
@@ -84,7 +84,7 @@ class TopicNames:
         return getattr(self, EVENT_TOPIC_ROLE[record_name])
 
     def inputs(self) -> tuple[str, ...]:
-        """The topics the decide loop consumes (all keyed by customer_id)."""
+        """The topics the decide agent consumes (all keyed by customer_id)."""
         return (self.orders, self.incidents, self.requests, self.limit_results)
 
     def all_with_configs(self, partitions: int) -> list[tuple[str, int, dict[str, str]]]:
