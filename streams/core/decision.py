@@ -411,10 +411,12 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None,
     """
     decisions, checks = [], []
     while state["pending"]:
-        if state["reservations"]:
+        if state["reservations"] and not _answers_overdue(state, policy, partition_clock_ms):
             # An earlier request is still at its household or associate check: the next one waits
             # for its answer, so every request is judged on settled room and history, whatever
             # the timing of the answers (the same decisions on a replay, with or without kills).
+            # If an answer is overdue by order_wait_ms_max of event time, the queue goes on,
+            # counting the reservation as used room: nothing waits forever.
             break
         head = state["pending"][0]
         order_id = head.get("order_id")
@@ -464,6 +466,13 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None,
             state = _with_decision(rest, head, decision)
             decisions.append(decision)
     return state, decisions, checks
+
+
+def _answers_overdue(state: State, policy: Policy, partition_clock_ms: int | None) -> bool:
+    """True when the oldest outstanding scope check has waited longer than order_wait_ms_max of event time."""
+    oldest = min(r["decision"]["decided_at"] for r in state["reservations"].values())
+    clocks = [clock for clock in (state["clock_ms"], partition_clock_ms) if clock is not None]
+    return any(clock - oldest > policy.order_wait_ms_max for clock in clocks)
 
 
 def _first_check(request: Event, decision: Decision, scopes: list[str]) -> Check:

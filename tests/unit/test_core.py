@@ -716,3 +716,19 @@ def test_an_incident_id_repeated_with_another_kind_is_refused_and_an_identical_o
     with pytest.raises(InvariantViolation, match="CONFLICTING_DUPLICATE: incident i1"):
         core.handle(state, incident("i1", "LOST_IN_TRANSIT"), POLICY)
     assert core.handle(state, incident("i1", "DAMAGED"), POLICY) == (state, [], [])
+
+
+@pytest.mark.parametrize("clock_after_ms, decided", [(DAY_MS - 1, False), (DAY_MS, False), (DAY_MS + 1, True)])
+def test_a_scope_answer_that_never_comes_stops_blocking_the_customer_after_the_wait(clock_after_ms, decided):
+    world = World(WIDE)
+    world.feed(order("o1", total=20_000))
+    world.feed(request("r1", 9_000, kind="REFUND", order_id="o1", at=T0), deliver=False)  # its answer is lost
+    world.feed(request("r2", 1_000, kind="CREDIT", at=T0 + 1), deliver=False)
+    state = world.customers["c1"]
+    assert state["reservations"] and [p["request_id"] for p in state["pending"]] == ["r2"]
+    state, decisions, _ = core.handle(state, core.partition_clock(T0 + clock_after_ms), WIDE)
+    if decided:  # r2 goes on, counting r1's reservation as used room
+        assert outcomes(decisions) == [("r2", "GRANTED", [core.WITHIN_LIMITS])]
+        assert decisions[0]["inputs"]["customer_granted_cents_30d"] == 9_000
+    else:
+        assert decisions == [] and [p["request_id"] for p in state["pending"]] == ["r2"]
