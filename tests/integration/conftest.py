@@ -39,7 +39,7 @@ def _free_port() -> int:
 class Deployment:
     """One isolated Remedy Ledger deployment on the shared test broker."""
 
-    def __init__(self, tmp_path: Path, **overrides: str):
+    def __init__(self, tmp_path: Path, worker_args: tuple[str, ...] = (), **overrides: str):
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.env = {
             **os.environ,
@@ -54,6 +54,7 @@ class Deployment:
         self.names = topic_names(self.settings)
         self.log_path = tmp_path / "worker.log"
         self.process: subprocess.Popen | None = None
+        self.worker_args = worker_args  # what `start_worker()` passes when called without arguments
         ensure_topics(self.settings)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -69,7 +70,7 @@ class Deployment:
         """Start `remedy-ledger worker ARGS` and wait until it answers /health."""
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.commands.cli", "worker", "--loglevel", "info", *args],
+            [sys.executable, "-m", "streams.commands.cli", "worker", "--loglevel", "info", *(args or self.worker_args)],
             env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + WORKER_START_S_MAX

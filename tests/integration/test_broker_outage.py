@@ -53,7 +53,14 @@ import pytest
 
 from streams.measure.quality import final_decisions
 from streams.runtime.kafka_io import worker_lag
-from streams.runtime.upstream import read_events
+from tests.support.decision_log import (
+    check_log,
+    decided_during_a_check,
+    essence,
+    fcfs,
+    mark_log,
+    requests_of,
+)
 from tests.integration.conftest import PIPELINE_WAIT_S_MAX, REPO, Deployment, _free_port
 
 pytestmark = pytest.mark.integration
@@ -79,10 +86,6 @@ STALL_S = 90.0
 RESTARTS_MAX = 6
 # Reason codes that say an upstream event was not there in time.
 NOT_FOUND_CODES = {"ORDER_NOT_FOUND", "INCIDENT_NOT_FOUND", "CUSTOMER_UNKNOWN"}
-# Reason codes of the scopes that are first come, first served across partitions, and the inputs
-# a decision made from such a scope's answer carries (streams/core/decision.py).
-FCFS_REASON_PREFIXES = ("HOUSEHOLD_", "ASSOCIATE_")
-LATER_SCOPE_INPUT_PREFIXES = ("household_", "associate_", "scope_memory_")
 # Log lines that explain a hang or a crash.
 TROUBLE_SIGNS = ("CRITICAL", "Traceback", "crashed", "batch of", "wait_empty", "member_id was not recognized",
                  "worker stopped", "exiting")
@@ -204,10 +207,6 @@ def workload(directory: Path) -> tuple[Path, Path, Path]:
     return events, part_a, part_b
 
 
-def requests_of(events: Path) -> set[str]:
-    return {datum["request_id"] for name, datum in read_events(events) if name == "RemedyRequested"}
-
-
 # Supervising the worker ----------------------------------------------------------------------------
 
 
@@ -243,7 +242,7 @@ class Supervisor:
             assert len(self.restarts) <= RESTARTS_MAX, (
                 f"the worker needed more than {RESTARTS_MAX} restarts:\n{self.deployment.log_tail()}")
             self.deployment.process = None
-            mark_log(self.deployment.log_path, f"supervisor restart {len(self.restarts)} ({phase})")
+            mark_log(self.deployment.log_path, f"supervisor restart {len(self.restarts)} ({phase})", "outage test")
             try:
                 self.deployment.start_worker()
             except AssertionError as error:
@@ -266,11 +265,6 @@ class Supervisor:
 
     def reset_stall_clock(self) -> None:
         self.lag, self.lag_changed = None, time.monotonic()
-
-
-def mark_log(path: Path, text: str) -> None:
-    with open(path, "a") as log:
-        log.write(f"===== outage test: {text} at {time.strftime('%H:%M:%S')} =====\n")
 
 
 def trouble(path: Path, lines_max: int = 15) -> str:
@@ -330,39 +324,6 @@ def wait_decided(deployment: Deployment, events: Path, supervisor: Supervisor) -
 # Checks ---------------------------------------------------------------------------------------------
 
 
-def check_log(requests: set[str], decisions: list[dict], label: str) -> dict:
-    """(b): one standing decision per request, no decision id with two contents; returns counts."""
-    by_id: dict[str, dict] = {}
-    conflicts: dict[str, list[dict]] = {}
-    duplicates = 0
-    for decision in decisions:
-        seen = by_id.setdefault(decision["decision_id"], decision)
-        if seen is decision:
-            continue
-        if seen == decision:
-            duplicates += 1
-        else:
-            conflicts.setdefault(decision["decision_id"], [seen]).append(decision)
-    described = []
-    for decision_id, versions in list(conflicts.items())[:10]:
-        fields = sorted({k for v in versions[1:] for k in v if v[k] != versions[0][k]})
-        described.append(f"{decision_id}: fields {fields}: " + " | ".join(
-            json.dumps({k: v.get(k) for k in fields}, default=str) for v in versions))
-    assert not conflicts, (f"{label}: {len(conflicts)} decision ids on the topic with different contents:\n"
-                           + "\n".join(described))
-    superseded = {d["supersedes_decision_id"] for d in decisions if d.get("supersedes_decision_id")}
-    standing: dict[str, set[str]] = {}
-    for decision in decisions:
-        if decision["decision_id"] not in superseded:
-            standing.setdefault(decision["request_id"], set()).add(decision["decision_id"])
-    missing = sorted(requests - set(standing))
-    several = {request_id: sorted(ids) for request_id, ids in standing.items() if len(ids) != 1}
-    assert not missing, f"{label}: {len(missing)} requests of the file have no decision: {missing[:20]}"
-    assert not several, f"{label}: {len(several)} requests with several standing decisions: {list(several.items())[:10]}"
-    return {"decisions": len(decisions), "distinct": len(by_id), "identical_duplicates": duplicates,
-            "proactive": {r for r in standing if r.startswith("proactive:")}}
-
-
 def not_found(decisions: list[dict]) -> dict[str, set[str]]:
     """Request id -> the not-found reason codes any of its decisions carried."""
     found: dict[str, set[str]] = {}
@@ -370,43 +331,6 @@ def not_found(decisions: list[dict]) -> dict[str, set[str]]:
         codes = set(decision["reason_codes"]) & NOT_FOUND_CODES
         if codes:
             found.setdefault(decision["request_id"], set()).update(codes)
-    return found
-
-
-def essence(decision: dict | None):
-    if decision is None:
-        return None
-    return decision["outcome"], decision["granted_cents"], tuple(decision["reason_codes"])
-
-
-def fcfs(decision: dict | None) -> bool:
-    return decision is not None and any(code.startswith(FCFS_REASON_PREFIXES) for code in decision["reason_codes"])
-
-
-def via_later_scope(decision: dict) -> bool:
-    return any(key.startswith(LATER_SCOPE_INPUT_PREFIXES) for key in decision.get("inputs") or {}) or fcfs(decision)
-
-
-def millis(value) -> int:
-    return int(value.timestamp() * 1000) if hasattr(value, "timestamp") else int(value)
-
-
-def decided_during_a_check(decisions: list[dict]) -> set[str]:
-    """Requests decided while an earlier-dated request of the same customer still waited for its
-    household or associate answer (that answer's decision comes after them on the log)."""
-    seen: set[str] = set()
-    by_customer: dict[str, list[dict]] = {}
-    for decision in decisions:
-        if decision["decision_id"] in seen or decision.get("supersedes_decision_id"):
-            continue
-        seen.add(decision["decision_id"])
-        by_customer.setdefault(decision["customer_id"], []).append(decision)
-    found = set()
-    for ordered in by_customer.values():
-        for position, decision in enumerate(ordered):
-            asked = millis(decision["requested_at"])
-            if any(via_later_scope(later) and millis(later["requested_at"]) <= asked for later in ordered[position + 1:]):
-                found.add(decision["request_id"])
     return found
 
 
@@ -510,14 +434,14 @@ def test_the_worker_resumes_after_a_broker_kill_and_a_broker_freeze_without_losi
             time.sleep(0.2)
         lag = worker_lag(deployment.settings)
         pid_at_kill = deployment.process.pid
-        mark_log(deployment.log_path, "broker SIGKILL")
+        mark_log(deployment.log_path, "broker SIGKILL", "outage test")
         private_broker.kill()
         timeline.append(f"{at()} broker SIGKILLed (decide had handled {handled} events; group lag {lag})")
         say(timeline[-1])
         assert lag > 0, "the broker was killed after the worker had finished part A: the test proved nothing"
         notes = sleep_watching(supervisor, KILL_DOWN_S, "broker down")
         took = private_broker.start()
-        mark_log(deployment.log_path, "broker restarted")
+        mark_log(deployment.log_path, "broker restarted", "outage test")
         timeline.append(f"{at()} broker started again after {KILL_DOWN_S}s down (answered {took:.1f}s after "
                         f"kafka.sh start); worker {'up' if supervisor.alive() else 'exited ' + str(supervisor.exited())}")
         say(timeline[-1])
@@ -541,14 +465,14 @@ def test_the_worker_resumes_after_a_broker_kill_and_a_broker_freeze_without_losi
         # 2b. Publish part B while the worker runs, then freeze the broker at once.
         deployment.cli("publish", str(part_b))
         lag = worker_lag(deployment.settings)
-        mark_log(deployment.log_path, "broker SIGSTOP")
+        mark_log(deployment.log_path, "broker SIGSTOP", "outage test")
         private_broker.freeze()
         timeline.append(f"{at()} part B published; broker frozen (SIGSTOP) with group lag {lag}")
         say(timeline[-1])
         assert lag > 0, "the broker was frozen after the worker had finished: the test proved nothing"
         notes = sleep_watching(supervisor, FREEZE_S, "broker frozen")
         private_broker.thaw()
-        mark_log(deployment.log_path, "broker SIGCONT")
+        mark_log(deployment.log_path, "broker SIGCONT", "outage test")
         timeline.append(f"{at()} broker continued (SIGCONT) after {FREEZE_S}s; worker "
                         f"{'up' if supervisor.alive() else 'exited ' + str(supervisor.exited())}")
         say(timeline[-1])

@@ -42,7 +42,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,8 +49,18 @@ import pytest
 
 from streams.measure.quality import final_decisions
 from streams.runtime.kafka_io import worker_lag
-from streams.runtime.upstream import read_events
-from tests.integration.conftest import PIPELINE_WAIT_S_MAX, REPO, WORKER_START_S_MAX, Deployment, _free_port
+from tests.support.decision_log import (
+    check_log,
+    decided_during_a_check,
+    essence,
+    fcfs,
+    first_emissions,
+    mark_log,
+    millis,
+    requests_of,
+    via_later_scope,
+)
+from tests.integration.conftest import PIPELINE_WAIT_S_MAX, REPO, Deployment
 
 pytestmark = pytest.mark.integration
 
@@ -67,11 +76,6 @@ START_KILL_S = (0.5, 6.0)
 BUSY_KILL_S = (0.5, 3.0)
 # Longest a busy-phase kill waits for its agent to get work; past it the kill comes anyway.
 BUSY_TRIGGER_WAIT_S = 30.0
-# Reason codes of the scopes that are first come, first served across partitions. A decision made
-# from such a scope's answer carries that scope's inputs (streams/core/decision.py _handle_result):
-# its counters, or `scope_memory_exceeded` for a check older than the scope remembers.
-FCFS_REASON_PREFIXES = ("HOUSEHOLD_", "ASSOCIATE_")
-LATER_SCOPE_INPUT_PREFIXES = ("household_", "associate_", "scope_memory_")
 # No change in the group's lag for this long while work is left is a stall: a SIGKILLed member
 # leaves after the 10 s session timeout and a rebalance is bounded by Faust's 60 s rebalance timeout.
 STALL_S = 90.0
@@ -104,12 +108,6 @@ def tail(path: Path, lines: int = 40) -> str:
     if not path.exists():
         return "(no log)"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def mark_log(path: Path, text: str) -> None:
-    """A line in the worker log between lives, so the evidence reads in order."""
-    with open(path, "a") as log:
-        log.write(f"===== kill test: {text} at {time.strftime('%H:%M:%S')} =====\n")
 
 
 def stall_signs(logs: tuple[Path, ...], lines_max: int = 12) -> str:
@@ -191,10 +189,6 @@ def simulate(workload: Workload, directory: Path) -> Path:
     return events
 
 
-def requests_of(events: Path) -> set[str]:
-    return {datum["request_id"] for name, datum in read_events(events) if name == "RemedyRequested"}
-
-
 @dataclass
 class Reference:
     events: Path
@@ -243,51 +237,6 @@ def long_reference(tmp_path_factory) -> Reference:
 # Workers and kills ---------------------------------------------------------------------------------
 
 
-class SecondWorker:
-    """Worker B of scenario 3: same prefix and data directory as the deployment, its own web port,
-    `--roles decide,limits` (it never opens chDB, which worker A owns)."""
-
-    ROLES = "decide,limits"
-
-    def __init__(self, deployment: Deployment, log_path: Path):
-        self.env = {**deployment.env, "REMEDY_WEB_PORT": str(_free_port())}
-        self.url = f"http://{deployment.settings.web_host}:{self.env['REMEDY_WEB_PORT']}"
-        self.log_path = log_path
-        self.process: subprocess.Popen | None = None
-
-    def start_worker(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams.commands.cli", "worker", "--loglevel", "info", "--roles", self.ROLES],
-                env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + WORKER_START_S_MAX
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker B exited with {self.process.returncode}:\n{tail(self.log_path)}")
-            try:
-                self.get("/health")
-                return
-            except OSError:
-                time.sleep(0.5)
-        raise AssertionError(f"worker B did not answer in {WORKER_START_S_MAX}s:\n{tail(self.log_path)}")
-
-    def stop_worker(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=30)
-        self.process = None
-
-    def get(self, path: str) -> dict:
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
-            return json.loads(response.read())
-
-
 @dataclass
 class Kill:
     number: int
@@ -333,7 +282,7 @@ def kill_loop(worker, kills: int, rng: random.Random, busy_phases: tuple[str, ..
     """Start `worker`, SIGKILL it at a random moment of a planned phase, `kills` times; it is left running."""
     done: list[Kill] = []
     for number, phase in enumerate(plan(rng, kills, busy_phases), start=1):
-        mark_log(worker.log_path, f"{label} life {number} (to be killed: {phase})")
+        mark_log(worker.log_path, f"{label} life {number} (to be killed: {phase})", "kill test")
         started = time.monotonic()
         worker.start_worker()
         low, high = START_KILL_S if phase == "start" else BUSY_KILL_S
@@ -355,68 +304,16 @@ def kill_loop(worker, kills: int, rng: random.Random, busy_phases: tuple[str, ..
         worker.stop_worker(signal.SIGKILL)
         kill.life_s = time.monotonic() - started
         kill.lag_after = worker_lag(watchdog.deployment.settings)
-        mark_log(worker.log_path, f"{label} SIGKILL {number}")
+        mark_log(worker.log_path, f"{label} SIGKILL {number}", "kill test")
         done.append(kill)
         print(kill.line(), flush=True)
         watchdog.poll(f"{label}: after kill {number}")
-    mark_log(worker.log_path, f"{label} final life")
+    mark_log(worker.log_path, f"{label} final life", "kill test")
     worker.start_worker()
     return done
 
 
 # Checks ----------------------------------------------------------------------------------------------
-
-
-def check_log(requests: set[str], decisions: list[dict], label: str) -> dict:
-    """(a) and (b) on the decision topic; returns counts."""
-    by_id: dict[str, dict] = {}
-    conflicts: dict[str, list[dict]] = {}
-    duplicates = 0
-    for decision in decisions:
-        seen = by_id.setdefault(decision["decision_id"], decision)
-        if seen is decision:
-            continue
-        if seen == decision:
-            duplicates += 1
-        else:
-            conflicts.setdefault(decision["decision_id"], [seen]).append(decision)
-    described = []
-    for decision_id, versions in list(conflicts.items())[:10]:
-        fields = sorted({k for v in versions[1:] for k in v if v[k] != versions[0][k]})
-        described.append(f"{decision_id}: fields {fields}: " + " | ".join(
-            json.dumps({k: v.get(k) for k in fields}, default=str) for v in versions))
-    assert not conflicts, (f"{label}: {len(conflicts)} decision ids on the topic with different contents:\n"
-                           + "\n".join(described))
-
-    superseded = {d["supersedes_decision_id"] for d in decisions if d.get("supersedes_decision_id")}
-    standing: dict[str, set[str]] = {}
-    for decision in decisions:
-        if decision["decision_id"] not in superseded:
-            standing.setdefault(decision["request_id"], set()).add(decision["decision_id"])
-    missing = sorted(requests - set(standing))
-    many = {request_id: sorted(ids) for request_id, ids in standing.items() if len(ids) != 1}
-    assert not missing, f"{label}: {len(missing)} requests of the file have no decision: {missing[:20]}"
-    assert not many, f"{label}: {len(many)} requests with more than one standing decision: {list(many.items())[:10]}"
-    return {"decisions": len(decisions), "distinct": len(by_id), "identical_duplicates": duplicates,
-            "superseding": len(superseded)}
-
-
-def millis(value) -> int:
-    return int(value.timestamp() * 1000) if hasattr(value, "timestamp") else int(value)
-
-
-def first_emissions(decisions: list[dict]) -> list[dict]:
-    """Each decision id once, where it first appeared (a customer's decisions share a partition,
-    so this is the order the customer's state made them in)."""
-    seen: set[str] = set()
-    return [d for d in decisions if not (d["decision_id"] in seen or seen.add(d["decision_id"]))]
-
-
-def via_later_scope(decision: dict) -> bool:
-    """True when the decision was made from a household or associate answer (its customer counters
-    are those of the reservation, taken before the answer came back)."""
-    return (any(key.startswith(LATER_SCOPE_INPUT_PREFIXES) for key in decision.get("inputs") or {})
-            or fcfs(decision))
 
 
 def check_room(decisions: list[dict], deployment: Deployment, label: str) -> int:
@@ -444,32 +341,6 @@ def check_room(decisions: list[dict], deployment: Deployment, label: str) -> int
                 millis(decision["decided_at"]), decision["granted_cents"])
     assert not short, f"{label}: {len(short)} decisions saw less used room than was granted:\n" + "\n".join(short[:20])
     return checked
-
-
-def essence(decision: dict | None):
-    if decision is None:
-        return None
-    return decision["outcome"], decision["granted_cents"], tuple(decision["reason_codes"])
-
-
-def fcfs(decision: dict | None) -> bool:
-    return decision is not None and any(code.startswith(FCFS_REASON_PREFIXES) for code in decision["reason_codes"])
-
-
-def decided_during_a_check(decisions: list[dict]) -> set[str]:
-    """Requests decided while an earlier-dated request of the same customer was still waiting for its
-    household or associate answer (that answer appears after them on the log)."""
-    by_customer: dict[str, list[dict]] = {}
-    for decision in first_emissions(decisions):
-        if not decision.get("supersedes_decision_id"):
-            by_customer.setdefault(decision["customer_id"], []).append(decision)
-    found = set()
-    for ordered in by_customer.values():
-        for position, decision in enumerate(ordered):
-            asked = millis(decision["requested_at"])
-            if any(via_later_scope(later) and millis(later["requested_at"]) <= asked for later in ordered[position + 1:]):
-                found.add(decision["request_id"])
-    return found
 
 
 def compare(reference: Reference, decisions: list[dict], finals: dict[str, dict], label: str) -> list[str]:
@@ -582,14 +453,16 @@ def two_workers_one_killed(reference: Reference, kills: int, tmp_path: Path, see
     """Scenario 3: worker A (all roles) runs throughout; worker B (decide,limits) is SIGKILLed `kills` times."""
     started = time.monotonic()
     deployment = Deployment(tmp_path, **WORKER_ENV)
-    worker_b = SecondWorker(deployment, tmp_path / "worker-b.log")
+    # Worker B: the same topics, its own data directory and web port; it never opens chDB, which A owns.
+    worker_b = Deployment(tmp_path / "worker-b", worker_args=("--roles", "decide,limits"),
+                          REMEDY_TOPIC_PREFIX=deployment.env["REMEDY_TOPIC_PREFIX"], **WORKER_ENV)
     watchdog = Watchdog(deployment, (deployment.log_path, worker_b.log_path))
     label = f"two workers, B killed {kills} times"
     print(f"\n[kill] {label}: {reference.lines} events published first; logs {deployment.log_path}, "
           f"{worker_b.log_path}", flush=True)
     try:
         deployment.cli("publish", str(reference.events))
-        mark_log(deployment.log_path, f"{label}: worker A starts")
+        mark_log(deployment.log_path, f"{label}: worker A starts", "kill test")
         deployment.start_worker()
         done = kill_loop(worker_b, kills, random.Random(seed), ("decide", "limits"), label, watchdog)
         assert any(kill.mid_stream for kill in done), (
