@@ -294,19 +294,9 @@ class RunningWorker:
 
 def groups_lag(bootstrap: str, groups: list[tuple[str, list[str]]]) -> int:
     """Messages not yet processed and committed over every (group, topics): end offset minus committed."""
-    from kafka import KafkaConsumer, TopicPartition
+    from streams.runtime.kafka_io import groups_lag as lag_of
 
-    lag = 0
-    for group, topics in groups:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                                 client_id="remedy-bench-lag")
-        try:
-            partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
-            ends = consumer.end_offsets(partitions)
-            lag += sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in partitions)
-        finally:
-            consumer.close()
-    return lag
+    return lag_of(bootstrap, groups, client_id="remedy-bench-lag")
 
 
 def read_topic(topic: str) -> list:

@@ -290,12 +290,15 @@ def worker_groups(settings: Settings) -> list[tuple[str, list[str]]]:
 
 def worker_lag(settings: Settings) -> int:
     """Messages the worker has not yet processed and committed, over every topic it consumes."""
+    return groups_lag(settings.kafka_bootstrap, worker_groups(settings))
+
+
+def groups_lag(bootstrap: str, groups: list[tuple[str, list[str]]], client_id: str = "remedy-lag") -> int:
+    """Messages not yet processed and committed over every (consumer group, topics): end offset minus committed."""
     lag = 0
-    for group, topics in worker_groups(settings):
-        consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False,
-            client_id="remedy-lag",
-        )
+    for group, topics in groups:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                 client_id=client_id)
         try:
             partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
             ends = consumer.end_offsets(partitions)
