@@ -95,6 +95,9 @@ def empty_state() -> State:
         "reservations": {},
         "decided": {},
         "pending": [],
+        # Upstream events that arrived while a request was at its household or associate check:
+        # [position_ms, event], applied in arrival order once the answer came (see `handle`).
+        "queued": [],
         "clock_ms": None,
         # orders_clock_ms / incidents_clock_ms: the newest order event (placed, delivered) and the
         # newest incident (reported) seen, each its own topic's progress for this customer.
@@ -281,13 +284,58 @@ def event_time_ms(event: Event) -> int | None:
     return event[name] if name else None
 
 
+# Events a customer queues while one of its requests is at a later scope (everything upstream).
+_QUEUED_WHILE_CHECKING = frozenset(EVENT_TIME_FIELDS) | {PARTITION_CLOCK}
+# The id field that names what an upstream event is about (a queued repeat is recognised by it).
+_ID_FIELD = {"OrderPlaced": "order_id", "OrderDelivered": "order_id", "IncidentReported": "incident_id",
+             "RemedyRequested": "request_id", "RemedyReviewed": "request_id"}
+# Where a shell did not say (tests, replays), an event's position is its own time.
+POSITION_FIELD = "position_ms"
+
+
+def position_of(event: Event) -> int:
+    """Where an upstream event stands in its partition's event time: the partition clock after it
+    (set by the shell), else its own timestamp."""
+    position = event.get(POSITION_FIELD)
+    if position is not None:
+        return position
+    if event["type"] == PARTITION_CLOCK:
+        return event["clock_ms"]
+    return event_time_ms(event) or 0
+
+
 def handle(state: State, event: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
-    """Fold one event into the state; return the decisions and limit checks it released, in order."""
+    """Fold one event into the state; return the decisions and limit checks it released, in order.
+
+    While one of the customer's requests is at its household or associate check, the customer's
+    other events wait in `queued`, in arrival order, and are applied as soon as the answer came:
+    every event is applied to the state it would meet if answers came at once, so a customer's
+    decisions do not depend on how fast the answers come back (the same on a replay, with or
+    without kills, with one or more workers).
+    """
+    kind = event["type"]
+    if kind == "LimitCheck":
+        return _handle_result(state, event, policy)
+    if state["reservations"] and kind in _QUEUED_WHILE_CHECKING:
+        if kind == "RemedyRequested":
+            repeat = _repeated_request(state, event)
+            if repeat is not None:
+                return repeat
+        return _queued(state, event, policy), [], []
+    return _apply_at(state, event, policy, position_of(event))
+
+
+def _apply_at(state: State, event: Event, policy: Policy, position_ms: int) -> tuple[State, list[Decision], list[Check]]:
+    """Apply an event at its position (the position dates the checks it makes; it is not kept)."""
+    state, decisions, checks = _apply({**state, POSITION_FIELD: position_ms}, event, policy)
+    state.pop(POSITION_FIELD, None)
+    return state, decisions, checks
+
+
+def _apply(state: State, event: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
     kind = event["type"]
     if kind == "RemedyRequested":
         return _handle_request(state, event, policy)
-    if kind == "LimitCheck":
-        return _handle_result(state, event, policy)
     if kind == "OrderPlaced":
         return _drain(_with_order(state, event, policy), policy, None)
     if kind == "OrderDelivered":
@@ -301,7 +349,72 @@ def handle(state: State, event: Event, policy: Policy) -> tuple[State, list[Deci
     raise ValueError(f"handle: unsupported event type {kind!r}")
 
 
-def _handle_request(state: State, request: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
+def _queued(state: State, event: Event, policy: Policy) -> State:
+    """The state with `event` waiting behind the check in flight (a repeat waits once; a conflicting
+    repeat is refused now, with the event, rather than later)."""
+    kind = event["type"]
+    position = position_of(event)
+    if kind == PARTITION_CLOCK:
+        queued = state["queued"]
+        if queued and queued[-1][1]["type"] == PARTITION_CLOCK:
+            # Two clock ticks in a row end the same waits as the later one alone.
+            return {**state, "queued": queued[:-1] + [[position, event]]}
+        return {**state, "queued": queued + [[position, event]]}
+    plain = {name: value for name, value in event.items() if name != POSITION_FIELD}
+    id_field = _ID_FIELD[kind]
+    for _, waiting in state["queued"]:
+        if waiting["type"] != kind or waiting.get(id_field) != plain.get(id_field):
+            continue
+        waiting_plain = {name: value for name, value in waiting.items() if name != POSITION_FIELD}
+        if waiting_plain == plain:
+            return state  # a redelivery of an event already waiting
+        differing = sorted(name for name in set(plain) | set(waiting_plain)
+                           if name not in ("event_id",) and plain.get(name) != waiting_plain.get(name))
+        if differing:
+            shown = ", ".join(f"{name} {waiting_plain.get(name)!r} then {plain.get(name)!r}" for name in differing)
+            raise InvariantViolation(f"{CONFLICTING_DUPLICATE}: {kind} {plain.get(id_field)} was already received "
+                                     f"(waiting behind a limit check) with different content: {shown}; the first stands")
+    # Refuse now what would be refused when applied (a conflicting repeat of something known):
+    # the dead letter then carries this event's own bytes.
+    _apply({**state, "reservations": {}}, event, policy)
+    return {**state, "queued": state["queued"] + [[position, {**plain, POSITION_FIELD: position}]]}
+
+
+def _apply_queued(state: State, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
+    """Apply the events that waited, in arrival order, until a new check is in flight."""
+    decisions: list[Decision] = []
+    checks: list[Check] = []
+    while state["queued"] and not state["reservations"]:
+        (position, event), rest = state["queued"][0], state["queued"][1:]
+        state = {**state, "queued": rest}
+        try:
+            state, more_decisions, more_checks = _apply_at(state, event, policy, position)
+        except InvariantViolation:
+            continue  # checked when it was queued; cannot happen unless the policy changed meanwhile
+        decisions.extend(more_decisions)
+        checks.extend(more_checks)
+    return state, decisions, checks
+
+
+def blocked_order_key(customer_id: str, state: State) -> tuple[int, str, int] | None:
+    """While a check is in flight: the smallest order key (see `ordering.order_key`) the answer can
+    make this customer's next check carry; None when the answer can make no check.
+
+    Requests that waited behind the check go on at the last check's time; events queued meanwhile
+    at their own positions (always at or after it).
+    """
+    if not state["reservations"]:
+        return None
+    last_ms, number = state.get("order_ms_last") or 0, state.get("checks_sent", 0) + 1
+    if state["pending"]:
+        return (last_ms, customer_id, number)
+    if state["queued"]:
+        return (max(last_ms, state["queued"][0][0]), customer_id, number)
+    return None
+
+
+def _repeated_request(state: State, request: Event) -> tuple[State, list[Decision], list[Check]] | None:
+    """What a request id seen before emits again (its decision, or its check), or None if it is new."""
     request_id = request["request_id"]
     earlier = state["decided"].get(request_id)
     if earlier is not None:
@@ -313,6 +426,14 @@ def _handle_request(state: State, request: Event, policy: Policy) -> tuple[State
         _refuse_conflict(request, _request_facts(reservation["request"]), "being checked at its later scopes")
         # Redelivered while its scopes are being checked: ask the next scope again (idempotent there).
         return state, [], [reservation["check"]]
+    return None
+
+
+def _handle_request(state: State, request: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
+    request_id = request["request_id"]
+    repeat = _repeated_request(state, request)
+    if repeat is not None:
+        return repeat
     parked = [p for p in state["pending"] if p["request_id"] == request_id]
     if parked:
         _refuse_conflict(request, _request_facts(parked[0]), "waiting for its order or incident")
@@ -385,9 +506,11 @@ def _handle_result(state: State, result: Check, policy: Policy) -> tuple[State, 
         flag = _delivery_flag(decision, delivered_at)
         state = {**state, "decided": {**state["decided"], request_id: flag}}
         emitted.append(flag)
-    # Requests that waited for this answer are decided now, in their order.
+    # Requests that waited for this answer are decided now, in their order, then the events that
+    # arrived meanwhile are applied, until another check is in flight.
     state, released, checks = _drain(state, policy, None)
-    return state, emitted + released, checks
+    state, applied, more_checks = _apply_queued(state, policy)
+    return state, emitted + released + applied, checks + more_checks
 
 
 def _is_lost_reship(decision: Decision) -> bool:
@@ -411,12 +534,12 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None,
     """
     decisions, checks = [], []
     while state["pending"]:
-        if state["reservations"] and not _answers_overdue(state, policy, partition_clock_ms):
+        if state["reservations"]:
             # An earlier request is still at its household or associate check: the next one waits
             # for its answer, so every request is judged on settled room and history, whatever
             # the timing of the answers (the same decisions on a replay, with or without kills).
-            # If an answer is overdue by order_wait_ms_max of event time, the queue goes on,
-            # counting the reservation as used room: nothing waits forever.
+            # The answer always comes: every check is sent through the changelog's outbox and
+            # every scope answers in order (docs/exactly-once.md, docs/decisions.md).
             break
         head = state["pending"][0]
         order_id = head.get("order_id")
@@ -459,7 +582,11 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None,
         decision = decide(state, head, policy)
         scopes = scopes_for(decision) if decision["outcome"] == GRANTED else []
         if scopes:
-            check = _first_check(head, decision, scopes)
+            # Dated by the event being applied; an answer's drain goes on at the last check's key.
+            order_ms = max(state.get(POSITION_FIELD) or 0, state.get("order_ms_last") or 0)
+            number = state.get("checks_sent", 0) + 1
+            check = _first_check(head, decision, scopes, order_ms, number)
+            rest = {**rest, "order_ms_last": order_ms, "checks_sent": number}
             state = _with_reservation(rest, head, decision, check)
             checks.append(check)
         else:
@@ -468,14 +595,9 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None,
     return state, decisions, checks
 
 
-def _answers_overdue(state: State, policy: Policy, partition_clock_ms: int | None) -> bool:
-    """True when the oldest outstanding scope check has waited longer than order_wait_ms_max of event time."""
-    oldest = min(r["decision"]["decided_at"] for r in state["reservations"].values())
-    clocks = [clock for clock in (state["clock_ms"], partition_clock_ms) if clock is not None]
-    return any(clock - oldest > policy.order_wait_ms_max for clock in clocks)
-
-
-def _first_check(request: Event, decision: Decision, scopes: list[str]) -> Check:
+def _first_check(request: Event, decision: Decision, scopes: list[str], order_ms: int, number: int) -> Check:
+    """The RESERVE a granted request sends to its first later scope, with its order key: where its
+    customer's partition stood in event time, and the customer's check number (see `order_key`)."""
     scope, _, key = scopes[0].partition(":")
     return {
         "event_id": f"{request['request_id']}/RESERVE/{scopes[0]}",
@@ -496,6 +618,9 @@ def _first_check(request: Event, decision: Decision, scopes: list[str]) -> Check
         "reason_codes": [],
         "inputs": {},
         "policy_version": decision["policy_version"],
+        "order_ms": order_ms,
+        "order_customer": request["customer_id"],
+        "order_n": number,
     }
 
 
@@ -615,12 +740,6 @@ def _with_delivery(state: State, event: Event, policy: Policy) -> tuple[State, l
             flag = _delivery_flag(current, event["delivered_at"])
             state = {**state, "decided": {**state["decided"], request_id: flag}}
             flags.append(flag)
-    # A reshipment still passing its later scopes is flagged when its answer arrives.
-    marked = {rid: {**r, "delivered_during_check_ms": event["delivered_at"]}
-              for rid, r in state["reservations"].items()
-              if r["decision"]["order_id"] == event["order_id"] and _is_lost_reship(r["decision"])}
-    if marked:
-        state = {**state, "reservations": {**state["reservations"], **marked}}
     return state, released + flags, checks
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from streams.core.ordering import order_key
 from streams.core.decision import (
     ASSOCIATE_DAILY_BUDGET_EXCEEDED,
     DENIED,
@@ -35,9 +36,25 @@ def empty_scope_state() -> ScopeState:
 
 
 def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[ScopeState, list[Check]]:
-    """Apply one RESERVE or RELEASE at this scope; returns the new state and the checks to send."""
+    """Apply one RESERVE, RELEASE or SETTLE at this scope; returns the new state and the checks to send.
+
+    A household that passed a request on to its associate does not know yet whether that room is
+    taken for good (the associate may refuse and RELEASE it), so it judges the household's next
+    requests only once the associate answered (SETTLE or RELEASE): they wait in `waiting`, in
+    order (`order_key`). So every household judges on settled room, whatever the timing.
+    """
     request_id = check["request_id"]
-    if check["action"] == "RELEASE":
+    action = check["action"]
+    if action in ("SETTLE", "RELEASE") and state.get("unsettled") == request_id:
+        state = {**state, "unsettled": None}
+        if action == "SETTLE":
+            return _judge_waiting(state, policy)
+        state, released = handle_check(state, check, policy)
+        state, out = _judge_waiting(state, policy)
+        return state, released + out
+    if action == "SETTLE":
+        return state, []  # a repeat, or for a request this scope never passed on
+    if action == "RELEASE":
         if request_id not in state["reservations"]:
             return state, []
         state = _with_days(state, check["scope"])
@@ -48,8 +65,8 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
         if "days" in state:
             state = {**state, "days": _added(state["days"], entry[0], -entry[1])}
         return _bounded(state, policy, check["scope"]), []
-    if check["action"] != "RESERVE":
-        raise ValueError(f"handle_check: unexpected action {check['action']!r} at a scope")
+    if action != "RESERVE":
+        raise ValueError(f"handle_check: unexpected action {action!r} at a scope")
     answer = state["answers"].get(request_id)
     if answer is not None:
         if isinstance(answer[0], dict):
@@ -57,6 +74,11 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
         return state, _answer(check, answer[1], _sequenced(check, answer[2], answer[3] if len(answer) > 3 else None))
     if request_id in state["released"]:
         return state, []  # Reserved, failed later and released: a stale redelivery.
+    if state.get("unsettled") is not None:
+        waiting = state.get("waiting", [])
+        if any(w["request_id"] == request_id for w in waiting):
+            return state, []
+        return {**state, "waiting": sorted(waiting + [check], key=order_key)}, []
     state = _with_days(state, check["scope"])
     if check["at"] <= _forgotten_before_ms(state, policy, check["scope"]):
         # The scope no longer remembers that period (a catch-up can bring a check dated long
@@ -74,7 +96,25 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
         if "days" in state:
             state = {**state, "days": _added(state["days"], check["at"], check["amount_cents"])}
     state = {**state, "answers": {**state["answers"], request_id: [check["at"], reason, inputs, sequence]}}
+    if reason is None and check["route"]:
+        state = {**state, "unsettled": request_id}  # until the next scope answers
     return _bounded(state, policy, check["scope"]), _answer(check, reason, _sequenced(check, inputs, sequence))
+
+
+def _judge_waiting(state: ScopeState, policy: Policy) -> tuple[ScopeState, list[Check]]:
+    """Judge the requests that waited for the household's room to settle, in order, until one is passed on again."""
+    out: list[Check] = []
+    while state.get("waiting") and state.get("unsettled") is None:
+        head, rest = state["waiting"][0], state["waiting"][1:]
+        state, more = handle_check({**state, "waiting": rest}, head, policy)
+        out.extend(more)
+    return state, out
+
+
+def waiting_order_key(state: ScopeState) -> tuple | None:
+    """The smallest order key among the checks waiting at this scope (None: none wait)."""
+    waiting = state.get("waiting")
+    return order_key(waiting[0]) if waiting else None
 
 
 def _sequenced(check: Check, inputs: dict, sequence: int | None) -> dict:
@@ -96,7 +136,14 @@ def _answer(check: Check, reason: str | None, inputs: dict) -> list[Check]:
             return [{**check, "event_id": f"{request_id}/RESERVE/{check['route'][0]}", "scope": nxt, "scope_key": key,
                      "route": check["route"][1:], "reserved": check["reserved"] + [here],
                      "inputs": {**check["inputs"], **inputs}}]
-        return [_result(check, True, GRANTED, [], inputs)]
+        # The last scope had room: the customer is answered, and every scope before it learns
+        # that its reservation stands (it judges its next requests only now).
+        settles = []
+        for earlier in check["reserved"]:
+            scope, _, key = earlier.partition(":")
+            settles.append({**check, "event_id": f"{request_id}/SETTLE/{earlier}", "action": "SETTLE",
+                            "scope": scope, "scope_key": key, "route": [], "reserved": []})
+        return [_result(check, True, GRANTED, [], inputs)] + settles
     outcome = ESCALATED if reason == ASSOCIATE_DAILY_BUDGET_EXCEEDED else DENIED
     out = [_result(check, False, outcome, [reason], inputs)]
     for earlier in check["reserved"]:
@@ -226,6 +273,10 @@ def _bounded(state: ScopeState, policy: Policy, scope: str) -> ScopeState:
         keep = sorted(answers, key=lambda rid: (_answered_at(answers[rid]), rid))[-policy.scope_entries_max :]
         answers = {rid: answers[rid] for rid in keep}
     bounded = {"reservations": reservations, "answers": answers, "released": released, "judged": state.get("judged", 0)}
+    if state.get("unsettled") is not None:
+        bounded["unsettled"] = state["unsettled"]
+    if state.get("waiting"):
+        bounded["waiting"] = state["waiting"]
     if "days" in state:
         days_floor = (newest - _memory_ms(policy, scope, state)) // DAY_MS
         bounded["days"] = {day: cents for day, cents in state["days"].items() if int(day) >= days_floor}

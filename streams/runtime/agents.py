@@ -24,6 +24,8 @@ from typing import AsyncIterator, Awaitable, Callable
 from aiokafka import AIOKafkaProducer
 
 from streams.runtime.align import Aligner
+from streams.runtime.faust_fix import note_delivered
+from streams.runtime.sequence import Sequencer
 from streams.runtime.batch import Incoming
 from streams.runtime.kafka_io import RecordBatcher
 from streams.runtime.state import OutboxEntry, PartitionState, Standing, changelog_value
@@ -106,6 +108,7 @@ def _track(item, app, acking_topics, unacked, on_message_in, events: list) -> No
     if message.topic in acking_topics and not message.tracked:
         message.tracked = True
         unacked.add(message)
+        note_delivered(message.tp, message.offset)
         on_message_in(message.tp, message.offset, message)
     events.append(item)
 
@@ -138,7 +141,7 @@ class AgentShell:
     """One agent's effects around its step: restore, step, changelog + outbox, sends, acks."""
 
     def __init__(self, name: str, step: Step, state: PartitionState | None,
-                 producer: Callable[[], AIOKafkaProducer], aligner: Aligner | None = None,
+                 producer: Callable[[], AIOKafkaProducer], aligner: Aligner | Sequencer | None = None,
                  rebalancing: Callable[[], bool] = lambda: False):
         self.name = name
         self.aligner = aligner
@@ -150,6 +153,9 @@ class AgentShell:
         # Called with (partitions, index) after a restore, and with partitions on a revocation.
         self.on_restored: Callable[[list[int], dict], None] | None = None
         self.on_revoked: Callable[[set[int]], None] | None = None
+        # Called after every batch and every idle poll, between batches (the agents send their
+        # watermarks from it; streams/runtime/sequence.py).
+        self.on_tick: Callable[[], Awaitable[None]] | None = None
         self.step = step
         self.state = state
         self.producer = producer
@@ -187,37 +193,48 @@ class AgentShell:
                     continue
                 self.aligner.add(events, _topic_of, _partition_of, _offset_of)
                 events = await self.aligner.take(_timestamp_of)
-            if not events:
-                continue
-            async with self.lock:
-                try:
-                    await self._handle(stream, events)
-                except BaseException as error:  # noqa: BLE001 - ends the process; nothing carries on
-                    # Exit before Faust could ack or commit this batch: the next owner reads it again.
-                    log.critical("agent %s: batch of %d failed; exiting so it is redelivered: %r", self.name,
-                                 len(events), error, exc_info=not isinstance(error, asyncio.CancelledError))
-                    logging.shutdown()
-                    sys.stderr.flush()
-                    os._exit(EXIT_BATCH_FAILED)
+            if events:
+                async with self.lock:
+                    await self._or_exit(self._handle(stream, events), f"batch of {len(events)}")
+            if self.on_tick is not None and not self.rebalancing():
+                async with self.lock:
+                    await self._or_exit(self.on_tick(), "tick")
+
+    async def _or_exit(self, work: Awaitable[None], what: str) -> None:
+        try:
+            await work
+        except BaseException as error:  # noqa: BLE001 - ends the process; nothing carries on
+            # Exit before Faust could ack or commit this batch: the next owner reads it again.
+            log.critical("agent %s: %s failed; exiting so it is redelivered: %r", self.name, what, error,
+                         exc_info=not isinstance(error, asyncio.CancelledError))
+            logging.shutdown()
+            sys.stderr.flush()
+            os._exit(EXIT_BATCH_FAILED)
+
+    async def ensure_owned(self, partitions) -> None:
+        """Restore the state of partitions not held yet, and re-send their uncommitted outboxes."""
+        if self.state is None:
+            return
+        missing = sorted(p for p in partitions if not self.state.owned(p))
+        if not missing:
+            return
+        standing, indexed = await self.state.restore(missing)
+        if self.on_restored is not None:
+            self.on_restored(missing, indexed)
+        # A crash may have left an outbox unsent: its batch was then not committed. Send those
+        # again, byte for byte; a committed batch's messages were acknowledged first.
+        resend = [entry for s in standing if not self._committed(s) for entry in s.entries]
+        log.warning("agent %s: re-sending %d messages of %d standing outboxes (the rest were committed)",
+                    self.name, len(resend), len(standing))
+        self.resent_total += len(resend)
+        await self._send(resend)
 
     async def _handle(self, stream, events: list) -> None:
         started = time.monotonic()
         messages = [incoming(event) for event in events]
         partitions = sorted({m.partition for m in messages})
         self.partitions.update(partitions)
-        if self.state is not None:
-            missing = [p for p in partitions if not self.state.owned(p)]
-            if missing:
-                standing, indexed = await self.state.restore(missing)
-                if self.on_restored is not None:
-                    self.on_restored(missing, indexed)
-                # A crash may have left an outbox unsent: its batch was then not committed. Send
-                # those again, byte for byte; a committed batch's messages were acknowledged first.
-                resend = [entry for s in standing if not self._committed(s) for entry in s.entries]
-                log.warning("agent %s: re-sending %d messages of %d standing outboxes (the rest were committed)",
-                            self.name, len(resend), len(standing))
-                self.resent_total += len(resend)
-                await self._send(resend)
+        await self.ensure_owned(partitions)
         output = await self.step(messages, self.state)
         if self.state is not None and output.states:
             through: dict[int, dict[str, int]] = {}
@@ -260,5 +277,9 @@ class AgentShell:
             return
         batcher = RecordBatcher(self.producer())
         for entry in entries:
-            await batcher.add(entry.topic, entry.key, entry.value)
+            await batcher.add(entry.topic, entry.key, entry.value, partition=entry.partition)
         await batcher.flush()
+
+    async def send(self, entries: list[OutboxEntry]) -> None:
+        """Send messages that are no state's effect (watermarks) and wait for their acknowledgement."""
+        await self._send(entries)

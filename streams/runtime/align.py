@@ -66,6 +66,13 @@ class Aligner:
                 return True
         return seen < highwater
 
+    async def quiet(self, partition: int) -> bool:
+        """True when nothing of this partition's aligned topics is buffered or left on the broker."""
+        for topic in self.aligned:
+            if self.buffers.get((topic, partition)) or await self._lagging(topic, partition):
+                return False
+        return True
+
     async def take(self, timestamp_of) -> list:
         """Every releasable event, in timestamp order per partition (ties: the aligned topics' order)."""
         released: list = []

@@ -27,7 +27,9 @@ from aiokafka import AIOKafkaConsumer
 import schemas
 from projections.projector import build_batch
 from projections.store import Store
-from streams.core.decision import parked_since_ms
+from streams.core import ordering
+from streams.core.decision import blocked_order_key, parked_since_ms
+from streams.core.scopes import waiting_order_key
 from streams.core.policy import Policy
 from streams.errors import InvariantViolation, RemedyLedgerError
 from streams.runtime import faust_fix
@@ -48,6 +50,7 @@ from streams.runtime.batch import (
 )
 from streams.runtime.kafka_io import idempotent_aio_producer, topic_names
 from streams.runtime.policy_log import decode_applied
+from streams.runtime.sequence import PROGRESS_RESEND_S, Sequencer, decide_source, limits_source, progress_datum
 from streams.runtime.settings import Settings
 from streams.runtime.state import OutboxEntry, PartitionState
 from streams.runtime.web import WebViews
@@ -70,13 +73,22 @@ PARTITION_FETCH_BYTES_MAX = 4 << 20
 
 
 def _customer_index(key: bytes, state_json: bytes):
-    """While restoring: a partition clock, or when a customer's first parked request was made."""
+    """While restoring: a partition clock, or a customer's first parked request and check in flight."""
     if key == PARTITION_CLOCK_KEY:
         return ("clock", clock_from_bytes(state_json))
-    if b'"pending":[]' in state_json:
+    if b'"pending":[]' in state_json and b'"reservations":{}' in state_json:
         return None
-    since = parked_since_ms(state_from_bytes(state_json))
-    return ("parked", since) if since is not None else None
+    state = state_from_bytes(state_json)
+    since, blocked = parked_since_ms(state), blocked_order_key(key.decode(), state)
+    return ("customer", (since, blocked)) if since is not None or blocked is not None else None
+
+
+def _scope_index(key: bytes, state_json: bytes):
+    """While restoring: the order key of the first check waiting at a household."""
+    if b'"waiting"' not in state_json:
+        return None
+    first = waiting_order_key(state_from_bytes(state_json))
+    return ("waiting", first) if first is not None else None
 
 
 class ChDBPathBusy(RemedyLedgerError):
@@ -112,6 +124,10 @@ class Worker:
         self.producer: AIOKafkaProducer | None = None
         self.app = None
         self.clocks = PartitionClocks()
+        # limits partition -> scope key -> order key of its first waiting check
+        self.waiting: dict[int, dict[str, tuple]] = {}
+        # source -> (watermark, monotonic time) last sent
+        self.progress_sent: dict[str, tuple[tuple, float]] = {}
         self.misrouted_total = 0
         from projections.rebuild import progress_state
 
@@ -167,13 +183,74 @@ class Worker:
         return fold_batch(messages, load, policy, names, self.clocks, self.settings.topic_partitions)
 
     def _restored_customers(self, partitions: list[int], indexed: dict) -> None:
-        """Rebuild the partition clocks and the parked customers of restored partitions."""
+        """Rebuild the partition clocks, the parked and the blocked customers of restored partitions."""
         self.clocks.drop(partitions)
         for (partition, key), (kind, value) in indexed.items():
             if kind == "clock":
                 self.clocks.clock_ms[partition] = value
-            else:
-                self.clocks.parked_since_ms.setdefault(partition, {})[key.decode()] = value
+                continue
+            since, blocked = value
+            if since is not None:
+                self.clocks.parked_since_ms.setdefault(partition, {})[key.decode()] = since
+            if blocked is not None:
+                self.clocks.blocked.setdefault(partition, {})[key.decode()] = tuple(blocked)
+
+    def _restored_scopes(self, partitions: list[int], indexed: dict) -> None:
+        """Rebuild the waiting checks' index of restored limits partitions."""
+        for partition in partitions:
+            self.waiting.pop(partition, None)
+        for (partition, key), (_, first) in indexed.items():
+            self.waiting.setdefault(partition, {})[key.decode()] = tuple(first)
+
+    def _fold_scopes(self, messages, load, policy, names):
+        return fold_scope_batch(messages, load, policy, names, self.waiting)
+
+    # Watermarks (streams/core/ordering.py) ------------------------------------------------------
+
+    def _owned_partitions(self, topic: str) -> list[int]:
+        from faust.exceptions import ConsumerNotStarted
+
+        try:
+            assignment = self.app.consumer.assignment() if self.app is not None else set()
+        except ConsumerNotStarted:
+            return []
+        return sorted(tp.partition for tp in assignment if tp.topic == topic)
+
+    async def _decide_tick(self) -> None:
+        """Send each owned decide partition's watermark to every limits partition."""
+        shell = self.shells["decide"]
+        partitions = self._owned_partitions(self.names.requests)
+        await shell.ensure_owned(partitions)
+        marks = {}
+        for partition in partitions:
+            quiet = await shell.aligner.quiet(partition)
+            marks[decide_source(partition)] = ordering.decide_watermark(
+                self.clocks.clock_ms.get(partition), self.clocks.blocked.get(partition, {}).values(), quiet)
+        await self._send_progress(shell, marks)
+
+    async def _limits_tick(self) -> None:
+        """Send each owned limits partition's watermark (for the checks it passes on) to every limits partition."""
+        shell = self.shells["limits"]
+        partitions = self._owned_partitions(self.names.limit_checks)
+        await shell.ensure_owned(partitions)
+        marks = {limits_source(partition): ordering.limits_watermark(
+                     shell.aligner.household_frontier(partition), self.waiting.get(partition, {}).values())
+                 for partition in partitions}
+        await self._send_progress(shell, marks)
+
+    async def _send_progress(self, shell: AgentShell, marks: dict[str, tuple]) -> None:
+        now = asyncio.get_running_loop().time()
+        entries = []
+        for source, mark in marks.items():
+            sent = self.progress_sent.get(source)
+            if sent is not None and sent[0] == mark and now - sent[1] < PROGRESS_RESEND_S:
+                continue
+            value = schemas.encode("LimitCheck", progress_datum(source, mark))
+            key = f"progress:{source}".encode()
+            entries.extend(OutboxEntry(self.names.limit_checks, key, value, partition=partition)
+                           for partition in range(self.settings.topic_partitions))
+            self.progress_sent[source] = (mark, now)
+        await shell.send(entries)
 
     def _folding(self, fold, clock_key: bool = False):
         """A decide or limits step: fold a batch against the owned state; new states with their outboxes.
@@ -265,6 +342,7 @@ class Worker:
             decide_shell = self.shells["decide"]
             decide_shell.on_restored = self._restored_customers
             decide_shell.on_revoked = self.clocks.drop
+            decide_shell.on_tick = self._decide_tick
 
             @app.agent(app.topic(*names.inputs(), **raw), name="decide", concurrency=1)
             async def decide(stream):
@@ -272,9 +350,13 @@ class Worker:
 
         if "limits" in self.roles:
             self.shells["limits"] = AgentShell(
-                "limits", self._folding(fold_scope_batch),
-                PartitionState(names.scope_state_changelog, settings.kafka_bootstrap), producer)
+                "limits", self._folding(self._fold_scopes),
+                PartitionState(names.scope_state_changelog, settings.kafka_bootstrap, index=_scope_index), producer,
+                aligner=Sequencer(settings.topic_partitions), rebalancing=lambda: app.rebalancing)
             limits_shell = self.shells["limits"]
+            limits_shell.on_restored = self._restored_scopes
+            limits_shell.on_revoked = lambda partitions: [self.waiting.pop(p, None) for p in partitions]
+            limits_shell.on_tick = self._limits_tick
 
             @app.agent(app.topic(names.limit_checks, **raw), name="limits", concurrency=1)
             async def limits(stream):
@@ -365,10 +447,29 @@ class Worker:
             assignment = set()
         return {name: sorted({tp.partition for tp in assignment if tp.topic in topics[name]}) for name in self.shells}
 
+    def ordering_status(self) -> dict:
+        """The watermarks this worker sent, and per limits partition the frontiers it judges below."""
+        def shown(key) -> str:
+            return "idle" if key[0] >= ordering.IDLE_MS else ("none" if key[0] < 0 else f"{key[0]}/{key[1]}/{key[2]}")
+
+        out = {"watermarks_sent": {source: shown(mark) for source, (mark, _) in sorted(self.progress_sent.items())}}
+        limits = self.shells.get("limits")
+        if limits is not None:
+            sequencer = limits.aligner
+            out["frontiers"] = {
+                str(p): {"household": shown(sequencer.frontier(p, "household")),
+                         "associate": shown(sequencer.frontier(p, "associate")),
+                         "held": len(sequencer.heaps.get(p, [])),
+                         "missing_sources": sorted(set(sequencer.decide_sources + sequencer.limits_sources)
+                                                   - set(sequencer.marks.get(p, {})))}
+                for p in self._assigned().get("limits", [])}
+        return out
+
     def status(self) -> dict:
         """What /health shows: roles, policy, and per agent its events, batches, partitions and state."""
         assigned = self._assigned()
         return {
+            "ordering": self.ordering_status(),
             "status": "ok", "app": self.settings.app_id, "misrouted_forwarded": self.misrouted_total, "roles": list(self.roles), "policy_version": self.policy.version,
             "runtime": f"faust-streaming {faust_fix.installed_version()} (restart-race fix applied: {faust_fix.applied()})",
             "agents": {name: {"partitions": assigned.get(name, []), "events": shell.events_total, "batches": shell.batches_total,
@@ -377,6 +478,7 @@ class Worker:
                               "held": shell.aligner.held() if shell.aligner else None,
                               "held_waits": shell.aligner.held_waits_total if shell.aligner else None,
                               "held_forced": shell.aligner.forced_total if shell.aligner else None,
+                              "late_checks": getattr(shell.aligner, "late_total", None),
                               "dropped_on_rebalance": shell.dropped_on_rebalance_total,
                               "state_keys": shell.state.keys() if shell.state else None,
                               "parked_customers": self.clocks.parked() if name == "decide" else None,

@@ -153,6 +153,8 @@ def _fold(
         except _Misrouted:
             result.misrouted.append(message)
             continue
+        except _Progress:
+            continue
         _emit(result, key, state, decisions, checks)
         if after is not None:
             after(message, key, event, result)
@@ -176,15 +178,23 @@ class PartitionClocks:
     # partition -> customer -> when its first parked request was made (its wait runs from there)
     parked_since_ms: dict[int, dict[str, int]] = field(default_factory=dict)
     advanced: set[int] = field(default_factory=set)  # partitions whose clock moved in this batch
+    # partition -> customer -> the order key of its next check, while one of its checks is in flight
+    blocked: dict[int, dict[str, tuple]] = field(default_factory=dict)
 
     def note(self, partition: int, key: str, state: core.State) -> None:
-        """Remember (or forget) this customer's first parked request."""
+        """Remember (or forget) this customer's first parked request and its check in flight."""
         parked = self.parked_since_ms.setdefault(partition, {})
         since = core.parked_since_ms(state)
         if since is None:
             parked.pop(key, None)
         else:
             parked[key] = since
+        blocked = self.blocked.setdefault(partition, {})
+        order = core.blocked_order_key(key, state)
+        if order is None:
+            blocked.pop(key, None)
+        else:
+            blocked[key] = order
 
     def parked(self) -> int:
         """Customers with parked requests, over the owned partitions."""
@@ -195,6 +205,7 @@ class PartitionClocks:
         for partition in partitions:
             self.clock_ms.pop(partition, None)
             self.parked_since_ms.pop(partition, None)
+            self.blocked.pop(partition, None)
 
 
 def clock_to_bytes(clock_ms: int) -> bytes:
@@ -229,6 +240,11 @@ def fold_batch(
         _, event = decode_input(message, names)
         if partitions is not None and key_partition(message.key, partitions) != message.partition:
             raise _Misrouted()
+        event_time = core.event_time_ms(event)
+        if event_time is not None:
+            # Where the event stands in its partition's event time: the partition clock after it.
+            # Checks it makes carry it (their order at the household and associate scopes).
+            event[core.POSITION_FIELD] = max(clocks.clock_ms.get(message.partition, event_time), event_time)
         return event["customer_id"], event
 
     def step(state: core.State, event: dict) -> tuple:
@@ -265,14 +281,28 @@ def fold_scope_batch(
     load_state: Callable[[str], dict | None],
     policy: Policy,
     names: TopicNames,
+    waiting: dict[int, dict[str, tuple]] | None = None,
 ) -> BatchResult:
-    """Run a batch of limit-check messages through the household/associate scopes."""
+    """Run a batch of limit-check messages through the household/associate scopes (in the order
+    the sequencer released them). With `waiting`, keeps per partition the order key of the first
+    check waiting at each scope key (the limits watermark is computed from it)."""
+
+    def after(message: Incoming, key: str, event: dict, result: BatchResult) -> None:
+        if waiting is None:
+            return
+        first = scopes.waiting_order_key(result.states[key])
+        if first is None:
+            waiting.get(message.partition, {}).pop(key, None)
+        else:
+            waiting.setdefault(message.partition, {})[key] = first
 
     def decode(message: Incoming) -> tuple[str, dict]:
         if message.value is None:
             raise DecodeError("empty message (null value)")
         record_name, datum = schemas.decode(message.value)
-        if record_name != "LimitCheck" or datum["action"] not in ("RESERVE", "RELEASE"):
+        if record_name == "LimitCheck" and datum["action"] == "PROGRESS":
+            raise _Progress()  # a watermark: the shell's sequencer used it (streams/runtime/sequence.py)
+        if record_name != "LimitCheck" or datum["action"] not in ("RESERVE", "RELEASE", "SETTLE"):
             raise _Invalid(f"{record_name} {datum.get('action', '')} does not belong on {message.topic}")
         key = message.key.decode("utf-8", "replace") if message.key is not None else None
         if key != scope_key_of(datum):
@@ -283,7 +313,11 @@ def fold_scope_batch(
         state, out = scopes.handle_check(state, check, policy)
         return state, [], out
 
-    return _fold(messages, decode, load_state, scopes.empty_scope_state, step)
+    return _fold(messages, decode, load_state, scopes.empty_scope_state, step, after)
+
+
+class _Progress(Exception):
+    """A PROGRESS watermark on the limit-checks topic: nothing to fold."""
 
 
 def state_to_bytes(state: core.State) -> bytes:

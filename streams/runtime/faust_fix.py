@@ -1,4 +1,5 @@
-"""The Faust restart race, closed: two small corrections to faust-streaming 0.15.3, applied at start-up.
+"""The Faust restart race, closed: two small corrections to faust-streaming 0.15.3, applied at start-up
+(and a third, to what Faust commits; see `_new_offset`).
 
 Symptom (reproduced in 5 of 52 kill/restart runs under CPU load; docs/field-notes.md): a worker
 restarted after SIGKILL recovers, logs "Worker ready", processes a few records and then nothing
@@ -143,6 +144,58 @@ async def _wait_next_records(self, timeout: float):
         self.not_waiting_next_records.set()
 
 
+# Correction 3 (not part of the restart race): the first offset each agent was delivered per
+# topic-partition since it started (what the group's committed offset would say when it has none).
+FIRST_DELIVERED: dict = {}
+
+
+def note_delivered(tp, offset: int) -> None:
+    """Remember the lowest offset delivered for a topic-partition (called for every tracked message)."""
+    first = FIRST_DELIVERED.get(tp)
+    if first is None or offset < first:
+        FIRST_DELIVERED[tp] = offset
+
+
+def _new_offset(self, tp) -> Optional[int]:
+    """`Consumer._new_offset` (faust/transport/consumer.py lines 1097-1150 in 0.15.3), committing only
+    acked offsets contiguous with the committed one.
+
+    Upstream returns None (commit nothing) only when `min(acked) - committed_offset > 1`, and skips
+    that test when the committed offset is None or 0. The committed offset is the next offset to
+    read, so an unacked message right at it (a gap of one) was committed past: a limit check the
+    limits agent held back (not acked) while later messages of its partition were acked was lost
+    on the next crash. Corrected: nothing is committed unless the smallest acked offset is the
+    committed offset itself (or, with none committed, the first offset delivered).
+    """
+    from faust.utils.functional import consecutive_numbers
+
+    acked = self._acked[tp]
+    if not acked:
+        return None
+    max_offset = max(acked)
+    gap_for_tp = self._gap[tp]
+    if gap_for_tp:
+        candidates = gap_for_tp.overlap(0, max_offset)
+        sorted_candidates = sorted(candidates, key=lambda x: x.begin)
+        if sorted_candidates:
+            stuff_to_add: list[int] = []
+            for entry in sorted_candidates:
+                stuff_to_add.extend(range(entry.begin, entry.end))
+            new_max_offset = max(stuff_to_add[-1], max_offset + 1)
+            acked.extend(stuff_to_add)
+            gap_for_tp.chop(0, new_max_offset)
+    acked.sort()
+    start = self._committed_offset[tp]
+    if start is None:
+        start = FIRST_DELIVERED.get(tp)
+    if start is not None and acked[0] > start:
+        return None  # the message at the committed offset is not acked yet
+    batch = next(consecutive_numbers(acked))
+    acked[: len(batch)] = []
+    self._acked_index[tp].difference_update(batch)
+    return batch[-1] + 1
+
+
 _applied = False
 
 
@@ -158,6 +211,7 @@ def apply() -> None:
     Recovery.on_recovery_completed = _on_recovery_completed
     Recovery._resume_streams = _resume_streams
     Consumer._wait_next_records = _wait_next_records
+    Consumer._new_offset = _new_offset
     _applied = True
     log.info("faust %s: restart-race corrections applied", FAUST_VERSION_EXPECTED)
 

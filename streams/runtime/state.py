@@ -52,6 +52,7 @@ class OutboxEntry:
     topic: str
     key: bytes | None
     value: bytes
+    partition: int | None = None  # None: murmur2 of the key, as every client's default partitioner
 
 
 def held(value: bytes) -> bytes:

@@ -20,6 +20,9 @@ EVENT_TOPIC_ROLE = {
 
 # Retention of the event log: forever. The log is the source of truth that audits replay.
 RETENTION_FOREVER_MS = "-1"
+# Retention of the limit-checks topic: internal saga messages and PROGRESS watermarks (every
+# partition's, again every few seconds), read within seconds; a week covers any outage.
+LIMIT_CHECKS_RETENTION_MS = str(7 * 24 * 3600 * 1000)
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ class TopicNames:
 
     @property
     def limit_checks(self) -> str:
-        """LimitCheck RESERVE/RELEASE messages, keyed by scope:key (household or associate)."""
+        """LimitCheck RESERVE/RELEASE/SETTLE messages, keyed by scope:key (household or associate), and
+        PROGRESS watermarks (keyed progress:<source>, sent to every partition); kept a week."""
         return f"{self.prefix}.limit-checks.v1"
 
     @property
@@ -97,7 +101,7 @@ class TopicNames:
             (self.requests, partitions, log),
             (self.decisions, partitions, log),
             (self.dead_letter, partitions, log),
-            (self.limit_checks, partitions, log),
+            (self.limit_checks, partitions, {**log, "retention.ms": LIMIT_CHECKS_RETENTION_MS}),
             (self.limit_results, partitions, log),
             (self.policy, 1, compacted),
             (self.customer_state_changelog, partitions, compacted),

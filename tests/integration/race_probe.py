@@ -176,6 +176,9 @@ async def run(args: argparse.Namespace, fix_applied: bool, delayed: list[str], w
         broker=f"kafka://{args.bootstrap}",
         store="memory://",
         autodiscover=False,
+        # Faust's default data directory is "<app id>-data" in the working directory: keep it
+        # beside the file of seen records (the test's temporary directory).
+        datadir=str(Path(args.seen).parent / f"{app_id}-data"),
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         topic_partitions=4,

@@ -8,11 +8,9 @@ deciding, while enforcing limits, while projecting) and restarted each time. Aft
 (a) every request of the file has exactly one final decision (one standing decision id);
 (b) no decision id appears on the decision topic with two different contents (identical
     duplicates, from redeliveries and outbox re-sends, are allowed and counted);
-(c) the final decisions equal the reference run's, except where the outcome depends on timing by
-    design, listed apart (two *uninterrupted* runs differ there too): household or associate room
-    is first come, first served across partitions (docs/decisions.md), and a request decided while
-    an earlier request of the same customer still waits for its household or associate answer sees
-    that reservation as used room and that claim as not yet settled (the trust tier);
+(c) the final decisions equal the reference run's, every one (outcome, cents, reason codes and the
+    counters each scope judged with): household and associate scopes judge in order-key order and
+    customers wait for their answers, so nothing depends on timing (docs/decisions.md);
 (d) `remedy-ledger verify` passes (ClickHouse equals the log);
 (e) `remedy-ledger audit --json` passes, when the command is registered;
 (f) no decision saw less used room than the grants already on the log before it (a lost state
@@ -51,9 +49,7 @@ from streams.measure.quality import final_decisions
 from streams.runtime.kafka_io import worker_lag
 from tests.support.decision_log import (
     check_log,
-    decided_during_a_check,
     essence,
-    fcfs,
     first_emissions,
     mark_log,
     millis,
@@ -344,35 +340,24 @@ def check_room(decisions: list[dict], deployment: Deployment, label: str) -> int
 
 
 def compare(reference: Reference, decisions: list[dict], finals: dict[str, dict], label: str) -> list[str]:
-    """(c): final decisions equal the reference's, except where the outcome depends on timing by design.
-
-    A difference depends on timing when one side was decided by a household or associate limit
-    (first come, first served), when in either run the request was decided while an earlier
-    request of its customer still waited for its household or associate answer, or when its
-    customer or household also has such a difference (room that went elsewhere changes what later
-    requests of both find). Everything else must be equal. Returns the timing differences.
-    """
+    """(c): final decisions equal the reference's, every one of them: outcome, granted cents, reason
+    codes, and the counters every scope judged with (scopes judge in order-key order, customers
+    apply their events in arrival order behind a check in flight: nothing depends on timing).
+    Returns nothing (kept for the report line)."""
     differing = sorted(r for r in set(reference.finals) | set(finals)
-                       if essence(reference.finals.get(r)) != essence(finals.get(r)))
-    contended = {r for r in differing if fcfs(reference.finals.get(r)) or fcfs(finals.get(r))}
-    during = (decided_during_a_check(reference.decisions) | decided_during_a_check(decisions)) & set(differing)
+                       if essence(reference.finals.get(r)) != essence(finals.get(r))
+                       or (reference.finals.get(r) or {}).get("inputs") != (finals.get(r) or {}).get("inputs"))
+    def shown(request_id: str) -> str:
+        ours, theirs = reference.finals.get(request_id) or {}, finals.get(request_id) or {}
+        keys = sorted(k for k in set(ours.get("inputs") or {}) | set(theirs.get("inputs") or {})
+                      if (ours.get("inputs") or {}).get(k) != (theirs.get("inputs") or {}).get(k))
+        return (f"    {request_id}: reference {essence(ours or None)} vs {essence(theirs or None)}; inputs that differ: "
+                + ", ".join(f"{k} {(ours.get('inputs') or {}).get(k)} vs {(theirs.get('inputs') or {}).get(k)}" for k in keys))
 
-    def parties(request_id: str) -> set[str]:
-        sides = [d for d in (reference.finals.get(request_id), finals.get(request_id)) if d is not None]
-        return {f"customer:{d['customer_id']}" for d in sides} | {
-            f"household:{d['household_id']}" for d in sides if d.get("household_id")}
-
-    timed = contended | during
-    involved = set().union(*(parties(r) for r in timed)) if timed else set()
-    cascaded = {r for r in differing if r not in timed and parties(r) & involved}
-    other = [r for r in differing if r not in timed and r not in cascaded]
-    lines = lambda ids, why: [f"    {r}: reference {essence(reference.finals.get(r))} vs {essence(finals.get(r))}  ({why})"
-                              for r in sorted(ids)]
-    assert not other, (f"{label}: {len(other)} final decisions differ from the reference for no timing reason:\n"
-                       + "\n".join(lines(other[:40], "unexplained")))
-    return (lines(contended, "household/associate first come, first served")
-            + lines(during - contended, "decided while an earlier claim of the customer was at its household/associate check")
-            + lines(cascaded, "same customer or household as one of the above"))
+    lines = [shown(r) for r in differing[:40]]
+    assert not differing, (f"{label}: {len(differing)} final decisions differ from the uninterrupted reference:\n"
+                           + "\n".join(lines))
+    return []
 
 
 def audit_registered(deployment: Deployment) -> bool:
@@ -418,8 +403,7 @@ def check_deployment(deployment: Deployment, reference: Reference, label: str, w
                  for m in re.findall(r"(\d+) outbox messages to re-send", p.read_text(errors="replace")))
     print(f"[kill] {label}: {counts['decisions']} decisions on the topic, {counts['distinct']} distinct, "
           f"{counts['identical_duplicates']} identical duplicates, 0 conflicting; every request has one final "
-          f"decision ({len(finals)} final, reference {len(reference.finals)}); {len(timing)} differ from the "
-          f"reference by timing, none otherwise; {room_checked} decisions saw every earlier grant; verify ok; "
+          f"decision ({len(finals)} final, reference {len(reference.finals)}), all equal to the reference's; {room_checked} decisions saw every earlier grant; verify ok; "
           f"{audit_line}; {resent} outbox messages re-sent on restores", flush=True)
     for line in timing:
         print(line, flush=True)

@@ -29,6 +29,7 @@ def pristine(monkeypatch):
     monkeypatch.setattr(Recovery, "_resume_streams", upstream_resume_streams)
     monkeypatch.setattr(Recovery, "on_recovery_completed", upstream_on_recovery_completed)
     monkeypatch.setattr(Consumer, "_wait_next_records", upstream_wait_next_records)
+    monkeypatch.setattr(Consumer, "_new_offset", Consumer._new_offset)
     monkeypatch.setattr(faust_fix, "_applied", False)
     return upstream_on_recovery_completed, upstream_wait_next_records
 
@@ -65,6 +66,7 @@ def test_apply_replaces_both_methods(pristine):
     assert Recovery.on_recovery_completed is faust_fix._on_recovery_completed
     assert Recovery._resume_streams is faust_fix._resume_streams
     assert Consumer._wait_next_records is faust_fix._wait_next_records
+    assert Consumer._new_offset is faust_fix._new_offset
     assert Recovery.on_recovery_completed is not upstream_recovery
     assert Consumer._wait_next_records is not upstream_wait
     assert faust_fix.applied()
@@ -80,3 +82,35 @@ def test_apply_on_another_release_installs_nothing(monkeypatch, pristine):
     assert Recovery.on_recovery_completed is upstream_recovery
     assert Consumer._wait_next_records is upstream_wait
     assert not faust_fix.applied()
+
+
+class _Offsets:
+    """The attributes `_new_offset` reads, for one topic-partition."""
+
+    def __init__(self, committed, acked):
+        from collections import defaultdict
+
+        from intervaltree import IntervalTree
+
+        self._committed_offset = defaultdict(lambda: None, {"tp": committed})
+        self._acked = {"tp": list(acked)}
+        self._acked_index = {"tp": set(acked)}
+        self._gap = defaultdict(IntervalTree)
+
+
+@pytest.mark.parametrize("committed, acked, upstream, corrected", [
+    (929, [929, 930, 931], 932, 932),     # contiguous: both commit through 931
+    (929, [930, 931], 932, None),         # the message at 929 is held: upstream commits past it
+    (929, [931, 932], None, None),        # a gap of two: both wait
+    (None, [1, 2], 3, None),              # nothing committed yet, offset 0 delivered and held
+    (None, [0, 1], 2, 2),
+])
+def test_nothing_is_committed_past_an_unacked_message_at_the_committed_offset(monkeypatch, committed, acked,
+                                                                              upstream, corrected):
+    from faust.transport.consumer import Consumer as Upstream
+
+    monkeypatch.setitem(faust_fix.FIRST_DELIVERED, "tp", 0)
+    original = Upstream.__dict__["_new_offset"] if not faust_fix.applied() else None
+    if original is not None:
+        assert original(_Offsets(committed, acked), "tp") == upstream
+    assert faust_fix._new_offset(_Offsets(committed, acked), "tp") == corrected

@@ -1,0 +1,56 @@
+"""The order in which household and associate scopes judge checks, and the watermarks that let
+them judge in that order (pure).
+
+Every check carries an order key: (the event time its customer's partition had reached when the
+check was made, the customer id, the customer's check number). Each partition that sends checks
+also sends, after them, a PROGRESS watermark: no later check from it has a smaller key. A scope
+partition judges a check only once every source's watermark is past its key, so it judges in key
+order, whatever the timing of the partitions: a replay of the same log decides the same, with or
+without crashes, with one or more workers (docs/decisions.md, "Order across partitions").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+Key = tuple[int, str, int]
+
+# Smaller than every key: a source not heard from yet holds everything back.
+MIN_KEY: Key = (-1, "", 0)
+# Larger than every key: a source with nothing left to send (idle, caught up, nothing in flight).
+IDLE_MS = 1 << 62
+IDLE_KEY: Key = (IDLE_MS, "", 0)
+
+
+def order_key(check: dict[str, Any]) -> Key:
+    """A check's order key (checks written before order keys existed sort first)."""
+    return (check.get("order_ms") or 0, check.get("order_customer") or "", check.get("order_n") or 0)
+
+
+def decide_watermark(clock_ms: int | None, blocked: Iterable[Key], quiet: bool) -> Key:
+    """The smallest key a decide partition can still send.
+
+    New input makes checks at the partition clock or later; a customer whose check is in flight
+    makes its next one at its blocked key (`decision.blocked_order_key`). A quiet partition (no
+    input left on the broker, none buffered) only has its blocked customers left.
+    """
+    floor = min(blocked, default=IDLE_KEY)
+    if quiet:
+        return floor
+    return min((clock_ms or 0, "", 0), floor)
+
+
+def household_frontier(marks: dict[str, Key], decide_sources: Iterable[str]) -> Key:
+    """Checks from decide partitions below this key have all arrived (households judge up to it)."""
+    return min((marks.get(source, MIN_KEY) for source in decide_sources), default=IDLE_KEY)
+
+
+def associate_frontier(marks: dict[str, Key], decide_sources: Iterable[str], limits_sources: Iterable[str]) -> Key:
+    """Checks below this key have all arrived from decide partitions and from households (passed on)."""
+    return min(household_frontier(marks, decide_sources), household_frontier(marks, limits_sources))
+
+
+def limits_watermark(household: Key, waiting: Iterable[Key]) -> Key:
+    """The smallest key a limits partition can still pass on to an associate: what its households
+    have not judged yet (beyond the frontier, or waiting for an earlier request to settle)."""
+    return min(household, min(waiting, default=IDLE_KEY))

@@ -1,0 +1,149 @@
+"""The limits agent's sequencer: household and associate checks judged in order-key order.
+
+Checks reach a limits partition from every decide partition (and, passed on, from every limits
+partition), each source in its own order but interleaved by timing. The sequencer holds each
+RESERVE until every source's PROGRESS watermark is past its key (streams/core/ordering.py), then
+releases the held checks in key order; other messages (RELEASE, SETTLE, PROGRESS, anything
+undecodable) pass at once. Held events are not acked, so a crash or a rebalance redelivers
+them; watermarks are kept in memory only (every source sends its watermark again at least every
+PROGRESS_RESEND_S). Memory is bounded by HELD_EVENTS_MAX: past it the smallest keys are released
+anyway, counted as forced (first come, first served for those).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+
+import schemas
+from streams.core import ordering
+from streams.errors import DecodeError
+
+log = logging.getLogger("remedy.sequence")
+
+# Checks held over all partitions before the smallest keys are released regardless of watermarks.
+HELD_EVENTS_MAX = 200_000
+# Every source sends its watermark again at least this often, even unchanged (a restarted limits
+# worker starts with no watermarks and holds every check until it heard from every source).
+PROGRESS_RESEND_S = 2.0
+
+
+def decide_source(partition: int) -> str:
+    """The name a decide partition's watermarks carry."""
+    return f"decide:{partition}"
+
+
+def limits_source(partition: int) -> str:
+    """The name a limits partition's watermarks (for the checks it passes on) carry."""
+    return f"limits:{partition}"
+
+
+def progress_datum(source: str, mark: ordering.Key) -> dict:
+    """A LimitCheck PROGRESS: `source` sends no check with a key below `mark` after this one."""
+    return {
+        "event_id": f"progress/{source}", "request_id": source, "customer_id": "", "action": "PROGRESS",
+        "scope": "progress", "scope_key": source, "route": [], "reserved": [], "amount_cents": 0,
+        "kind": "UNKNOWN", "incident_id": None, "incident_kind": None, "at": 0, "passed": False,
+        "outcome": "UNKNOWN", "reason_codes": [], "inputs": {}, "policy_version": "",
+        "order_ms": mark[0], "order_customer": mark[1], "order_n": mark[2],
+    }
+
+
+class Sequencer:
+    """Holds RESERVE events per partition and releases them in order-key order behind the watermarks.
+
+    Has the Aligner's interface (add, take, held, drop_all), so the agent shell treats it the same.
+    """
+
+    def __init__(self, partitions: int):
+        self.decide_sources = [decide_source(p) for p in range(partitions)]
+        self.limits_sources = [limits_source(p) for p in range(partitions)]
+        self.marks: dict[int, dict[str, ordering.Key]] = {}
+        self.heaps: dict[int, list] = {}
+        self.passing: list = []
+        self._tie = itertools.count()
+        self.held_waits_total = 0  # batches that left checks held behind a watermark
+        self.forced_total = 0  # checks released past HELD_EVENTS_MAX
+        self.late_total = 0  # checks that arrived below their partition's frontier (a source broke its watermark)
+
+    def add(self, events: list, topic_of, partition_of, offset_of) -> None:
+        """Take delivered events: RESERVEs are held, watermarks noted, everything else passes."""
+        for event in events:
+            partition = partition_of(event)
+            try:
+                name, datum = schemas.decode(event.message.value)
+            except (DecodeError, TypeError):
+                self.passing.append(event)  # the fold dead-letters it
+                continue
+            if name != "LimitCheck":
+                self.passing.append(event)
+                continue
+            if datum["action"] == "PROGRESS":
+                self.marks.setdefault(partition, {})[datum["request_id"]] = ordering.order_key(datum)
+                self.passing.append(event)
+            elif datum["action"] == "RESERVE":
+                key = ordering.order_key(datum)
+                if key < self.frontier(partition, datum["scope"]):
+                    self.late_total += 1
+                heapq.heappush(self.heaps.setdefault(partition, []), (key, next(self._tie), datum["scope"], event))
+            else:
+                self.passing.append(event)
+
+    def household_frontier(self, partition: int) -> ordering.Key:
+        return ordering.household_frontier(self.marks.get(partition, {}), self.decide_sources)
+
+    def frontier(self, partition: int, scope: str) -> ordering.Key:
+        """Checks of `scope` at `partition` with a smaller key can be judged."""
+        marks = self.marks.get(partition, {})
+        if scope == "household":
+            return ordering.household_frontier(marks, self.decide_sources)
+        return ordering.associate_frontier(marks, self.decide_sources, self.limits_sources)
+
+    def held(self) -> int:
+        return sum(len(heap) for heap in self.heaps.values())
+
+    def drop_all(self) -> list:
+        """Let go of every held event (a rebalance: they are redelivered from the committed offsets)."""
+        dropped = self.passing + [entry[3] for heap in self.heaps.values() for entry in heap]
+        self.passing = []
+        self.heaps.clear()
+        self.marks.clear()
+        return dropped
+
+    async def take(self, timestamp_of) -> list:
+        """Everything that passes, then per partition the releasable RESERVEs in key order."""
+        out, self.passing = self.passing, []
+        for partition, heap in self.heaps.items():
+            household = self.frontier(partition, "household")
+            associate = self.frontier(partition, "associate")
+            # A household check beyond its frontier does not hold back an associate check with a
+            # larger key below the associate frontier (they never share a scope key).
+            later = []
+            while heap:
+                key, tie, scope, event = heapq.heappop(heap)
+                if key < (household if scope == "household" else associate):
+                    out.append(event)
+                else:
+                    later.append((key, tie, scope, event))
+            for entry in later:
+                heapq.heappush(heap, entry)
+            if later:
+                self.held_waits_total += 1
+        overflow = self.held() - HELD_EVENTS_MAX
+        if overflow > 0:
+            out.extend(self._force(overflow))
+        return out
+
+    def _force(self, count: int) -> list:
+        out = []
+        while len(out) < count:
+            heaps = [(heap[0][0], partition) for partition, heap in self.heaps.items() if heap]
+            if not heaps:
+                break
+            _, partition = min(heaps)
+            out.append(heapq.heappop(self.heaps[partition])[3])
+        self.forced_total += len(out)
+        if out:
+            log.warning("sequencer: %d checks released past %d held (first come, first served)", len(out), HELD_EVENTS_MAX)
+        return out
