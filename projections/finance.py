@@ -9,6 +9,7 @@ import urllib.request
 
 from projections.rows import OUTCOMES
 from projections.store import Store, parse_day
+from streams.redaction import redacted_url
 from streams.errors import InvariantViolation, TransientError
 from streams.runtime.settings import Settings
 
@@ -16,12 +17,20 @@ from streams.runtime.settings import Settings
 WORKER_QUERY_TIMEOUT_S = 30
 
 
+def _authorized(settings: Settings, url: str, method: str = "GET") -> urllib.request.Request:
+    """A request to the worker carrying REMEDY_HTTP_TOKEN (when set) as a bearer token."""
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if settings.http_token:
+        request.add_header("Authorization", f"Bearer {settings.http_token}")
+    return request
+
+
 def _from_worker(settings: Settings, path: str, params: dict) -> dict | None:
     """Ask the running worker; None when no worker listens (the caller opens the store itself)."""
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
     url = f"{settings.worker_url}{path}" + (f"?{query}" if query else "")
     try:
-        with urllib.request.urlopen(url, timeout=WORKER_QUERY_TIMEOUT_S) as response:
+        with urllib.request.urlopen(_authorized(settings, url), timeout=WORKER_QUERY_TIMEOUT_S) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as error:
         body = json.loads(error.read() or b"{}")
@@ -36,7 +45,7 @@ def _direct(settings: Settings) -> Store:
     except Exception as error:  # chDB raises a bare RuntimeError when another process owns the path.
         if settings.embedded_clickhouse:
             raise TransientError(
-                f"cannot open embedded ClickHouse at {settings.clickhouse_dsn}: {error}; another process "
+                f"cannot open embedded ClickHouse at {redacted_url(settings.clickhouse_dsn)}: {error}; another process "
                 f"owns it but no worker answers at {settings.worker_url}"
             ) from None
         raise
@@ -108,7 +117,7 @@ def _worker_request(settings: Settings, path: str, params: dict, method: str = "
     """Raw answer of the running worker; None when no worker listens."""
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
     url = f"{settings.worker_url}{path}" + (f"?{query}" if query else "")
-    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    request = _authorized(settings, url, method)
     try:
         with urllib.request.urlopen(request, timeout=WORKER_QUERY_TIMEOUT_S) as response:
             return response.read()

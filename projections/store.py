@@ -16,6 +16,7 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from projections.figures import FIGURE_NAMES
 from projections.rows import DECISION_COLUMNS, OUTCOMES, POSTING_COLUMNS, REMEDY_KINDS
+from streams.redaction import scrubbed
 from streams.errors import InvariantViolation, TransientError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -62,7 +63,7 @@ class Store:
         try:
             self.client = clickhouse_connect.get_client(dsn=dsn)
         except OperationalError as error:
-            raise TransientError(f"ClickHouse at {dsn} did not answer: {error}") from None
+            raise TransientError(scrubbed(f"ClickHouse at {dsn} did not answer: {error}", dsn)) from None
 
     def close(self) -> None:
         """Release the client (and, for chDB, the data path)."""

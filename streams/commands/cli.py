@@ -35,11 +35,16 @@ def cmd_worker(args) -> int:
     from streams.runtime.app import Worker, parse_roles
     from streams.runtime.kafka_io import ensure_topics
 
+    from streams.redaction import LogGuard
+
     logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     # aiokafka's per-rebalance INFO lines are useful; its DEBUG is not, even at --loglevel debug.
     logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLogger().level))
     roles = parse_roles(args.roles)
     settings = _settings()
+    guard = LogGuard(settings.secrets())
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(guard)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     created = ensure_topics(settings)
     if created:
@@ -331,8 +336,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(error.problems)} problem(s); nothing was published", file=sys.stderr)
         return 2
     except RemedyLedgerError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_scrubbed(str(error))}", file=sys.stderr)
         return 1
+
+
+def _scrubbed(text: str) -> str:
+    """An error message with every configured secret masked."""
+    from streams.redaction import scrubbed
+
+    try:
+        return scrubbed(text, *_settings().secrets())
+    except RemedyLedgerError:
+        return text
 
 
 if __name__ == "__main__":

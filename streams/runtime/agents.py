@@ -156,6 +156,9 @@ class AgentShell:
         # Called after every batch and every idle poll, between batches (the agents send their
         # watermarks from it; streams/runtime/sequence.py).
         self.on_tick: Callable[[], Awaitable[None]] | None = None
+        # Called with (seconds, agent name) after every batch (the batch-time histogram).
+        self.observe: Callable[[float, str], None] | None = None
+        self.restoring = False
         self.step = step
         self.state = state
         self.producer = producer
@@ -218,7 +221,11 @@ class AgentShell:
         missing = sorted(p for p in partitions if not self.state.owned(p))
         if not missing:
             return
-        standing, indexed = await self.state.restore(missing)
+        self.restoring = True
+        try:
+            standing, indexed = await self.state.restore(missing)
+        finally:
+            self.restoring = False
         if self.on_restored is not None:
             self.on_restored(missing, indexed)
         # A crash may have left an outbox unsent: its batch was then not committed. Send those
@@ -230,11 +237,11 @@ class AgentShell:
         await self._send(resend)
 
     async def _handle(self, stream, events: list) -> None:
-        started = time.monotonic()
         messages = [incoming(event) for event in events]
         partitions = sorted({m.partition for m in messages})
         self.partitions.update(partitions)
         await self.ensure_owned(partitions)
+        started = time.monotonic()
         output = await self.step(messages, self.state)
         if self.state is not None and output.states:
             through: dict[int, dict[str, int]] = {}
@@ -261,6 +268,8 @@ class AgentShell:
         self.events_total += len(events)
         self.batches_total += 1
         self.last_batch_ms = (time.monotonic() - started) * 1000
+        if self.observe is not None:
+            self.observe(self.last_batch_ms / 1000, self.name)
 
     def _committed(self, standing: Standing) -> bool:
         """True when every input the outbox's batch read on its partition is committed (so it was sent)."""

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -54,6 +55,9 @@ from streams.runtime.sequence import PROGRESS_RESEND_S, Sequencer, decide_source
 from streams.runtime.settings import Settings
 from streams.runtime.state import OutboxEntry, PartitionState
 from streams.runtime.web import WebViews
+from streams.runtime.access import check_binding, load_tokens
+from streams.runtime.metrics import WorkerMetrics, gauge
+from streams.redaction import scrubbed
 
 log = logging.getLogger("remedy.worker")
 
@@ -68,6 +72,8 @@ HEARTBEAT_INTERVAL_S = 3.0
 COMMIT_INTERVAL_S = 1.0
 # Events buffered per agent channel ahead of processing (the project batch must fit).
 STREAM_BUFFER_MAX = 20_000
+# Longest /ready waits for Kafka or ClickHouse to answer before it says they did not.
+READY_CHECK_TIMEOUT_S = 2.0
 # Bytes fetched per partition per request: a catch-up needs fewer round trips per topic.
 PARTITION_FETCH_BYTES_MAX = 4 << 20
 
@@ -129,6 +135,10 @@ class Worker:
         # source -> (watermark, monotonic time) last sent
         self.progress_sent: dict[str, tuple[tuple, float]] = {}
         self.misrouted_total = 0
+        self.metrics = WorkerMetrics()
+        # request id -> when (monotonic s) the decide agent first handled it, while its check is in flight
+        self.arrived_s: dict[str, float] = {}
+        self._kafka_checked: tuple[float, str | None] = (0.0, None)
         from projections.rebuild import progress_state
 
         self.rebuild_progress = progress_state()
@@ -175,12 +185,41 @@ class Worker:
 
     def _dead_letters(self, letters: list[dict]) -> list[OutboxEntry]:
         for letter in letters:
+            self.metrics.dead_letters.inc(letter["error_type"])
             log.warning("dead-lettered %s[%s]@%s: %s", letter["source_topic"], letter["source_partition"],
                         letter["source_offset"], letter["reason"])
         return [OutboxEntry(self.names.dead_letter, d["key"], schemas.encode("DeadLetter", d)) for d in letters]
 
     def _fold_customers(self, messages, load, policy, names):
-        return fold_batch(messages, load, policy, names, self.clocks, self.settings.topic_partitions)
+        started_s = time.monotonic()
+        before: dict[str, dict | None] = {}
+
+        def load_once(key: str):
+            if key not in before:
+                before[key] = load(key)
+            return before[key]
+
+        result = fold_batch(messages, load_once, policy, names, self.clocks, self.settings.topic_partitions)
+        self._count(result, before, started_s)
+        return result
+
+    def _count(self, result, before: dict, started_s: float) -> None:
+        """Metrics of a decide batch: first-time decisions, granted cents, decision latency."""
+        for check in result.checks:
+            self.arrived_s.setdefault(check["request_id"], started_s)
+        now_s = time.monotonic()
+        seen: set[str] = set()
+        for decision in result.decisions:
+            decision_id = decision["decision_id"]
+            earlier = ((before.get(decision["customer_id"]) or {}).get("decided") or {}).get(decision["request_id"])
+            if decision_id in seen or (earlier is not None and earlier["decision_id"] == decision_id):
+                continue  # a redelivered request's decision, emitted again
+            seen.add(decision_id)
+            self.metrics.decisions.inc(decision["outcome"], decision["kind"])
+            if decision["granted_cents"]:
+                self.metrics.granted_cents.inc(decision["kind"], decision["currency"], by=decision["granted_cents"])
+            if not decision.get("supersedes_decision_id"):
+                self.metrics.decision_latency.observe(now_s - self.arrived_s.pop(decision["request_id"], started_s))
 
     def _restored_customers(self, partitions: list[int], indexed: dict) -> None:
         """Rebuild the partition clocks, the parked and the blocked customers of restored partitions."""
@@ -379,6 +418,7 @@ class Worker:
 
         for each in self.shells.values():
             each.committed = committed
+            each.observe = self.metrics.batch_seconds.observe
 
         @app.on_partitions_revoked.connect
         async def on_revoked(app, revoked, **kwargs):
@@ -465,6 +505,83 @@ class Worker:
                 for p in self._assigned().get("limits", [])}
         return out
 
+    def metrics_text(self) -> str:
+        """/metrics: the counters and histograms, plus gauges read now (lag, state, restores, held)."""
+        lag = {}
+        try:
+            consumer = self.app.consumer if self.app is not None else None
+            for tp in (consumer.assignment() if consumer is not None else ()):
+                highwater = consumer.highwater(tp)
+                committed = consumer._committed_offset.get(tp)
+                if highwater is not None:
+                    lag[(tp.topic, str(tp.partition))] = max(0, highwater - (committed or 0))
+        except Exception:  # noqa: BLE001 - a consumer not started has no lag to show
+            lag = {}
+        shells = self.shells.items()
+        extra = []
+        extra += gauge("remedy_consumer_lag", "Messages on the broker not yet committed by this worker.",
+                       ("topic", "partition"), lag)
+        extra += gauge("remedy_state_keys", "Keys of state held in memory, per agent.", ("agent",),
+                       {(name,): shell.state.keys() for name, shell in shells if shell.state})
+        extra += gauge("remedy_state_restore_seconds", "Seconds spent restoring state from changelogs since start.",
+                       ("agent",), {(name,): shell.state.restore_seconds_total for name, shell in shells if shell.state})
+        extra += gauge("remedy_held_events", "Events held back for order (decide: aligner; limits: sequencer).",
+                       ("agent",), {(name,): shell.aligner.held() for name, shell in shells if shell.aligner})
+        extra += gauge("remedy_policy_info", "The policy version in force.", ("version",), {(self.policy.version,): 1})
+        return self.metrics.render(extra)
+
+    async def readiness_problems(self) -> list[str]:
+        """Why the worker is not ready (empty: ready): Kafka, ClickHouse, assignment, restores, lag."""
+        problems = []
+        kafka = await self._kafka_problem()
+        if kafka:
+            problems.append(kafka)
+        if self.serves_clickhouse:
+            try:
+                await asyncio.wait_for(self.on_clickhouse("decision_count"), READY_CHECK_TIMEOUT_S)
+            except Exception as error:  # noqa: BLE001 - any failure means not ready; the reason is shown
+                problems.append(scrubbed(f"ClickHouse did not answer in {READY_CHECK_TIMEOUT_S:g} s: {error!r}",
+                                         *self.settings.secrets()))
+        app = self.app
+        if app is None or app.rebalancing:
+            problems.append("the consumer group is rebalancing")
+        elif self.shells and not any(self._assigned().values()):
+            problems.append("no partitions assigned")
+        restoring = [name for name, shell in self.shells.items() if shell.restoring]
+        if restoring:
+            problems.append(f"restoring state: {', '.join(restoring)}")
+        if not problems:
+            lag = self._lag()
+            if lag > self.settings.ready_lag_max:
+                problems.append(f"consumer lag {lag} above REMEDY_READY_LAG_MAX {self.settings.ready_lag_max}")
+        return problems
+
+    def _lag(self) -> int:
+        consumer = self.app.consumer
+        total = 0
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                total += max(0, highwater - (consumer._committed_offset.get(tp) or 0))
+        return total
+
+    async def _kafka_problem(self) -> str | None:
+        """Whether the broker answers a metadata request (cached for a second)."""
+        loop = asyncio.get_running_loop()
+        checked_at, problem = self._kafka_checked
+        if loop.time() - checked_at < 1.0:
+            return problem
+        problem = None
+        try:
+            if self.producer is None:
+                problem = "Kafka producer not started"
+            else:
+                await asyncio.wait_for(self.producer.client.fetch_all_metadata(), READY_CHECK_TIMEOUT_S)
+        except Exception as error:  # noqa: BLE001 - any failure means not ready
+            problem = f"Kafka at {self.settings.kafka_bootstrap} did not answer in {READY_CHECK_TIMEOUT_S:g} s: {error!r}"
+        self._kafka_checked = (loop.time(), problem)
+        return problem
+
     def status(self) -> dict:
         """What /health shows: roles, policy, and per agent its events, batches, partitions and state."""
         assigned = self._assigned()
@@ -508,7 +625,14 @@ class Worker:
                         "(chDB allows one per data path): run this worker with --roles decide,limits, "
                         "or point REMEDY_CLICKHOUSE_URL at a ClickHouse server") from None
                 raise
-        runner = web.AppRunner(WebViews(self).app(), access_log=None)
+        tokens = load_tokens(self.settings.http_tokens_file)
+        check_binding(self.settings.web_host, tokens)
+        if tokens.enabled:
+            log.warning("HTTP: bearer tokens required (%r, from REMEDY_HTTP_TOKENS_FILE)", tokens)
+        else:
+            log.warning("HTTP: no REMEDY_HTTP_TOKENS_FILE: serving on loopback %s only, without authentication",
+                        self.settings.web_host)
+        runner = web.AppRunner(WebViews(self, tokens).app(), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.settings.web_host, self.settings.web_port).start()
         self.producer = idempotent_aio_producer(self.settings.kafka_bootstrap, "remedy-worker")

@@ -17,7 +17,7 @@ class Settings:
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     data_dir: Path = Path(".data").resolve()
-    clickhouse_url: str = ""
+    clickhouse_url: str = field(default="", repr=False)  # may carry a password: never printed
     clickhouse_database: str = "remedy"
     topic_prefix: str = "remedy"
     topic_partitions: int = 4
@@ -35,6 +35,16 @@ class Settings:
     # Attempts for a ClickHouse insert before the worker crashes loudly (transient errors only).
     clickhouse_attempts_max: int = 5
     policy: Policy = field(default_factory=Policy)
+    # HTTP: the tokens file the worker checks (`ROLE TOKEN` lines; streams/runtime/access.py), and
+    # the token CLI commands send to the worker.
+    http_tokens_file: str = ""
+    http_token: str = field(default="", repr=False)
+    # /ready answers 503 while the worker's consumer lag is above this many messages.
+    ready_lag_max: int = 100_000
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value a log line or an error could carry (see streams/redaction.py)."""
+        return tuple(value for value in (self.clickhouse_url, self.http_token) if value)
 
     @property
     def clickhouse_dsn(self) -> str:
@@ -101,8 +111,12 @@ def load_settings(env: dict | None = None) -> Settings:
         project_batch_max=_int(env, "REMEDY_PROJECT_BATCH_MAX", defaults.project_batch_max),
         project_batch_wait_ms=_int(env, "REMEDY_PROJECT_BATCH_WAIT_MS", defaults.project_batch_wait_ms),
         policy=policy,
+        http_tokens_file=env.get("REMEDY_HTTP_TOKENS_FILE", ""),
+        http_token=env.get("REMEDY_HTTP_TOKEN", ""),
+        ready_lag_max=_int(env, "REMEDY_READY_LAG_MAX", defaults.ready_lag_max),
     )
-    for name in ("topic_partitions", "topic_replication", "decide_batch_max", "decide_batch_wait_ms", "project_batch_max"):
+    for name in ("topic_partitions", "topic_replication", "decide_batch_max", "decide_batch_wait_ms", "project_batch_max",
+                 "ready_lag_max"):
         if getattr(settings, name) <= 0:
             raise InvariantViolation(f"setting {name}: must be positive, got {getattr(settings, name)}")
     return settings

@@ -1,0 +1,103 @@
+"""Running it in production: HTTP roles on a real worker, /metrics against the ledger, /ready,
+and secrets never printed (real broker, real embedded ClickHouse)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.conftest import REPO, Deployment, _free_port
+
+SAMPLE = REPO / "samples" / "sample-day.jsonl"
+TOKENS = {"finance": "fin-" + "a" * 28, "fraud": "fra-" + "b" * 28, "reviewer": "rev-" + "c" * 28,
+          "ops": "ops-" + "d" * 28, "upstream": "ups-" + "e" * 28}
+PASSWORD = "S3cretPassw0rd-xyz"
+
+
+def call(deployment: Deployment, path: str, role: str | None = None, method: str = "GET",
+         headers: dict | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"{deployment.settings.worker_url}{path}", method=method,
+                                     data=b"" if method == "POST" else None, headers=headers or {})
+    if role:
+        request.add_header("Authorization", f"Bearer {TOKENS[role]}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_roles_metrics_and_readiness_on_a_running_worker(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("".join(f"{role} {token}\n" for role, token in TOKENS.items()))
+    deployment = Deployment(tmp_path, REMEDY_HTTP_TOKENS_FILE=str(tokens))
+    try:
+        deployment.start_worker()
+        deployment.cli("publish", str(SAMPLE))
+        deployment.env["REMEDY_HTTP_TOKEN"] = TOKENS["finance"]  # `wait` asks the worker too
+        deployment.cli("wait", "--file", str(SAMPLE), "--timeout", "240")
+        del deployment.env["REMEDY_HTTP_TOKEN"]
+
+        assert call(deployment, "/finance/totals")[0] == 401
+        assert call(deployment, "/finance/totals", "fraud")[0] == 403
+        assert call(deployment, "/finance/totals", "finance")[0] == 200
+        assert call(deployment, "/metrics", "finance")[0] == 403
+        assert json.loads(call(deployment, "/health")[1]) == {"status": "ok"}  # no detail without ops
+        assert "agents" in json.loads(call(deployment, "/health", "ops")[1])
+        origin = {"Origin": "http://evil.example"}
+        assert call(deployment, "/projections/rebuild", "ops", "POST", origin)[0] == 403
+        assert call(deployment, "/projections/rebuild", "finance", "POST")[0] == 403
+
+        # The CLI sends REMEDY_HTTP_TOKEN; without it the worker's refusal is the error.
+        refused = deployment.cli("finance", "totals", check=False)
+        assert refused.returncode == 1 and "Bearer" in refused.stderr and TOKENS["finance"] not in refused.stderr
+        deployment.env["REMEDY_HTTP_TOKEN"] = TOKENS["finance"]
+        assert deployment.cli("finance", "totals", "--json").returncode == 0
+
+        deadline = time.monotonic() + 60
+        while call(deployment, "/ready")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(1)
+        status, body = call(deployment, "/ready")
+        assert status == 200, body
+
+        ledger = json.loads(call(deployment, "/finance/decision-count", "finance")[1])["decisions"]
+        status, text = call(deployment, "/metrics", "ops")
+        assert status == 200
+        families = {f.name: f for f in text_string_to_metric_families(text.decode())}
+        decided = sum(s.value for s in families["remedy_decisions"].samples if s.name == "remedy_decisions_total")
+        assert decided == ledger > 0
+        granted = sum(s.value for s in families["remedy_granted_cents"].samples if s.name.endswith("_total"))
+        assert granted > 0  # every granting decision's cents, superseded ones included (the ledger keeps the last)
+        assert any(s.labels.get("agent") == "decide" for s in families["remedy_batch_seconds"].samples)
+        assert families["remedy_decision_latency_seconds"].samples
+        log = deployment.log_path.read_text()
+        assert "bearer tokens required" in log and not any(token in log for token in TOKENS.values())
+    finally:
+        deployment.stop_worker()
+
+
+def test_a_worker_bound_beyond_loopback_without_tokens_refuses_to_start(tmp_path):
+    deployment = Deployment(tmp_path, REMEDY_WEB_HOST="0.0.0.0")
+    result = subprocess.run([sys.executable, "-m", "streams.commands.cli", "worker"], env=deployment.env, cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "REMEDY_WEB_HOST 0.0.0.0 is not a loopback address" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_clickhouse_password_is_never_printed(tmp_path):
+    url = f"http://admin:{PASSWORD}@127.0.0.1:{_free_port()}/"
+    deployment = Deployment(tmp_path, REMEDY_CLICKHOUSE_URL=url, REMEDY_HTTP_TOKEN=TOKENS["ops"])
+    worker = subprocess.run([sys.executable, "-m", "streams.commands.cli", "worker"], env=deployment.env, cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    totals = deployment.cli("finance", "totals", check=False)
+    for result in (worker, totals):
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and "ClickHouse" in output, output[-2000:]
+        assert PASSWORD not in output and TOKENS["ops"] not in output, output[-2000:]
+        assert "admin:***@" in output or "***" in output, output[-2000:]
