@@ -101,3 +101,36 @@ def test_a_clickhouse_password_is_never_printed(tmp_path):
         assert result.returncode != 0 and "ClickHouse" in output, output[-2000:]
         assert PASSWORD not in output and TOKENS["ops"] not in output, output[-2000:]
         assert "admin:***@" in output or "***" in output, output[-2000:]
+
+
+def test_ready_is_503_within_10_s_of_a_frozen_broker_and_200_once_it_is_back(tmp_path):
+    from tests.integration.test_broker_outage import PrivateBroker
+
+    broker = PrivateBroker(tmp_path / "broker")
+    broker.start()
+    deployment = Deployment(tmp_path / "worker", REMEDY_KAFKA_BOOTSTRAP=broker.bootstrap)
+    try:
+        deployment.start_worker()
+
+        def ready_within(status: int, seconds: float) -> float:
+            started = time.monotonic()
+            while time.monotonic() - started < seconds:
+                if call(deployment, "/ready")[0] == status:
+                    return time.monotonic() - started
+                time.sleep(0.25)
+            raise AssertionError(f"/ready did not answer {status} within {seconds} s: {call(deployment, '/ready')}\n"
+                                 f"{deployment.log_tail()}")
+
+        ready_within(200, 90)
+        broker.freeze()  # SIGSTOP: the broker holds every connection and answers nothing
+        try:
+            took = ready_within(503, 10)
+            problems = json.loads(call(deployment, "/ready")[1])["problems"]
+            assert any("Kafka" in problem for problem in problems), problems
+        finally:
+            broker.thaw()
+        ready_within(200, 90)
+        print(f"/ready answered 503 {took:.1f} s after the broker froze, 200 again after it thawed")
+    finally:
+        deployment.stop_worker()
+        broker.stop()
