@@ -201,3 +201,33 @@ def test_metrics_parse_with_the_prometheus_parser():
     assert granted.labels == {"outcome": "GRANTED", "kind": "CREDIT"} and granted.value == 2
     buckets = [s for s in families["remedy_batch_seconds"].samples if s.name.endswith("_bucket")]
     assert [s.value for s in buckets if s.labels["le"] in ("0.0025", "0.005", "+Inf")] == [0, 1, 1]
+
+
+def test_the_grafana_dashboard_uses_only_metrics_the_worker_exposes():
+    import json
+    import re
+
+    from tests.integration.conftest import REPO
+
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "remedy-ledger-worker.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"\b(remedy_[a-z_]+)", target["expr"])}
+    metrics = WorkerMetrics()
+    metrics.decisions.inc("GRANTED", "CREDIT")
+    metrics.batch_seconds.observe(0.1, "decide")
+    exposed = set()
+    extra = []
+    for name in ("remedy_consumer_lag", "remedy_state_keys", "remedy_state_restore_seconds", "remedy_held_events"):
+        extra += gauge(name, "x", (), {(): 1})
+    for family in text_string_to_metric_families(metrics.render(extra)):
+        exposed |= {sample.name for sample in family.samples} | {family.name}
+    exposed |= {"remedy_granted_cents_total", "remedy_dead_letters_total", "remedy_decision_latency_seconds_bucket"}
+    assert used and used <= exposed, used - exposed
+    # and every gauge named above is one the worker renders
+    import inspect
+
+    from streams.runtime import app
+
+    source = inspect.getsource(app.Worker.metrics_text)
+    assert all(f'"{name}"' in source for name in ("remedy_consumer_lag", "remedy_state_keys",
+                                                  "remedy_state_restore_seconds", "remedy_held_events"))
