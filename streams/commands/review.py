@@ -67,6 +67,10 @@ def cmd_review_decide(args) -> int:
         )
     if not args.by.strip():
         raise InvariantViolation("--by: the reviewing associate's id must not be empty")
+    if args.action == "approve" and args.by == current["requested_by"]:
+        raise InvariantViolation(
+            f"{args.request_id}: {args.by} asked for this remedy and may not approve it (four eyes); "
+            "another person must review it")
     now_ms = int(time.time() * 1000)
     datum = {
         "event_id": "rev-" + hashlib.sha256(f"{args.request_id}/{args.action}/{args.by}/{now_ms}".encode()).hexdigest()[:24],

@@ -451,6 +451,8 @@ def _handle_request(state: State, request: Event, policy: Policy) -> tuple[State
     return _drain(state, policy, request["requested_at"])
 
 
+# Why a review is refused: the reviewer asked for the request (four eyes).
+SELF_APPROVAL = "SELF_APPROVAL"
 # Reason code of a request id (or order id, incident id) repeated with different content.
 CONFLICTING_DUPLICATE = "CONFLICTING_DUPLICATE"
 _REQUEST_FACTS = ("kind", "amount_cents", "currency", "order_id", "incident_id", "requested_by", "requested_at")
@@ -764,6 +766,11 @@ def _handle_review(state: State, review: Event, policy: Policy) -> tuple[State, 
             return state, [current], []  # A redelivered review: the same decision again.
         return state, [], []
     approve = review["verdict"] == "APPROVE"
+    if approve and review["reviewed_by"] == current["requested_by"]:
+        # Four eyes: the person who asked for a remedy never approves it (dead-lettered, named).
+        raise InvariantViolation(
+            f"{SELF_APPROVAL}: {review['reviewed_by']} asked for request {review['request_id']} and may not approve "
+            "it; another person must review it")
     decision = _superseding(
         current, review["request_id"] + "/review", GRANTED if approve else DENIED,
         current["requested_cents"] if approve else 0, [APPROVED_BY_REVIEW if approve else DENIED_BY_REVIEW],

@@ -139,6 +139,8 @@ def test_the_stories(deployment, tmp_path):
     listed = json.loads(deployment.cli("review", "list", "--json").stdout)
     assert escalated["request_id"] in {row["request_id"] for row in listed}
     before = deployment.totals()
+    own = deployment.cli("review", "approve", escalated["request_id"], "--by", escalated["requested_by"], check=False)
+    assert own.returncode == 1 and "may not approve it (four eyes)" in own.stderr  # the asker never approves
     deployment.cli("review", "approve", escalated["request_id"], "--by", "assoc-lead", "--note", "loyal customer")
     deployment.wait_for("the review's decision", lambda: current(deployment.decisions())[escalated["request_id"]]["outcome"] == "GRANTED")
     deployment.cli("wait", "--decisions", "0", "--timeout", "120")

@@ -733,3 +733,18 @@ def test_a_customer_waits_for_its_scope_answer_however_far_event_time_moves(cloc
     world.deliver_all()
     assert outcomes(world.decisions) == [("r1", "GRANTED", [core.WITHIN_LIMITS]), ("r2", "GRANTED", [core.WITHIN_LIMITS])]
     assert world.customers["c1"]["queued"] == []
+
+
+@pytest.mark.parametrize("reviewer, verdict, refused", [
+    ("assoc-7", "APPROVE", True), ("assoc-7", "DENY", False), ("assoc-lead", "APPROVE", False)])
+def test_the_associate_who_asked_never_approves_the_request(reviewer, verdict, refused):
+    world = World(CEILING_150)
+    world.feed(request("r1", 20_000, requested_by="assoc-7"))
+    state = world.customers["c1"]
+    event = {**review("r1", verdict, by=reviewer)}
+    if refused:
+        with pytest.raises(InvariantViolation, match="SELF_APPROVAL: assoc-7 asked for request r1 and may not approve"):
+            core.handle(state, event, CEILING_150)
+    else:
+        _, decisions, _ = core.handle(state, event, CEILING_150)
+        assert decisions[0]["decided_by"] == reviewer
