@@ -396,6 +396,8 @@ def _apply_queued(state: State, policy: Policy) -> tuple[State, list[Decision], 
     return state, decisions, checks
 
 
+
+
 def blocked_order_key(customer_id: str, state: State) -> tuple[int, str, int] | None:
     """While a check is in flight: the smallest order key (see `ordering.order_key`) the answer can
     make this customer's next check carry; None when the answer can make no check.
@@ -408,9 +410,23 @@ def blocked_order_key(customer_id: str, state: State) -> tuple[int, str, int] | 
     last_ms, number = state.get("order_ms_last") or 0, state.get("checks_sent", 0) + 1
     if state["pending"]:
         return (last_ms, customer_id, number)
-    if state["queued"]:
-        return (max(last_ms, state["queued"][0][0]), customer_id, number)
+    # With nothing parked, only a request (or an incident, which may make one) can make a check:
+    # the first queued one bounds the key. Orders, deliveries, reviews and clock ticks before it
+    # release nothing (nothing waits for them).
+    for position, event in state["queued"]:
+        if _could_check(event):
+            return (max(last_ms, position), customer_id, number)
     return None
+
+
+def _could_check(event: Event) -> bool:
+    """Whether applying this event can send a check to a later scope: a request (or an incident's
+    proactive request) that names an order (its household) or was asked for by an associate."""
+    if event["type"] == "RemedyRequested":
+        return bool(event.get("order_id")) or origin_of(event) == "ASSOCIATE"
+    if event["type"] == "IncidentReported":
+        return bool(event.get("order_id"))
+    return False
 
 
 def _repeated_request(state: State, request: Event) -> tuple[State, list[Decision], list[Check]] | None:

@@ -417,9 +417,3 @@ def decoded_event_problems(record_name: str, datum: dict) -> list[str]:
         if id_problem(item["sku"]):
             problems.append(f"field 'items[{index}].sku': {id_problem(item['sku'])}")
     return problems
-
-
-def event_time_of(record_name: str, datum: dict) -> int:
-    """When an upstream event happened (ms; its Kafka record timestamp when `publish` sends it)."""
-    value = datum[TIMESTAMP_FIELDS[record_name][0]]
-    return value if isinstance(value, int) else int(value.timestamp() * 1000)

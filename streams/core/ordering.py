@@ -1,8 +1,8 @@
 """The order in which household and associate scopes judge checks, and the watermarks that let
 them judge in that order (pure).
 
-Every check carries an order key: (the event time its customer's partition had reached when the
-check was made, the customer id, the customer's check number). Each partition that sends checks
+Every check carries an order key: (where its customer's partition stood in the log when the check
+was made: the newest record timestamp, the customer id, the customer's check number). Each partition that sends checks
 also sends, after them, a PROGRESS watermark: no later check from it has a smaller key. A scope
 partition judges a check only once every source's watermark is past its key, so it judges in key
 order, whatever the timing of the partitions: a replay of the same log decides the same, with or
@@ -30,7 +30,7 @@ def order_key(check: dict[str, Any]) -> Key:
 def decide_watermark(clock_ms: int | None, blocked: Iterable[Key], quiet: bool) -> Key:
     """The smallest key a decide partition can still send.
 
-    New input makes checks at the partition clock or later; a customer whose check is in flight
+    New input makes checks at the partition's position (newest record timestamp) or later; a customer whose check is in flight
     makes its next one at its blocked key (`decision.blocked_order_key`). A quiet partition (no
     input left on the broker, none buffered) only has its blocked customers left.
     """

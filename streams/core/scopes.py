@@ -46,7 +46,7 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
     request_id = check["request_id"]
     action = check["action"]
     if action in ("SETTLE", "RELEASE") and state.get("unsettled") == request_id:
-        state = {**state, "unsettled": None}
+        state = {**state, "unsettled": None, "unsettled_key": None}
         if action == "SETTLE":
             return _judge_waiting(state, policy)
         state, released = handle_check(state, check, policy)
@@ -74,11 +74,18 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
         return state, _answer(check, answer[1], _sequenced(check, answer[2], answer[3] if len(answer) > 3 else None))
     if request_id in state["released"]:
         return state, []  # Reserved, failed later and released: a stale redelivery.
+    late = False
     if state.get("unsettled") is not None:
-        waiting = state.get("waiting", [])
-        if any(w["request_id"] == request_id for w in waiting):
-            return state, []
-        return {**state, "waiting": sorted(waiting + [check], key=order_key)}, []
+        unsettled_key = tuple(state.get("unsettled_key") or ())
+        late = bool(unsettled_key) and order_key(check) < unsettled_key
+        if not late:
+            waiting = state.get("waiting", [])
+            if any(w["request_id"] == request_id for w in waiting):
+                return state, []
+            return {**state, "waiting": sorted(waiting + [check], key=order_key)}, []
+        # A check that came late (its partition broke its watermark after idling) goes on first
+        # come, first served: judged now, on the room the unsettled reservation leaves, and never
+        # waited for; waiting would let it and the request it waits behind hold each other back.
     state = _with_days(state, check["scope"])
     if check["at"] <= _forgotten_before_ms(state, policy, check["scope"]):
         # The scope no longer remembers that period (a catch-up can bring a check dated long
@@ -96,8 +103,9 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
         if "days" in state:
             state = {**state, "days": _added(state["days"], check["at"], check["amount_cents"])}
     state = {**state, "answers": {**state["answers"], request_id: [check["at"], reason, inputs, sequence]}}
-    if reason is None and check["route"]:
-        state = {**state, "unsettled": request_id}  # until the next scope answers
+    if reason is None and check["route"] and not late:
+        # Until the next scope answers; its order key bounds what the waiting checks can promise.
+        state = {**state, "unsettled": request_id, "unsettled_key": list(order_key(check))}
     return _bounded(state, policy, check["scope"]), _answer(check, reason, _sequenced(check, inputs, sequence))
 
 
@@ -112,9 +120,16 @@ def _judge_waiting(state: ScopeState, policy: Policy) -> tuple[ScopeState, list[
 
 
 def waiting_order_key(state: ScopeState) -> tuple | None:
-    """The smallest order key among the checks waiting at this scope (None: none wait)."""
-    waiting = state.get("waiting")
-    return order_key(waiting[0]) if waiting else None
+    """The smallest order key a waiting check can be passed on with later (None: none can bound it).
+
+    A check waiting behind the one passed on has a larger key, unless it came late (a partition
+    that was idle sent it below a frontier already passed); such a check goes on first come, first
+    served and bounds nothing, or the associate could never answer the one it waits behind.
+    """
+    unsettled = tuple(state.get("unsettled_key") or ())
+    keys = [order_key(check) for check in state.get("waiting", [])]
+    later = [key for key in keys if key > unsettled]
+    return min(later) if later else None
 
 
 def _sequenced(check: Check, inputs: dict, sequence: int | None) -> dict:
@@ -275,6 +290,8 @@ def _bounded(state: ScopeState, policy: Policy, scope: str) -> ScopeState:
     bounded = {"reservations": reservations, "answers": answers, "released": released, "judged": state.get("judged", 0)}
     if state.get("unsettled") is not None:
         bounded["unsettled"] = state["unsettled"]
+        if state.get("unsettled_key") is not None:
+            bounded["unsettled_key"] = state["unsettled_key"]
     if state.get("waiting"):
         bounded["waiting"] = state["waiting"]
     if "days" in state:

@@ -226,7 +226,11 @@ class Worker:
         self.clocks.drop(partitions)
         for (partition, key), (kind, value) in indexed.items():
             if kind == "clock":
-                self.clocks.clock_ms[partition] = value
+                clock, position = value
+                if clock is not None:
+                    self.clocks.clock_ms[partition] = clock
+                if position is not None:
+                    self.clocks.position_ms[partition] = position
                 continue
             since, blocked = value
             if since is not None:
@@ -264,7 +268,7 @@ class Worker:
         for partition in partitions:
             quiet = await shell.aligner.quiet(partition)
             marks[decide_source(partition)] = ordering.decide_watermark(
-                self.clocks.clock_ms.get(partition), self.clocks.blocked.get(partition, {}).values(), quiet)
+                self.clocks.position_ms.get(partition), self.clocks.blocked.get(partition, {}).values(), quiet)
         await self._send_progress(shell, marks)
 
     async def _limits_tick(self) -> None:
@@ -322,7 +326,7 @@ class Worker:
             if clock_key:
                 for partition in self.clocks.advanced:
                     output.states.setdefault(partition, {})[PARTITION_CLOCK_KEY] = (
-                        clock_to_bytes(self.clocks.clock_ms[partition]), [])
+                        clock_to_bytes(self.clocks.clock_ms.get(partition), self.clocks.position_ms.get(partition)), [])
             return output
 
         return step

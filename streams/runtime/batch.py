@@ -180,6 +180,9 @@ class PartitionClocks:
     advanced: set[int] = field(default_factory=set)  # partitions whose clock moved in this batch
     # partition -> customer -> the order key of its next check, while one of its checks is in flight
     blocked: dict[int, dict[str, tuple]] = field(default_factory=dict)
+    # partition -> the newest record timestamp (ms) of its upstream events: where the partition
+    # stands in the log's own order (checks carry it; docs/decisions.md "Order across partitions")
+    position_ms: dict[int, int] = field(default_factory=dict)
 
     def note(self, partition: int, key: str, state: core.State) -> None:
         """Remember (or forget) this customer's first parked request and its check in flight."""
@@ -206,16 +209,21 @@ class PartitionClocks:
             self.clock_ms.pop(partition, None)
             self.parked_since_ms.pop(partition, None)
             self.blocked.pop(partition, None)
+            self.position_ms.pop(partition, None)
 
 
-def clock_to_bytes(clock_ms: int) -> bytes:
-    """The changelog value of a partition clock."""
-    return json.dumps({"partition_clock_ms": clock_ms}).encode()
+def clock_to_bytes(clock_ms: int | None, position_ms: int | None = None) -> bytes:
+    """The changelog value of a partition's clocks (event time, and record-time position)."""
+    return json.dumps({"partition_clock_ms": clock_ms, "position_ms": position_ms}).encode()
 
 
-def clock_from_bytes(data: bytes) -> int:
-    """The inverse of clock_to_bytes."""
-    return int(json.loads(data)["partition_clock_ms"])
+def clock_from_bytes(data: bytes) -> tuple[int | None, int | None]:
+    """The inverse of clock_to_bytes: (event-time clock, position); a value written before
+    positions were kept has none."""
+    value = json.loads(data)
+    clock = value.get("partition_clock_ms")
+    position = value.get("position_ms")
+    return (int(clock) if clock is not None else None, int(position) if position is not None else None)
 
 
 def fold_batch(
@@ -242,9 +250,11 @@ def fold_batch(
             raise _Misrouted()
         event_time = core.event_time_ms(event)
         if event_time is not None:
-            # Where the event stands in its partition's event time: the partition clock after it.
-            # Checks it makes carry it (their order at the household and associate scopes).
-            event[core.POSITION_FIELD] = max(clocks.clock_ms.get(message.partition, event_time), event_time)
+            # Where the event stands in its partition's log: the newest record timestamp so far
+            # (the order the aligner releases in; `publish` makes them strictly increasing in file
+            # order). Checks it makes carry it (their order at the household and associate scopes).
+            stamp = message.timestamp_ms if message.timestamp_ms is not None else event_time
+            event[core.POSITION_FIELD] = max(clocks.position_ms.get(message.partition, stamp), stamp)
         return event["customer_id"], event
 
     def step(state: core.State, event: dict) -> tuple:
@@ -254,15 +264,20 @@ def fold_batch(
         partition = message.partition
         clocks.note(partition, key, result.states[key])
         event_time = core.event_time_ms(event)
+        position = event.get(core.POSITION_FIELD)
+        if position is not None and position > clocks.position_ms.get(partition, position - 1):
+            clocks.position_ms[partition] = position
+            clocks.advanced.add(partition)
         if event_time is None or event_time <= clocks.clock_ms.get(partition, event_time - 1):
             return
         clocks.clock_ms[partition] = event_time
         clocks.advanced.add(partition)
         parked = clocks.parked_since_ms.get(partition, {})
         wait_ms = policy.order_wait_ms_max
+        tick = {**core.partition_clock(event_time), core.POSITION_FIELD: clocks.position_ms.get(partition, event_time)}
         for waiting in sorted(k for k, since in parked.items() if event_time - since > wait_ms):
             state = result.states.get(waiting) or load_state(waiting) or core.empty_state()
-            state, decisions, checks = core.handle(state, core.partition_clock(event_time), policy)
+            state, decisions, checks = core.handle(state, tick, policy)
             _emit(result, waiting, state, decisions, checks)
             clocks.note(partition, waiting, state)
 

@@ -106,14 +106,10 @@ class Publisher:
             raise TransientError(f"Kafka at {settings.kafka_bootstrap} did not answer: {error}") from None
 
     def publish(self, record_name: str, datum: dict) -> None:
-        """Encode one event with the current schema and send it to its topic (asynchronously), with
-        the event's own time as the record timestamp."""
-        from streams.core.inbound import event_time_of
-
+        """Encode one event with the current schema and send it to its topic (asynchronously)."""
         value = schemas.encode(record_name, datum)
         future = self._producer.send(
-            self.names.for_event(record_name), key=datum["customer_id"].encode(), value=value,
-            timestamp_ms=event_time_of(record_name, datum),
+            self.names.for_event(record_name), key=datum["customer_id"].encode(), value=value
         )
         future.add_errback(lambda error: self._errors.append(f"{record_name} {datum.get('event_id')}: {error}"))
 
@@ -141,24 +137,23 @@ class Publisher:
         self.close()
 
 
-# A spool frame: topic index (1 byte), key length (2 bytes), value length (4 bytes), the record
-# timestamp in ms (8 bytes: the event's own time), then the bytes.
-_FRAME = struct.Struct(">BHIq")
+# A spool frame: topic index (1 byte), key length (2 bytes), value length (4 bytes), then the bytes.
+_FRAME = struct.Struct(">BHI")
 # Record batches sent to the broker at most: bounds memory and keeps acks flowing.
 SEND_BATCHES_IN_FLIGHT_MAX = 32
 # Bytes per record batch (under the broker's default message.max.bytes of 1 MiB).
 SEND_BATCH_BYTES_MAX = 512 * 1024
 
 
-def write_frame(out, topic_index: int, key: bytes, value: bytes, timestamp_ms: int) -> None:
-    """Append one encoded event to a spool, with the record timestamp it is sent with."""
-    out.write(_FRAME.pack(topic_index, len(key), len(value), timestamp_ms))
+def write_frame(out, topic_index: int, key: bytes, value: bytes) -> None:
+    """Append one encoded event to a spool."""
+    out.write(_FRAME.pack(topic_index, len(key), len(value)))
     out.write(key)
     out.write(value)
 
 
-def read_frames(spool) -> Iterator[tuple[int, bytes, bytes, int]]:
-    """(topic index, key, value, timestamp ms) for every frame of a spool, in order."""
+def read_frames(spool) -> Iterator[tuple[int, bytes, bytes]]:
+    """(topic index, key, value) for every frame of a spool, in order."""
     header_size = _FRAME.size
     while True:
         header = spool.read(header_size)
@@ -166,17 +161,19 @@ def read_frames(spool) -> Iterator[tuple[int, bytes, bytes, int]]:
             return
         if len(header) != header_size:
             raise InvariantViolation("publish spool: truncated frame")
-        topic_index, key_length, value_length, timestamp_ms = _FRAME.unpack(header)
-        yield topic_index, spool.read(key_length), spool.read(value_length), timestamp_ms
+        topic_index, key_length, value_length = _FRAME.unpack(header)
+        yield topic_index, spool.read(key_length), spool.read(value_length)
 
 
-def send_frames(settings: Settings, topics: list[str], frames: Iterable[tuple[int, bytes, bytes, int]],
+def send_frames(settings: Settings, topics: list[str], frames: Iterable[tuple[int, bytes, bytes]],
                 progress=None, progress_every: int = 50_000) -> int:
     """Send keyed records in record batches (aiokafka, idempotent, acks=all); returns how many.
 
-    Each record's timestamp is the event's own time (when it happened), not when the file was
-    published: the worker orders a partition's topics by record timestamp, so the same file decides
-    the same however fast or in whatever pieces it is published (docs/decisions.md).
+    Record timestamps are the time of sending, made strictly increasing in file order (a record
+    sent in the same millisecond as the one before it gets the next millisecond): the worker
+    orders a partition's topics by record timestamp, so the same file is decided in file order
+    however fast it is sent (docs/decisions.md). Without this, two events sent in one millisecond
+    to different topics were ordered by topic, and a replay could differ from the first run.
 
     Records keep their order per partition; the partition is murmur2(key), as every Kafka
     client's default partitioner computes it, so a customer's events land where the worker and
@@ -269,8 +266,10 @@ async def _send_frames(settings: Settings, topics: list[str], frames, progress, 
             raise InvariantViolation(f"topic {', '.join(missing)} does not exist on {settings.kafka_bootstrap}; "
                                      "run `remedy-ledger topics create` (or start a worker) first")
         batcher = RecordBatcher(producer)
-        for topic_index, key, value, timestamp_ms in frames:
-            await batcher.add(topics[topic_index], key, value, timestamp_ms=timestamp_ms)
+        last_ms = 0
+        for topic_index, key, value in frames:
+            last_ms = max(int(time.time() * 1000), last_ms + 1)
+            await batcher.add(topics[topic_index], key, value, timestamp_ms=last_ms)
             sent += 1
             if progress and sent % progress_every == 0:
                 progress(sent)

@@ -22,7 +22,6 @@ from typing import Callable, Iterator
 import schemas
 from streams.errors import EncodeError, InvariantViolation, ValidationError
 from streams.core.inbound import (
-    event_time_of,
     PUBLISHABLE_TYPES,
     LineProblems,
     TimeBounds,
@@ -206,7 +205,7 @@ def _scan_range(path: Path, start: int, end: int, first_line: int, spool_path: s
                     found.add(record_name, datum, line_start, number)
                     if out is not None and not problem_count:
                         write_frame(out, topic_of[record_name], datum["customer_id"].encode(),
-                                    schemas.encode(record_name, datum), event_time_of(record_name, datum))
+                                    schemas.encode(record_name, datum))
                     count += 1
                 except LineProblems as bad:
                     for line_problem in bad.problems:
@@ -295,7 +294,7 @@ def read_events(path: Path) -> Iterator[tuple[str, dict]]:
         yield parse_event_line(text, avro)
 
 
-def read_spools(spools: list[str]) -> Iterator[tuple[int, bytes, bytes, int]]:
+def read_spools(spools: list[str]) -> Iterator[tuple[int, bytes, bytes]]:
     """Every frame of the spool files, in order (what `_scan` wrote)."""
     for spool in spools:
         with open(spool, "rb", buffering=SPOOL_BUFFER_BYTES) as handle:

@@ -213,3 +213,63 @@ def test_checks_of_one_customer_carry_increasing_keys_and_an_answer_s_drain_goes
     state = world.customers["c1"]
     assert state["checks_sent"] == 2 and state["order_ms_last"] == T0 + 60
     assert world.final_decisions()["r2"]["outcome"] == "GRANTED"
+
+
+def test_a_blocked_customer_holds_the_watermark_only_at_its_first_queued_request_or_incident():
+    from tests.unit.test_core import incident
+
+    world = World(TIGHT)
+    world.feed(order("o1", total=50_000, address="home"))
+    world.feed({**request("r1", 5_000, kind="REFUND", order_id="o1", at=T0 + 10), core.POSITION_FIELD: T0 + 50},
+               deliver=False)
+    state = world.customers["c1"]
+    assert core.blocked_order_key("c1", state) is None  # its answer can make no further check
+    state, _, _ = core.handle(state, {**order("o2", total=9_000, at=T0 + 20), core.POSITION_FIELD: T0 + 60}, TIGHT)
+    assert core.blocked_order_key("c1", state) is None  # an order alone releases nothing
+    state, _, _ = core.handle(state, {**incident("i1", "DAMAGED", order_id="o2", at=T0 + 30),
+                                      core.POSITION_FIELD: T0 + 70}, TIGHT)
+    assert core.blocked_order_key("c1", state) == (T0 + 70, "c1", 2)
+    state, _, _ = core.handle(state, {**request("r2", 1_000, at=T0 + 40), core.POSITION_FIELD: T0 + 80}, TIGHT)
+    assert core.blocked_order_key("c1", state) == (T0 + 70, "c1", 2)
+
+
+def test_a_queued_request_that_can_reach_no_later_scope_holds_nothing_back():
+    world = World(TIGHT)
+    world.feed(order("o1", total=50_000, address="home"))
+    world.feed({**request("r1", 5_000, kind="REFUND", order_id="o1", at=T0 + 10), core.POSITION_FIELD: T0 + 50},
+               deliver=False)
+    state = world.customers["c1"]
+    credit = {**request("r2", 1_000, at=T0 + 40), core.POSITION_FIELD: T0 + 80}  # no order, asked by the customer
+    state, _, _ = core.handle(state, credit, TIGHT)
+    assert core.blocked_order_key("c1", state) is None
+    by_associate = {**request("r3", 1_000, at=T0 + 41, requested_by="assoc-1"), core.POSITION_FIELD: T0 + 90}
+    state, _, _ = core.handle(state, by_associate, TIGHT)
+    assert core.blocked_order_key("c1", state) == (T0 + 90, "c1", 2)
+
+
+def test_a_check_that_came_late_waits_behind_the_household_but_never_holds_its_associate_back():
+    state = {**scopes.empty_scope_state(), "unsettled": "r9", "unsettled_key": [T0 + 100, "c9", 1]}
+    late = {"request_id": "r1", "order_ms": T0 + 50, "order_customer": "c1", "order_n": 1}
+    later = {"request_id": "r2", "order_ms": T0 + 150, "order_customer": "c2", "order_n": 1}
+    assert scopes.waiting_order_key({**state, "waiting": [late]}) is None
+    assert scopes.waiting_order_key({**state, "waiting": [late, later]}) == (T0 + 150, "c2", 1)
+    assert scopes.waiting_order_key({**scopes.empty_scope_state(), "unsettled": "r9", "waiting": [late]}) == (
+        T0 + 50, "c1", 1)  # a state written before unsettled keys were kept: every waiting check bounds
+
+
+def test_a_late_check_is_judged_at_once_on_the_room_the_unsettled_reservation_leaves():
+    world = World(TIGHT)
+    world.feed(order("o1", customer="c1", total=50_000, address="home"))
+    world.feed(order("o2", customer="c2", total=50_000, address="home"))
+    world.feed({**request("first", 15_000, kind="REFUND", order_id="o1", customer="c1", requested_by="assoc-1",
+                          at=T0 + 100), core.POSITION_FIELD: T0 + 100}, deliver=False)
+    world.deliver_one()  # passed on to the associate: the household is unsettled at key T0+100
+    world.feed({**request("late", 16_000, kind="REFUND", order_id="o2", customer="c2", at=T0 + 50),
+                core.POSITION_FIELD: T0 + 50}, deliver=False)  # a smaller key, after the frontier passed
+    world.deliver_one(len(world.in_flight) - 1)
+    household = world.scopes["household:home"]
+    assert "waiting" not in household and household["unsettled"] == "first"  # judged at once, not waiting
+    world.deliver_all()
+    final = world.final_decisions()
+    assert final["late"]["reason_codes"] == [core.HOUSEHOLD_30D_CAP_EXCEEDED]  # 150 reserved + 160 > 300
+    assert final["first"]["outcome"] == "GRANTED"
