@@ -339,6 +339,15 @@ def check_room(decisions: list[dict], deployment: Deployment, label: str) -> int
     return checked
 
 
+def counters(decision: dict | None) -> dict | None:
+    """The counters and caps a decision was judged with, without the scopes' judged sequence (how
+    many checks a scope judged before it: a crash can make a scope judge a check again, see the
+    closing note of the ordering change; the order and the counters are what decide)."""
+    if decision is None:
+        return None
+    return {k: v for k, v in (decision.get("inputs") or {}).items() if not k.endswith("_judged_sequence")}
+
+
 def compare(reference: Reference, decisions: list[dict], finals: dict[str, dict], label: str) -> list[str]:
     """(c): final decisions equal the reference's, every one of them: outcome, granted cents, reason
     codes, and the counters every scope judged with (scopes judge in order-key order, customers
@@ -346,11 +355,12 @@ def compare(reference: Reference, decisions: list[dict], finals: dict[str, dict]
     Returns nothing (kept for the report line)."""
     differing = sorted(r for r in set(reference.finals) | set(finals)
                        if essence(reference.finals.get(r)) != essence(finals.get(r))
-                       or (reference.finals.get(r) or {}).get("inputs") != (finals.get(r) or {}).get("inputs"))
+                       or counters(reference.finals.get(r)) != counters(finals.get(r)))
     def shown(request_id: str) -> str:
         ours, theirs = reference.finals.get(request_id) or {}, finals.get(request_id) or {}
         keys = sorted(k for k in set(ours.get("inputs") or {}) | set(theirs.get("inputs") or {})
-                      if (ours.get("inputs") or {}).get(k) != (theirs.get("inputs") or {}).get(k))
+                      if (ours.get("inputs") or {}).get(k) != (theirs.get("inputs") or {}).get(k)
+                      and not k.endswith("_judged_sequence"))
         return (f"    {request_id}: reference {essence(ours or None)} vs {essence(theirs or None)}; inputs that differ: "
                 + ", ".join(f"{k} {(ours.get('inputs') or {}).get(k)} vs {(theirs.get('inputs') or {}).get(k)}" for k in keys))
 
