@@ -294,8 +294,8 @@ POSITION_FIELD = "position_ms"
 
 
 def position_of(event: Event) -> int:
-    """Where an upstream event stands in its partition's event time: the partition clock after it
-    (set by the shell), else its own timestamp."""
+    """Where an upstream event stands in its partition's log: the newest record timestamp up to it
+    (set by the shell), else its own time (tests, replays)."""
     position = event.get(POSITION_FIELD)
     if position is not None:
         return position
@@ -394,8 +394,6 @@ def _apply_queued(state: State, policy: Policy) -> tuple[State, list[Decision], 
         decisions.extend(more_decisions)
         checks.extend(more_checks)
     return state, decisions, checks
-
-
 
 
 def blocked_order_key(customer_id: str, state: State) -> tuple[int, str, int] | None:
@@ -615,7 +613,7 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None,
 
 def _first_check(request: Event, decision: Decision, scopes: list[str], order_ms: int, number: int) -> Check:
     """The RESERVE a granted request sends to its first later scope, with its order key: where its
-    customer's partition stood in event time, and the customer's check number (see `order_key`)."""
+    customer's partition stood in the log, and the customer's check number (`ordering.order_key`)."""
     scope, _, key = scopes[0].partition(":")
     return {
         "event_id": f"{request['request_id']}/RESERVE/{scopes[0]}",

@@ -2,8 +2,8 @@
 them judge in that order (pure).
 
 Every check carries an order key: (where its customer's partition stood in the log when the check
-was made: the newest record timestamp, the customer id, the customer's check number). Each partition that sends checks
-also sends, after them, a PROGRESS watermark: no later check from it has a smaller key. A scope
+was made: the newest record timestamp, the customer id, the customer's check number). Each
+partition that sends checks also sends, after them, a PROGRESS watermark: no later check from it has a smaller key. A scope
 partition judges a check only once every source's watermark is past its key, so it judges in key
 order, whatever the timing of the partitions: a replay of the same log decides the same, with or
 without crashes, with one or more workers (docs/decisions.md, "Order across partitions").
@@ -27,17 +27,17 @@ def order_key(check: dict[str, Any]) -> Key:
     return (check.get("order_ms") or 0, check.get("order_customer") or "", check.get("order_n") or 0)
 
 
-def decide_watermark(clock_ms: int | None, blocked: Iterable[Key], quiet: bool) -> Key:
+def decide_watermark(position_ms: int | None, blocked: Iterable[Key], quiet: bool) -> Key:
     """The smallest key a decide partition can still send.
 
-    New input makes checks at the partition's position (newest record timestamp) or later; a customer whose check is in flight
-    makes its next one at its blocked key (`decision.blocked_order_key`). A quiet partition (no
+    New input makes checks at the partition's position (newest record timestamp) or later; a
+    customer whose check is in flight makes its next one at its blocked key (`decision.blocked_order_key`). A quiet partition (no
     input left on the broker, none buffered) only has its blocked customers left.
     """
     floor = min(blocked, default=IDLE_KEY)
     if quiet:
         return floor
-    return min((clock_ms or 0, "", 0), floor)
+    return min((position_ms or 0, "", 0), floor)
 
 
 def household_frontier(marks: dict[str, Key], decide_sources: Iterable[str]) -> Key:

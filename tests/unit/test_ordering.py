@@ -176,7 +176,7 @@ def test_events_wait_behind_a_check_and_a_conflicting_repeat_is_refused_at_once(
     assert ticks["queued"][-1][1]["clock_ms"] == T0 + 9
 
 
-@pytest.mark.parametrize("clock_ms, blocked, quiet, expected", [
+@pytest.mark.parametrize("position_ms, blocked, quiet, expected", [
     (None, [], True, ordering.IDLE_KEY),
     (T0, [], True, ordering.IDLE_KEY),
     (T0, [], False, (T0, "", 0)),
@@ -184,8 +184,8 @@ def test_events_wait_behind_a_check_and_a_conflicting_repeat_is_refused_at_once(
     (T0, [(T0 - 5, "c9", 3), (T0 - 5, "c1", 7)], True, (T0 - 5, "c1", 7)),
     (None, [], False, (0, "", 0)),
 ])
-def test_a_decide_watermark_is_the_smallest_key_it_can_still_send(clock_ms, blocked, quiet, expected):
-    assert ordering.decide_watermark(clock_ms, blocked, quiet) == expected
+def test_a_decide_watermark_is_the_smallest_key_it_can_still_send(position_ms, blocked, quiet, expected):
+    assert ordering.decide_watermark(position_ms, blocked, quiet) == expected
 
 
 def test_a_source_not_heard_from_holds_everything_back():
@@ -215,14 +215,19 @@ def test_checks_of_one_customer_carry_increasing_keys_and_an_answer_s_drain_goes
     assert world.final_decisions()["r2"]["outcome"] == "GRANTED"
 
 
-def test_a_blocked_customer_holds_the_watermark_only_at_its_first_queued_request_or_incident():
-    from tests.unit.test_core import incident
-
+def customer_with_a_check_in_flight() -> dict:
+    """c1's state while its refund r1 (position T0+50) is at its household check."""
     world = World(TIGHT)
     world.feed(order("o1", total=50_000, address="home"))
     world.feed({**request("r1", 5_000, kind="REFUND", order_id="o1", at=T0 + 10), core.POSITION_FIELD: T0 + 50},
                deliver=False)
-    state = world.customers["c1"]
+    return world.customers["c1"]
+
+
+def test_a_blocked_customer_holds_the_watermark_only_at_its_first_queued_request_or_incident():
+    from tests.unit.test_core import incident
+
+    state = customer_with_a_check_in_flight()
     assert core.blocked_order_key("c1", state) is None  # its answer can make no further check
     state, _, _ = core.handle(state, {**order("o2", total=9_000, at=T0 + 20), core.POSITION_FIELD: T0 + 60}, TIGHT)
     assert core.blocked_order_key("c1", state) is None  # an order alone releases nothing
@@ -234,11 +239,7 @@ def test_a_blocked_customer_holds_the_watermark_only_at_its_first_queued_request
 
 
 def test_a_queued_request_that_can_reach_no_later_scope_holds_nothing_back():
-    world = World(TIGHT)
-    world.feed(order("o1", total=50_000, address="home"))
-    world.feed({**request("r1", 5_000, kind="REFUND", order_id="o1", at=T0 + 10), core.POSITION_FIELD: T0 + 50},
-               deliver=False)
-    state = world.customers["c1"]
+    state = customer_with_a_check_in_flight()
     credit = {**request("r2", 1_000, at=T0 + 40), core.POSITION_FIELD: T0 + 80}  # no order, asked by the customer
     state, _, _ = core.handle(state, credit, TIGHT)
     assert core.blocked_order_key("c1", state) is None
