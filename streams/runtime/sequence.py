@@ -117,18 +117,19 @@ class Sequencer:
         for partition, heap in self.heaps.items():
             household = self.frontier(partition, "household")
             associate = self.frontier(partition, "associate")
-            # A household check beyond its frontier does not hold back an associate check with a
-            # larger key below the associate frontier (they never share a scope key).
-            later = []
-            while heap:
-                key, tie, scope, event = heapq.heappop(heap)
-                if key < (household if scope == "household" else associate):
-                    out.append(event)
+            # The associate frontier never passes the household one, so nothing at or above the
+            # household frontier can go: only the keys below it are looked at. Among those, an
+            # associate check at or above its own frontier stays (it shares no key with a household).
+            kept = []
+            while heap and heap[0][0] < household:
+                entry = heapq.heappop(heap)
+                if entry[2] == "household" or entry[0] < associate:
+                    out.append(entry[3])
                 else:
-                    later.append((key, tie, scope, event))
-            for entry in later:
+                    kept.append(entry)
+            for entry in kept:
                 heapq.heappush(heap, entry)
-            if later:
+            if heap:
                 self.held_waits_total += 1
         overflow = self.held() - HELD_EVENTS_MAX
         if overflow > 0:

@@ -1,0 +1,62 @@
+"""The limits agent's sequencer (streams/runtime/sequence.py): RESERVEs held behind every source's
+watermark and released in order-key order; everything else passes at once (no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import schemas
+from streams.core import ordering
+from streams.runtime.sequence import Sequencer, progress_datum
+
+T0 = 1_790_000_000_000
+
+
+def event(partition: int, datum: dict) -> SimpleNamespace:
+    return SimpleNamespace(message=SimpleNamespace(value=schemas.encode("LimitCheck", datum), partition=partition))
+
+
+def reserve(request_id: str, scope: str, key: ordering.Key) -> dict:
+    return {**progress_datum("x", key), "event_id": f"{request_id}/RESERVE", "request_id": request_id,
+            "customer_id": key[1], "action": "RESERVE", "scope": scope, "scope_key": "k", "kind": "CREDIT",
+            "outcome": "GRANTED", "passed": True, "amount_cents": 100, "at": T0}
+
+
+def names(events) -> list[str]:
+    return [schemas.decode(e.message.value)[1]["request_id"] for e in events]
+
+
+def take(sequencer: Sequencer, events: list) -> list[str]:
+    sequencer.add(events, None, lambda e: e.message.partition, None)
+    return names(asyncio.run(sequencer.take(None)))
+
+
+def marks(decide: ordering.Key, limits: ordering.Key) -> list:
+    return ([event(0, progress_datum(f"decide:{p}", decide)) for p in range(2)]
+            + [event(0, progress_datum(f"limits:{p}", limits)) for p in range(2)])
+
+
+def test_checks_wait_for_every_source_then_go_in_key_order_and_associates_wait_for_households_too():
+    sequencer = Sequencer(2)
+    checks = [event(0, reserve("h-late", "household", (T0 + 30, "c3", 1))),
+              event(0, reserve("a-mid", "associate", (T0 + 20, "c2", 1))),
+              event(0, reserve("h-early", "household", (T0 + 10, "c1", 1)))]
+    assert take(sequencer, checks) == []  # no source heard from: everything is held
+    assert take(sequencer, [event(0, progress_datum("decide:0", (T0 + 100, "", 0)))]) == ["decide:0"]
+    assert sequencer.held() == 3  # decide:1 not heard from yet
+    # Households may go up to T0+25; associates only up to what the households passed on (T0+15).
+    released = take(sequencer, marks((T0 + 25, "", 0), (T0 + 15, "", 0)))
+    assert released[-1:] == ["h-early"] and sequencer.held() == 2
+    assert take(sequencer, marks((T0 + 100, "", 0), (T0 + 100, "", 0)))[-2:] == ["a-mid", "h-late"]
+    assert sequencer.held() == 0
+
+
+def test_a_key_at_the_frontier_waits_one_below_it_goes():
+    sequencer = Sequencer(1)
+    at, below = (T0, "c2", 1), (T0, "c1", 9)
+    sequencer.add([event(0, reserve("at", "household", at)), event(0, reserve("below", "household", below))],
+                  None, lambda e: e.message.partition, None)
+    assert take(sequencer, [event(0, progress_datum("decide:0", at)),
+                            event(0, progress_datum("limits:0", at))])[-1:] == ["below"]
+    assert sequencer.held() == 1
