@@ -250,19 +250,10 @@ class Worker:
 
     # Watermarks (streams/core/ordering.py) ------------------------------------------------------
 
-    def _owned_partitions(self, topic: str) -> list[int]:
-        from faust.exceptions import ConsumerNotStarted
-
-        try:
-            assignment = self.app.consumer.assignment() if self.app is not None else set()
-        except ConsumerNotStarted:
-            return []
-        return sorted(tp.partition for tp in assignment if tp.topic == topic)
-
     async def _decide_tick(self) -> None:
         """Send each owned decide partition's watermark to every limits partition."""
         shell = self.shells["decide"]
-        partitions = self._owned_partitions(self.names.requests)
+        partitions = self._assigned()["decide"]
         await shell.ensure_owned(partitions)
         marks = {}
         for partition in partitions:
@@ -274,7 +265,7 @@ class Worker:
     async def _limits_tick(self) -> None:
         """Send each owned limits partition's watermark (for the checks it passes on) to every limits partition."""
         shell = self.shells["limits"]
-        partitions = self._owned_partitions(self.names.limit_checks)
+        partitions = self._assigned()["limits"]
         await shell.ensure_owned(partitions)
         marks = {limits_source(partition): ordering.limits_watermark(
                      shell.aligner.household_frontier(partition), self.waiting.get(partition, {}).values())
@@ -511,14 +502,8 @@ class Worker:
 
     def metrics_text(self) -> str:
         """/metrics: the counters and histograms, plus gauges read now (lag, state, restores, held)."""
-        lag = {}
         try:
-            consumer = self.app.consumer if self.app is not None else None
-            for tp in (consumer.assignment() if consumer is not None else ()):
-                highwater = consumer.highwater(tp)
-                committed = consumer._committed_offset.get(tp)
-                if highwater is not None:
-                    lag[(tp.topic, str(tp.partition))] = max(0, highwater - (committed or 0))
+            lag = {(tp.topic, str(tp.partition)): behind for tp, behind in self._lag_by_partition().items()}
         except Exception:  # noqa: BLE001 - a consumer not started has no lag to show
             lag = {}
         shells = self.shells.items()
@@ -560,14 +545,18 @@ class Worker:
                 problems.append(f"consumer lag {lag} above REMEDY_READY_LAG_MAX {self.settings.ready_lag_max}")
         return problems
 
-    def _lag(self) -> int:
-        consumer = self.app.consumer
-        total = 0
-        for tp in consumer.assignment():
+    def _lag_by_partition(self) -> dict:
+        """Per assigned topic-partition: messages on the broker not yet committed by this worker."""
+        consumer = self.app.consumer if self.app is not None else None
+        lag = {}
+        for tp in (consumer.assignment() if consumer is not None else ()):
             highwater = consumer.highwater(tp)
             if highwater is not None:
-                total += max(0, highwater - (consumer._committed_offset.get(tp) or 0))
-        return total
+                lag[tp] = max(0, highwater - (consumer._committed_offset.get(tp) or 0))
+        return lag
+
+    def _lag(self) -> int:
+        return sum(self._lag_by_partition().values())
 
     async def _kafka_problem(self) -> str | None:
         """Whether the broker answers a metadata request (cached for a second)."""
@@ -617,6 +606,14 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # Before anything is opened: a worker that would serve beyond loopback without tokens stops here.
+        tokens = load_tokens(self.settings.http_tokens_file)
+        check_binding(self.settings.web_host, tokens)
+        if tokens.enabled:
+            log.warning("HTTP: bearer tokens required (%r, from REMEDY_HTTP_TOKENS_FILE)", tokens)
+        else:
+            log.warning("HTTP: no REMEDY_HTTP_TOKENS_FILE: serving on loopback %s only, without authentication",
+                        self.settings.web_host)
         if self.serves_clickhouse:
             try:
                 await self.on_clickhouse("decision_count")  # open (and migrate) the store before serving
@@ -629,13 +626,6 @@ class Worker:
                         "(chDB allows one per data path): run this worker with --roles decide,limits, "
                         "or point REMEDY_CLICKHOUSE_URL at a ClickHouse server") from None
                 raise
-        tokens = load_tokens(self.settings.http_tokens_file)
-        check_binding(self.settings.web_host, tokens)
-        if tokens.enabled:
-            log.warning("HTTP: bearer tokens required (%r, from REMEDY_HTTP_TOKENS_FILE)", tokens)
-        else:
-            log.warning("HTTP: no REMEDY_HTTP_TOKENS_FILE: serving on loopback %s only, without authentication",
-                        self.settings.web_host)
         runner = web.AppRunner(WebViews(self, tokens).app(), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.settings.web_host, self.settings.web_port).start()
