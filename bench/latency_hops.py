@@ -93,11 +93,11 @@ def hop_figures(requests: list, checks: list, results: list, decisions: list) ->
             for name, v in figures.items()}
 
 
-def read_hops(bootstrap: str, names) -> dict:
+def read_hops(kafka, names) -> dict:
     """hop_figures over a deployment's topics, read back to their ends."""
 
     def read(topic):
-        return [(m.timestamp, schemas.decode(m.value)[1]) for m in read_topic(bootstrap, topic, 120, "hops")]
+        return [(m.timestamp, schemas.decode(m.value)[1]) for m in read_topic(kafka, topic, 120, "hops")]
 
     return hop_figures(read(names.requests), read(names.limit_checks), read(names.limit_results), read(names.decisions))
 
@@ -165,7 +165,7 @@ def main() -> None:
             worker.terminate()
             worker.wait(timeout=60)
 
-    summary = read_hops(settings.kafka_bootstrap, names)
+    summary = read_hops(settings.kafka, names)
     for name, row in summary.items():
         print(f"{name:20} n={row['n']:6} p50={row['p50_ms']} ms p90={row['p90_ms']} ms p99={row['p99_ms']} ms")
     one, five, _ = os.getloadavg()

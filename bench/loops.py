@@ -35,7 +35,9 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError
 
 from streams.runtime.batch import Incoming
+from streams.runtime.kafka_auth import aiokafka_options
 from streams.runtime.kafka_io import RecordBatcher, idempotent_aio_producer
+from streams.runtime.settings import KafkaConnection
 
 log = logging.getLogger("remedy.loops")
 
@@ -54,9 +56,9 @@ RESTORE_FETCH_BYTES_MAX = 8 << 20
 RESTORE_TIMEOUT_S = 600
 
 
-def new_producer(bootstrap: str) -> AIOKafkaProducer:
+def new_producer(kafka: KafkaConnection) -> AIOKafkaProducer:
     """The worker's one producer: idempotent, acks from every in-sync replica, set explicitly."""
-    return idempotent_aio_producer(bootstrap, "remedy-worker")
+    return idempotent_aio_producer(kafka, "remedy-worker")
 
 
 @dataclass
@@ -101,12 +103,12 @@ class PartitionState:
         """How many keys are held (all owned partitions)."""
         return sum(len(values) for values in self.by_partition.values())
 
-    async def restore(self, bootstrap: str, partitions: list[int]) -> None:
+    async def restore(self, kafka: KafkaConnection, partitions: list[int]) -> None:
         """Read each partition's changelog from the beginning to its end offset now."""
         if not partitions:
             return
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, client_id="remedy-restore",
+            **aiokafka_options(kafka), group_id=None, enable_auto_commit=False, client_id="remedy-restore",
             auto_offset_reset="earliest", max_partition_fetch_bytes=RESTORE_FETCH_BYTES_MAX,
         )
         await consumer.start()
@@ -289,7 +291,7 @@ class _Rebalance(ConsumerRebalanceListener):
             try:
                 if self.loop.state is not None:
                     missing = [p for p in partitions if p not in self.loop.state.by_partition]
-                    await self.loop.state.restore(self.loop.bootstrap, missing)
+                    await self.loop.state.restore(self.loop.kafka, missing)
             except BaseException as error:
                 self.loop.failure = error
                 raise
@@ -299,13 +301,13 @@ class _Rebalance(ConsumerRebalanceListener):
 class BatchLoop:
     """One consumer group over co-partitioned topics, processed in batches (see the module doc)."""
 
-    def __init__(self, name: str, group_id: str, topics: tuple[str, ...], bootstrap: str,
+    def __init__(self, name: str, group_id: str, topics: tuple[str, ...], kafka: KafkaConnection,
                  producer: AIOKafkaProducer, process: Process, batch_max: int, batch_wait_ms: int,
                  changelog: str | None = None, aligned: tuple[str, ...] = ()):
         self.name = name
         self.group_id = group_id
         self.topics = topics
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.producer = producer
         self.process = process
         self.batch_max = batch_max
@@ -321,7 +323,7 @@ class BatchLoop:
 
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **aiokafka_options(self.kafka),
             group_id=self.group_id,
             client_id=f"remedy-{self.name}",
             enable_auto_commit=False,

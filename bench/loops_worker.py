@@ -50,6 +50,7 @@ from streams.errors import RemedyLedgerError  # noqa: E402
 from streams.runtime.batch import (  # noqa: E402
     Incoming, fold_batch, fold_scope_batch, scope_key_of, state_from_bytes, state_to_bytes,
 )
+from streams.runtime.kafka_auth import aiokafka_options  # noqa: E402
 from streams.runtime.kafka_io import topic_names  # noqa: E402
 from streams.runtime.policy_log import decode_applied  # noqa: E402
 from streams.runtime.settings import Settings, load_settings  # noqa: E402
@@ -179,23 +180,23 @@ class LoopsWorker:
     def _build_loops(self, producer) -> dict[str, BatchLoop]:
         settings, names = self.settings, self.names
         groups = {group.rsplit("-", 1)[1]: group for group, _ in loop_groups(settings)}
-        bootstrap = settings.kafka_bootstrap
+        kafka = settings.kafka
         return {
-            "decide": BatchLoop("decide", groups["decide"], names.inputs(), bootstrap, producer,
+            "decide": BatchLoop("decide", groups["decide"], names.inputs(), kafka, producer,
                                 self._folding(fold_batch), settings.decide_batch_max, settings.decide_batch_wait_ms,
                                 changelog=names.customer_state_changelog,
                                 aligned=(names.orders, names.incidents, names.requests)),
-            "limits": BatchLoop("limits", groups["limits"], (names.limit_checks,), bootstrap, producer,
+            "limits": BatchLoop("limits", groups["limits"], (names.limit_checks,), kafka, producer,
                                 self._folding(fold_scope_batch), settings.decide_batch_max,
                                 settings.decide_batch_wait_ms, changelog=names.scope_state_changelog),
-            "project": BatchLoop("project", groups["project"], (names.decisions,), bootstrap, producer,
+            "project": BatchLoop("project", groups["project"], (names.decisions,), kafka, producer,
                                  self._project, settings.project_batch_max, settings.project_batch_wait_ms),
         }
 
     async def _follow_policy(self) -> None:
         # No consumer group: every worker reads every version, from the beginning.
         consumer = AIOKafkaConsumer(
-            self.names.policy, bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+            self.names.policy, **aiokafka_options(self.settings.kafka), group_id=None,
             auto_offset_reset="earliest", enable_auto_commit=False, client_id="remedy-policy",
         )
         await consumer.start()
@@ -237,13 +238,13 @@ class LoopsWorker:
         runner = web.AppRunner(WebViews(self).app(), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.settings.web_host, self.settings.web_port).start()
-        producer = new_producer(self.settings.kafka_bootstrap)
+        producer = new_producer(self.settings.kafka)
         await producer.start()
         self.loops = self._build_loops(producer)
         tasks = {asyncio.ensure_future(loop.run()): name for name, loop in self.loops.items()}
         tasks[asyncio.ensure_future(self._follow_policy())] = "policy"
         stopping = asyncio.ensure_future(stop.wait())
-        log.warning("loops worker ready on %s (web %s:%s)", self.settings.kafka_bootstrap, self.settings.web_host,
+        log.warning("loops worker ready on %s (web %s:%s)", self.settings.kafka, self.settings.web_host,
                     self.settings.web_port)
         status = 0
         try:

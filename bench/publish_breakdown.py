@@ -17,7 +17,7 @@ from pathlib import Path
 
 from streams.core.inbound import PUBLISHABLE_TYPES
 from streams.runtime.kafka_io import ensure_topics, send_frames, topic_names
-from streams.runtime.settings import Settings
+from streams.runtime.settings import KafkaConnection, Settings
 from streams.runtime.upstream import _parts_for, _scan, read_spools, validate_file
 
 
@@ -30,7 +30,7 @@ def timed(function):
 def main() -> None:
     path, bootstrap = Path(sys.argv[1]), sys.argv[2]
     count, validate_s = timed(lambda: validate_file(path))
-    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=f"benchraw{uuid.uuid4().hex[:6]}")
+    settings = Settings(kafka=KafkaConnection(bootstrap=bootstrap), topic_prefix=f"benchraw{uuid.uuid4().hex[:6]}")
     ensure_topics(settings)
     names = topic_names(settings)
     topics = list(names.inputs())

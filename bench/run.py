@@ -254,7 +254,7 @@ class Deployment:
             groups = self.groups()
         except ImportError:
             return None
-        return groups_lag(self.settings().kafka_bootstrap, groups)
+        return groups_lag(self.settings().kafka, groups)
 
     def wait_for_decisions(self, expected: int, samples: list | None = None) -> float:
         """Until at least `expected` decisions are projected and (where the tree can tell) nothing is unprocessed.
@@ -292,11 +292,11 @@ class RunningWorker:
     projects: bool  # serves /finance (with embedded chDB only one worker may)
 
 
-def groups_lag(bootstrap: str, groups: list[tuple[str, list[str]]]) -> int:
+def groups_lag(kafka, groups: list[tuple[str, list[str]]]) -> int:
     """Messages not yet processed and committed over every (group, topics): end offset minus committed."""
     from streams.runtime.kafka_io import groups_lag as lag_of
 
-    return lag_of(bootstrap, groups, client_id="remedy-bench-lag")
+    return lag_of(kafka, groups, client_id="remedy-bench-lag")
 
 
 def read_topic(topic: str) -> list:

@@ -21,6 +21,7 @@ from projections.store import REBUILD_SUFFIX
 from streams.runtime.batch import Incoming
 from streams.errors import TransientError
 from streams.runtime.kafka_io import topic_names
+from streams.runtime.kafka_auth import kafka_python_options
 from streams.runtime.settings import Settings
 
 # Decisions per rebuild insert: within ClickHouse's preferred 10k-100k rows, and short enough
@@ -38,13 +39,13 @@ class DecisionLog:
     def __init__(self, settings: Settings):
         self.topic = topic_names(settings).decisions
         self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
+            **kafka_python_options(settings.kafka), enable_auto_commit=False, group_id=None,
             client_id="remedy-ledger-audit",
         )
         partitions = self.consumer.partitions_for_topic(self.topic)
         if not partitions:
             self.consumer.close()
-            raise TransientError(f"topic {self.topic} not found on {settings.kafka_bootstrap}")
+            raise TransientError(f"topic {self.topic} not found on {settings.kafka}")
         self.partitions = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self.consumer.assign(self.partitions)
         self.consumer.seek_to_beginning(*self.partitions)

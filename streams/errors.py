@@ -31,3 +31,8 @@ class PolicyError(InvariantViolation):
 
 class TransientError(RemedyLedgerError):
     """A dependency (broker, database) is unavailable; retried with a bound, never dead-lettered."""
+
+
+class AccessRefused(RemedyLedgerError):
+    """A dependency refused these credentials or this operation (a wrong password, no ACL or role
+    allows it); not retried: waiting does not change who the client is."""

@@ -2,13 +2,32 @@
 # A local single-node Apache Kafka broker (KRaft mode) without Docker, for development and the
 # integration tests. Kafka is not packaged for Debian or PyPI, so its jars come from Maven Central.
 #
-# Usage: deploy/local/kafka.sh fetch|start|stop|status|logs [-f]
+# Usage: deploy/local/kafka.sh fetch|start [--secure]|stop|status|logs [-f]|grant PREFIX|TOOL ARGS...
 #
 #   fetch   copy the broker classpath into the cache (outside the repo); no-op when complete
 #   start   fetch if needed, format storage once, start the broker, wait until it answers
+#   start --secure   the same with SASL_SSL (SCRAM-SHA-512), a local CA and ACLs per role; see below
 #   stop    SIGTERM, bounded wait, then SIGKILL; no-op when not running
 #   status  print running/stopped; exit 0 when running, 1 otherwise
 #   logs    print the end of the broker log (-f to follow it)
+#   grant PREFIX    (secure) apply the role ACLs for another topic prefix (REMEDY_TOPIC_PREFIX)
+#   consumer-groups|topics|acls ARGS...   Kafka's own tools against this broker (bootstrap and,
+#           when secure, the admin user's --command-config filled in; REMEDY_KAFKA_TOOL_USER=ops
+#           runs them as another role)
+#
+# Secure mode: the first `start --secure` on an empty data dir makes a CA and a broker certificate
+# with openssl, one SCRAM user per role (admin, worker, upstream, fraud, finance, ops) with a random
+# password, formats storage with those users and turns on the StandardAuthorizer. For each role,
+# <data>/kafka/secure/ROLE.env holds the REMEDY_KAFKA_* settings (`set -a; . ROLE.env`) and
+# ROLE.properties the same for Java tools; both are readable by their owner only. The ACLs:
+#   worker    read, write, create the prefix's topics and changelogs; its consumer group
+#   upstream  write (and describe) the input topics only: orders, incidents, remedy requests
+#   fraud     write the policy topic and review decisions (on the requests topic); read the
+#             policy and decisions topics
+#   finance   nothing on Kafka (finance reads projections over HTTP)
+#   ops       read and describe every topic of the prefix, describe the worker's group, write
+#             the input topics (dead-letter replay)
+# A data dir is secure or plain from its first start; `start` on a secure data dir starts it secure.
 #
 # Environment (all optional):
 #   KAFKA_VERSION                  broker version, default 3.9.1 (the pom's logging deps fit 3.9.x)
@@ -32,6 +51,7 @@ readonly POM_FILE="$SCRIPT_DIR/kafka-pom.xml"
 readonly TEMPLATE_FILE="$SCRIPT_DIR/server.properties.template"
 readonly BROKER_LOG4J_FILE="$SCRIPT_DIR/log4j.properties"
 readonly TOOLS_LOG4J_FILE="$SCRIPT_DIR/tools-log4j.properties"
+readonly SECURE_TEMPLATE_FILE="$SCRIPT_DIR/server-secure.properties.template"
 
 CACHE_DIR="$(realpath -m "${REMEDY_CACHE_DIR:-$HOME/.cache/remedy-ledger}/kafka-$KAFKA_VERSION")"
 readonly CACHE_DIR
@@ -48,6 +68,14 @@ readonly PROPERTIES_FILE="$DATA_DIR/server.properties"
 readonly CLUSTER_ID_FILE="$DATA_DIR/cluster-id"
 readonly PID_FILE="$DATA_DIR/kafka.pid"
 readonly LOCK_FILE="$DATA_DIR/kafka.lock"
+# Secure mode's certificates, credentials and ACL markers; its presence makes the data dir secure.
+readonly SECURE_DIR="$DATA_DIR/secure"
+# The SCRAM users of secure mode: admin is the broker's own (super) user, the others are roles.
+readonly SECURE_USERS=(admin worker upstream fraud finance ops)
+readonly TOPIC_PREFIX="${REMEDY_TOPIC_PREFIX:-remedy}"
+# Certificates of the local CA: long enough for a development machine, renewed by deleting the data dir.
+readonly CA_VALID_DAYS=3650
+readonly BROKER_CERT_VALID_DAYS=825
 
 readonly KAFKA_PORT="${REMEDY_KAFKA_PORT:-9092}"
 readonly CONTROLLER_PORT="${REMEDY_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
@@ -184,7 +212,129 @@ port_answers() {
 api_versions_answer() {
   timeout "$API_PROBE_TIMEOUT_S" "$JAVA_BIN" -Dlog4j.configuration="file:$TOOLS_LOG4J_FILE" \
     -cp "$LIBS_DIR/*" kafka.admin.BrokerApiVersionsCommand \
-    --bootstrap-server "$BOOTSTRAP_SERVER" >/dev/null 2>&1
+    --bootstrap-server "$BOOTSTRAP_SERVER" $(client_config_args admin) >/dev/null 2>&1
+}
+
+is_secure() { [[ -d "$SECURE_DIR" ]]; }
+
+# --command-config for a role's Java client properties, in secure mode only.
+client_config_args() {
+  if is_secure; then
+    echo "--command-config $SECURE_DIR/$1.properties"
+  fi
+}
+
+# The CA, the broker certificate (SAN IP:127.0.0.1 and DNS:localhost) and one password per user,
+# made once; the files are readable by their owner only.
+make_secure_material() {
+  require_command openssl "apt-get install openssl"
+  local work="$SECURE_DIR.partial"
+  rm -rf "$work"
+  mkdir -p "$work"
+  chmod 700 "$work"
+  say "secure mode: making a local CA, the broker certificate and SCRAM users (${SECURE_USERS[*]})"
+  (
+    cd "$work"
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days "$CA_VALID_DAYS" -keyout ca.key -out ca.pem \
+      -subj "/CN=Remedy Ledger local CA" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -sha256 -keyout broker.key -out broker.csr -subj "/CN=localhost" 2>/dev/null
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+      "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -sha256 \
+      -days "$BROKER_CERT_VALID_DAYS" -extfile broker.ext -out broker.pem 2>/dev/null
+    cat broker.key broker.pem ca.pem >broker-keystore.pem
+    rm -f broker.csr broker.ext ca.srl
+    local user
+    for user in "${SECURE_USERS[@]}"; do
+      openssl rand -hex 24 >"$user.password"
+    done
+  ) || fail "openssl could not make the secure mode's certificates"
+  mv "$work" "$SECURE_DIR"
+  write_client_files
+}
+
+# ROLE.env (REMEDY_KAFKA_* for this project's clients) and ROLE.properties (for Java tools).
+write_client_files() {
+  local user password
+  for user in "${SECURE_USERS[@]}"; do
+    password="$(<"$SECURE_DIR/$user.password")"
+    (
+      umask 077
+      {
+        echo "# Remedy Ledger's Kafka settings for the $user role on the local secure broker."
+        echo "REMEDY_KAFKA_BOOTSTRAP=$BOOTSTRAP_SERVER"
+        echo "REMEDY_KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+        echo "REMEDY_KAFKA_SASL_MECHANISM=SCRAM-SHA-512"
+        echo "REMEDY_KAFKA_USERNAME=$user"
+        echo "REMEDY_KAFKA_PASSWORD_FILE=$SECURE_DIR/$user.password"
+        echo "REMEDY_KAFKA_CA_FILE=$SECURE_DIR/ca.pem"
+      } >"$SECURE_DIR/$user.env"
+      {
+        echo "# Kafka client properties for the $user role (kafka-consumer-groups --command-config ...)."
+        echo "security.protocol=SASL_SSL"
+        echo "sasl.mechanism=SCRAM-SHA-512"
+        echo "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$user\" password=\"$password\";"
+        echo "ssl.truststore.type=PEM"
+        echo "ssl.truststore.location=$SECURE_DIR/ca.pem"
+      } >"$SECURE_DIR/$user.properties"
+    )
+  done
+}
+
+# One kafka-acls call: the principal (a role), then resource and operation arguments.
+add_acl() {
+  local user="$1"
+  shift
+  run_kafka_tool kafka.admin.AclCommand --bootstrap-server "$BOOTSTRAP_SERVER" \
+    --command-config "$SECURE_DIR/admin.properties" --add --force --allow-principal "User:$user" "$@" >/dev/null \
+    || fail "kafka-acls could not add the ACL for $user: $*"
+}
+
+# The role ACLs for a topic prefix (see the top of this file); applied once per prefix.
+grant() {
+  local prefix="${1:-$TOPIC_PREFIX}"
+  is_secure || fail "grant: the broker in $DATA_DIR is not secure (start it with --secure)"
+  [[ "$prefix" =~ ^[A-Za-z0-9._-]+$ ]] || fail "grant: topic prefix '$prefix' has characters Kafka topic names do not allow"
+  local marker="$SECURE_DIR/acls-$prefix"
+  if [[ -f "$marker" ]]; then
+    say "role ACLs for topic prefix '$prefix' already applied"
+    return 0
+  fi
+  local started_s=$SECONDS
+  local orders="$prefix.orders.v1" incidents="$prefix.incidents.v1" requests="$prefix.remedy-requests.v1"
+  local decisions="$prefix.remedy-decisions.v1" policy="$prefix.policy.v1" group="$prefix-worker"
+  say "applying the role ACLs for topic prefix '$prefix' with kafka-acls"
+  add_acl worker --resource-pattern-type prefixed --topic "$prefix." --topic "$group-" \
+    --operation Read --operation Write --operation Create --operation Describe --operation DescribeConfigs
+  add_acl worker --resource-pattern-type prefixed --group "$group" --operation Read --operation Describe
+  add_acl upstream --topic "$orders" --topic "$incidents" --topic "$requests" --operation Write --operation Describe
+  add_acl fraud --topic "$policy" --topic "$requests" --operation Write --operation Describe
+  add_acl fraud --topic "$policy" --topic "$decisions" --operation Read --operation Describe
+  add_acl ops --resource-pattern-type prefixed --topic "$prefix." --topic "$group-" \
+    --operation Read --operation Describe --operation DescribeConfigs
+  add_acl ops --topic "$orders" --topic "$incidents" --topic "$requests" --operation Write
+  add_acl ops --resource-pattern-type prefixed --group "$group" --operation Describe
+  touch "$marker"
+  say "role ACLs for '$prefix' applied in $((SECONDS - started_s))s (finance has none: it reads nothing on Kafka)"
+}
+
+# Kafka's own command-line tools, pointed at this broker.
+run_tool() {
+  local name="$1"
+  shift
+  local class
+  case "$name" in
+    consumer-groups) class=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
+    topics) class=org.apache.kafka.tools.TopicCommand ;;
+    acls) class=kafka.admin.AclCommand ;;
+    *) fail "unknown tool $name" ;;
+  esac
+  fetch_is_complete || fail "no broker classpath yet; run '$0 fetch' first"
+  local user="${REMEDY_KAFKA_TOOL_USER:-admin}"
+  exec "$JAVA_BIN" -Dlog4j.configuration="file:$TOOLS_LOG4J_FILE" -cp "$LIBS_DIR/*" "$class" \
+    --bootstrap-server "$BOOTSTRAP_SERVER" $(client_config_args "$user") "$@"
 }
 
 # True once the server log, read from byte offset $1 (where this start began), says it started.
@@ -207,17 +357,35 @@ print_failure_logs() {
   done
 }
 
-render_properties() {
-  local template
-  template="$(<"$TEMPLATE_FILE")"
+# Prints a template with its placeholders filled; a placeholder left unfilled is an error.
+render_template() {
+  local file="$1" template
+  template="$(<"$file")"
   # The replacements are quoted so that bash 5.2 does not expand '&' inside them.
   template="${template//@KAFKA_PORT@/"$KAFKA_PORT"}"
   template="${template//@CONTROLLER_PORT@/"$CONTROLLER_PORT"}"
   template="${template//@LOG_DIRS@/"$SEGMENTS_DIR"}"
-  if [[ "$template" =~ @[A-Z_]+@ ]]; then
-    fail "$TEMPLATE_FILE has a placeholder kafka.sh does not fill: ${BASH_REMATCH[0]}"
+  if is_secure; then
+    template="${template//@SECURE_DIR@/"$SECURE_DIR"}"
+    template="${template//@ADMIN_PASSWORD@/"$(<"$SECURE_DIR/admin.password")"}"
   fi
-  printf '%s\n' "$template" >"$PROPERTIES_FILE.tmp"
+  if [[ "$template" =~ @[A-Z_]+@ ]]; then
+    fail "$file has a placeholder kafka.sh does not fill: ${BASH_REMATCH[0]}"
+  fi
+  printf '%s\n' "$template"
+}
+
+# server.properties: the template, then in secure mode the secure template (its keys win, being
+# later); owner-readable only, as the secure part holds the admin password.
+render_properties() {
+  (
+    umask 077
+    render_template "$TEMPLATE_FILE" >"$PROPERTIES_FILE.tmp"
+    if is_secure; then
+      printf '\n' >>"$PROPERTIES_FILE.tmp"
+      render_template "$SECURE_TEMPLATE_FILE" >>"$PROPERTIES_FILE.tmp"
+    fi
+  ) || exit 1
   mv "$PROPERTIES_FILE.tmp" "$PROPERTIES_FILE"
 }
 
@@ -233,11 +401,24 @@ format_storage_once() {
   local cluster_id
   cluster_id="$(tr -d '[:space:]' <"$CLUSTER_ID_FILE")"
   say "formatting KRaft storage in $SEGMENTS_DIR (cluster id $cluster_id)"
-  run_kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPERTIES_FILE" \
+  local scram_args=()
+  if is_secure; then
+    local user
+    for user in "${SECURE_USERS[@]}"; do
+      scram_args+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$(<"$SECURE_DIR/$user.password")]")
+    done
+  fi
+  run_kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPERTIES_FILE" "${scram_args[@]}" \
     || fail "kafka.tools.StorageTool format failed"
 }
 
 start() {
+  local secure_wanted=false
+  if [[ "${1:-}" == "--secure" ]]; then
+    secure_wanted=true
+  elif [[ -n "${1:-}" ]]; then
+    fail "start: unknown option $1 (only --secure)"
+  fi
   fetch
   require_command flock "apt-get install util-linux"
   take_lock "$LOCK_FILE"
@@ -265,6 +446,14 @@ start() {
     fi
   done
 
+  if $secure_wanted && ! is_secure; then
+    if [[ -f "$SEGMENTS_DIR/meta.properties" ]]; then
+      fail "the broker data in $DATA_DIR was formatted without --secure; use another REMEDY_DATA_DIR or delete it"
+    fi
+    make_secure_material
+  elif is_secure && ! $secure_wanted; then
+    say "the data in $DATA_DIR is a secure broker's: starting it secure"
+  fi
   render_properties
   format_storage_once
 
@@ -285,6 +474,10 @@ start() {
   echo "$pid" >"$PID_FILE"
   release_lock
   wait_until_ready "$pid" "$log_offset"
+  if is_secure; then
+    grant "$TOPIC_PREFIX"
+    say "secure: SASL_SSL with SCRAM-SHA-512; each role's settings are in $SECURE_DIR/ROLE.env"
+  fi
 }
 
 # Waits until the broker logged its start and answers ApiVersions, bounded by START_TIMEOUT_S.
@@ -377,7 +570,7 @@ logs() {
 }
 
 usage() {
-  sed -n '5,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '5,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -385,10 +578,12 @@ main() {
   shift || true
   case "$command" in
     fetch) fetch ;;
-    start) start ;;
+    start) start "$@" ;;
     stop) stop ;;
     status) status ;;
     logs) logs "$@" ;;
+    grant) grant "$@" ;;
+    consumer-groups|topics|acls) run_tool "$command" "$@" ;;
     -h|--help|help) usage ;;
     *) usage >&2; exit 2 ;;
   esac

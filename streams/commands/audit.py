@@ -22,9 +22,10 @@ import schemas
 from streams.core import audit as ledger_audit
 from streams.core.inbound import timestamps_to_ms
 from streams.errors import DecodeError, InvariantViolation, TransientError
-from streams.runtime.kafka_io import read_topic, topic_names, worker_groups
+from streams.runtime.kafka_io import read_topic, topic_names, unreachable, worker_groups
 from streams.runtime.policy_log import history
-from streams.runtime.settings import Settings, load_settings
+from streams.runtime.kafka_auth import kafka_python_options
+from streams.runtime.settings import KafkaConnection, Settings, load_settings
 from streams.runtime.topics import EVENT_TOPIC_ROLE
 from streams.runtime.upstream import avro_json_by_name
 
@@ -54,13 +55,13 @@ def _counted(records: Iterator, topic: str, progress: Progress) -> Iterator:
     progress(topic, count, True)
 
 
-def _offsets(bootstrap: str, topics: list[str], group_id: str | None) -> dict[tuple[str, int], int]:
+def _offsets(kafka: KafkaConnection, topics: list[str], group_id: str | None) -> dict[tuple[str, int], int]:
     """End offsets of these topics' partitions, or with `group_id` that group's committed offsets."""
     try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
+        consumer = KafkaConsumer(**kafka_python_options(kafka), group_id=group_id, enable_auto_commit=False,
                                  client_id="remedy-audit")
     except KafkaError as error:
-        raise TransientError(f"Kafka at {bootstrap} did not answer: {error}") from None
+        raise unreachable(kafka, error) from None
     try:
         partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
         if group_id is None:
@@ -68,7 +69,7 @@ def _offsets(bootstrap: str, topics: list[str], group_id: str | None) -> dict[tu
         found = {(tp.topic, tp.partition): consumer.committed(tp) for tp in partitions}
         return {where: offset for where, offset in found.items() if offset is not None}
     except KafkaError as error:
-        raise TransientError(f"Kafka at {bootstrap}: could not read offsets of {', '.join(topics)}: {error}") from None
+        raise TransientError(f"Kafka at {kafka}: could not read offsets of {', '.join(topics)}: {error}") from None
     finally:
         consumer.close()
 
@@ -84,7 +85,7 @@ def _dead_letter_positions(settings: Settings, timeout_s: float, progress: Progr
     names = topic_names(settings)
     inputs = {names.orders, names.incidents, names.requests}
     positions = set()
-    records = read_topic(settings.kafka_bootstrap, names.dead_letter, timeout_s, "remedy-audit", missing_ok=True)
+    records = read_topic(settings.kafka, names.dead_letter, timeout_s, "remedy-audit", missing_ok=True)
     for record in _counted(records, names.dead_letter, progress):
         try:
             name, letter = schemas.decode(record.value or b"")
@@ -124,7 +125,7 @@ def _customer_states(settings: Settings, timeout_s: float, progress: Progress):
     topic = names.customer_state_changelog
     facts: dict[str, ledger_audit.StateFacts] = {}
     outboxes: dict[str, list[dict]] = {}
-    records = read_topic(settings.kafka_bootstrap, topic, timeout_s, "remedy-audit", missing_ok=True)
+    records = read_topic(settings.kafka, topic, timeout_s, "remedy-audit", missing_ok=True)
     for record in _counted(records, topic, progress):
         if (record.key or b"").startswith(b"\x00"):
             continue  # a partition's clock, not a customer (streams/runtime/batch.py PARTITION_CLOCK_KEY)
@@ -155,7 +156,7 @@ def _decisions(settings: Settings, timeout_s: float, progress: Progress) -> tupl
     topic = topic_names(settings).decisions
     decisions, undecodable = [], 0
     avro = avro_json_by_name()
-    for record in _counted(read_topic(settings.kafka_bootstrap, topic, timeout_s, "remedy-audit"), topic, progress):
+    for record in _counted(read_topic(settings.kafka, topic, timeout_s, "remedy-audit"), topic, progress):
         try:
             name, datum = schemas.decode(record.value or b"")
         except DecodeError:
@@ -174,13 +175,13 @@ def read_and_audit(settings: Settings, timeout_s: float, progress: Progress) -> 
     names = topic_names(settings)
     inputs = [names.orders, names.incidents, names.requests]
     watched = inputs + [names.decisions, names.dead_letter, names.customer_state_changelog]
-    ends_before = _offsets(settings.kafka_bootstrap, watched, None)
+    ends_before = _offsets(settings.kafka, watched, None)
     applied = history(settings)
     policy = applied[-1].policy if applied else settings.policy
     policies = {settings.policy.version: settings.policy, **{a.policy.version: a.policy for a in applied}}
     # Committed offsets first: whatever the worker committed has its decision or state on the log
     # already, so the later reads see it; what it has not committed yet is reported as such.
-    committed = _offsets(settings.kafka_bootstrap, inputs, _decide_group(settings))
+    committed = _offsets(settings.kafka, inputs, _decide_group(settings))
     lettered = _dead_letter_positions(settings, timeout_s, progress)
     # The states before the decisions: a state is never newer than the decisions read after it.
     states, outbox = _customer_states(settings, timeout_s, progress)
@@ -192,7 +193,7 @@ def read_and_audit(settings: Settings, timeout_s: float, progress: Progress) -> 
 
     def input_events() -> Iterator[dict]:
         for topic in inputs:
-            records = read_topic(settings.kafka_bootstrap, topic, timeout_s, "remedy-audit")
+            records = read_topic(settings.kafka, topic, timeout_s, "remedy-audit")
             for record in _counted(records, topic, progress):
                 try:
                     name, datum = schemas.decode(record.value or b"")
@@ -213,7 +214,7 @@ def read_and_audit(settings: Settings, timeout_s: float, progress: Progress) -> 
     facts = ledger_audit.event_facts(input_events(), policy)
     report = ledger_audit.audit(facts, decisions, policy, policies=policies, states=states,
                                 unconsumed=unconsumed, dead_lettered=dead_lettered, outbox_decisions=outbox)
-    ends_after = _offsets(settings.kafka_bootstrap, watched, None)
+    ends_after = _offsets(settings.kafka, watched, None)
     return {
         **report.as_document(),
         "read": {

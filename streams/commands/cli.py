@@ -65,7 +65,7 @@ def cmd_topics(args) -> int:
 
     settings = _settings()
     created = ensure_topics(settings)
-    for name, partitions, configs in topic_names(settings).all_with_configs(settings.topic_partitions):
+    for name, partitions, configs in topic_names(settings).all_with_configs(settings.topic_partitions, settings.min_insync_replicas):
         state = "created" if name in created else "exists"
         print(f"{state:8} {name}  partitions={partitions}  {configs}")
     return 0
@@ -167,7 +167,7 @@ def _wait_decided(settings, requests: set[str]) -> tuple[set[str], int]:
     from streams.runtime.kafka_io import read_topic, topic_names
 
     decided, decision_ids = set(), set()
-    for record in read_topic(settings.kafka_bootstrap, topic_names(settings).decisions, WAIT_READ_TIMEOUT_S,
+    for record in read_topic(settings.kafka, topic_names(settings).decisions, WAIT_READ_TIMEOUT_S,
                              "remedy-wait", missing_ok=True):
         try:
             name, decision = schemas.decode(record.value) if record.value is not None else (None, None)
@@ -209,7 +209,7 @@ def _wait_found_on_requests(settings, wanted: set[str]) -> dict[str, tuple[int, 
     from streams.runtime.kafka_io import read_topic, topic_names
 
     found: dict[str, tuple[int, int, int, dict]] = {}
-    for record in read_topic(settings.kafka_bootstrap, topic_names(settings).requests, WAIT_READ_TIMEOUT_S,
+    for record in read_topic(settings.kafka, topic_names(settings).requests, WAIT_READ_TIMEOUT_S,
                              "remedy-wait", missing_ok=True):
         try:
             name, datum = schemas.decode(record.value) if record.value is not None else (None, None)
@@ -226,7 +226,9 @@ def _wait_committed(settings, topic: str) -> dict[int, int | None]:
     """Per partition of `topic`: the worker group's committed offset (None before its first commit)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id,
+    from streams.runtime.kafka_auth import kafka_python_options
+
+    consumer = KafkaConsumer(**kafka_python_options(settings.kafka), group_id=settings.app_id,
                              enable_auto_commit=False, client_id="remedy-wait")
     try:
         return {p: consumer.committed(TopicPartition(topic, p)) for p in sorted(consumer.partitions_for_topic(topic) or [])}

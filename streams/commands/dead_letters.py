@@ -65,7 +65,7 @@ def read_letters(settings) -> list[Letter]:
     """Every record on the dead-letter topic, decoded where it is a DeadLetter."""
     topic = topic_names(settings).dead_letter
     letters = []
-    for record in read_topic(settings.kafka_bootstrap, topic, DEAD_LETTER_READ_TIMEOUT_S, "remedy-dead-letters",
+    for record in read_topic(settings.kafka, topic, DEAD_LETTER_READ_TIMEOUT_S, "remedy-dead-letters",
                              missing_ok=True):
         written_ms = record.timestamp if record.timestamp is not None and record.timestamp >= 0 else None
         try:
@@ -230,7 +230,7 @@ def replayed_already(settings, topics: set[str]) -> dict[str, str]:
     """Dead letters (`DLQ-TOPIC:PARTITION:OFFSET`) already replayed, with where their replay is."""
     found: dict[str, str] = {}
     for topic in sorted(topics):
-        for record in read_topic(settings.kafka_bootstrap, topic, REPLAY_SCAN_TIMEOUT_S, "remedy-dead-letters",
+        for record in read_topic(settings.kafka, topic, REPLAY_SCAN_TIMEOUT_S, "remedy-dead-letters",
                                  missing_ok=True):
             for name, value in record.headers or ():
                 if name == REPLAY_OF_HEADER and value is not None:
@@ -276,7 +276,7 @@ async def _send(settings, plan: list[tuple[Letter, str]]) -> None:
     """Publish each planned dead letter's original key and bytes to its source topic, waiting for every ack."""
     from aiokafka.errors import KafkaError
 
-    producer = idempotent_aio_producer(settings.kafka_bootstrap, "remedy-dead-letters")
+    producer = idempotent_aio_producer(settings.kafka, "remedy-dead-letters")
     try:
         await producer.start()
         pending = []

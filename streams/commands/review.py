@@ -22,7 +22,7 @@ def current_decisions(settings) -> dict[str, dict]:
     """The decision in force for every request: the newest one that nothing supersedes."""
     current: dict[str, dict] = {}
     superseded: set[str] = set()
-    for record in read_topic(settings.kafka_bootstrap, topic_names(settings).decisions, DECISION_READ_TIMEOUT_S,
+    for record in read_topic(settings.kafka, topic_names(settings).decisions, DECISION_READ_TIMEOUT_S,
                              "remedy-review"):
         _, decision = schemas.decode(record.value)
         if decision["supersedes_decision_id"]:

@@ -47,7 +47,7 @@ def read_decisions(settings) -> Iterator[dict]:
     from streams.runtime.kafka_io import read_topic, topic_names
 
     topic = topic_names(settings).decisions
-    for record in read_topic(settings.kafka_bootstrap, topic, TOPIC_READ_TIMEOUT_S, "remedy-quality-report"):
+    for record in read_topic(settings.kafka, topic, TOPIC_READ_TIMEOUT_S, "remedy-quality-report"):
         yield schemas.decode(record.value)[1]
 
 

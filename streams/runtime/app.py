@@ -49,6 +49,7 @@ from streams.runtime.batch import (
     state_from_bytes,
     state_to_bytes,
 )
+from streams.runtime.kafka_auth import aiokafka_options, faust_options
 from streams.runtime.kafka_io import idempotent_aio_producer, topic_names
 from streams.runtime.policy_log import decode_applied
 from streams.runtime.sequence import PROGRESS_RESEND_S, Sequencer, decide_source, limits_source, progress_datum
@@ -347,7 +348,7 @@ class Worker:
         settings, names = self.settings, self.names
         app = faust.App(
             settings.app_id,
-            broker=f"kafka://{settings.kafka_bootstrap}",
+            **faust_options(settings.kafka),
             store="memory://",
             autodiscover=False,
             datadir=str(settings.data_dir / "faust"),
@@ -371,7 +372,7 @@ class Worker:
         if "decide" in self.roles:
             self.shells["decide"] = AgentShell(
                 "decide", self._folding(self._fold_customers, clock_key=True),
-                PartitionState(names.customer_state_changelog, settings.kafka_bootstrap, index=_customer_index),
+                PartitionState(names.customer_state_changelog, settings.kafka, index=_customer_index),
                 producer, aligner=self._aligner(app), rebalancing=lambda: app.rebalancing)
             decide_shell = self.shells["decide"]
             decide_shell.on_restored = self._restored_customers
@@ -385,7 +386,7 @@ class Worker:
         if "limits" in self.roles:
             self.shells["limits"] = AgentShell(
                 "limits", self._folding(self._fold_scopes),
-                PartitionState(names.scope_state_changelog, settings.kafka_bootstrap, index=_scope_index), producer,
+                PartitionState(names.scope_state_changelog, settings.kafka, index=_scope_index), producer,
                 aligner=Sequencer(settings.topic_partitions), rebalancing=lambda: app.rebalancing)
             limits_shell = self.shells["limits"]
             limits_shell.on_restored = self._restored_scopes
@@ -451,7 +452,7 @@ class Worker:
     async def _follow_policy(self) -> None:
         # No consumer group: every worker reads every version, from the beginning.
         consumer = AIOKafkaConsumer(
-            self.names.policy, bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+            self.names.policy, **aiokafka_options(self.settings.kafka), group_id=None,
             auto_offset_reset="earliest", enable_auto_commit=False, client_id="remedy-policy",
         )
         await consumer.start()
@@ -571,7 +572,7 @@ class Worker:
             else:
                 await asyncio.wait_for(self.producer.client.fetch_all_metadata(), READY_CHECK_TIMEOUT_S)
         except Exception as error:  # noqa: BLE001 - any failure means not ready
-            problem = f"Kafka at {self.settings.kafka_bootstrap} did not answer in {READY_CHECK_TIMEOUT_S:g} s: {error!r}"
+            problem = f"Kafka at {self.settings.kafka} did not answer in {READY_CHECK_TIMEOUT_S:g} s: {error!r}"
         self._kafka_checked = (loop.time(), problem)
         return problem
 
@@ -629,14 +630,14 @@ class Worker:
         runner = web.AppRunner(WebViews(self, tokens).app(), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.settings.web_host, self.settings.web_port).start()
-        self.producer = idempotent_aio_producer(self.settings.kafka_bootstrap, "remedy-worker")
+        self.producer = idempotent_aio_producer(self.settings.kafka, "remedy-worker")
         await self.producer.start()
         app = self.app = self.build_app()
         await app.start()
         tasks = {asyncio.ensure_future(self._follow_policy()): "policy",
                  asyncio.ensure_future(self._until_crashed(app)): "faust app"}
         stopping = asyncio.ensure_future(stop.wait())
-        log.warning("worker ready on %s: roles %s (web %s:%s)", self.settings.kafka_bootstrap, ",".join(self.roles),
+        log.warning("worker ready on %s: roles %s (web %s:%s)", self.settings.kafka, ",".join(self.roles),
                     self.settings.web_host, self.settings.web_port)
         done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
         status = 0

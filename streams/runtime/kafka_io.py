@@ -12,8 +12,9 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 import schemas
-from streams.errors import InvariantViolation, TransientError
-from streams.runtime.settings import Settings
+from streams.errors import AccessRefused, InvariantViolation, TransientError
+from streams.runtime.kafka_auth import aiokafka_options, kafka_python_options
+from streams.runtime.settings import KafkaConnection, Settings
 from streams.runtime.topics import TopicNames
 
 # Admin connection attempts while the broker is still starting: 30 x 1 s covers a cold start.
@@ -37,11 +38,11 @@ def _admin(settings: Settings) -> KafkaAdminClient:
     last_error: Exception | None = None
     for _ in range(ADMIN_CONNECT_ATTEMPTS_MAX):
         try:
-            return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="remedy-admin")
+            return KafkaAdminClient(**kafka_python_options(settings.kafka), client_id="remedy-admin")
         except KafkaError as error:
             last_error = error
             time.sleep(1)
-    raise TransientError(f"Kafka at {settings.kafka_bootstrap} did not answer: {last_error}")
+    raise unreachable(settings.kafka, last_error)
 
 
 def ensure_topics(settings: Settings) -> list[str]:
@@ -50,7 +51,7 @@ def ensure_topics(settings: Settings) -> list[str]:
     admin = _admin(settings)
     try:
         existing = set(admin.list_topics())
-        wanted = names.all_with_configs(settings.topic_partitions)
+        wanted = names.all_with_configs(settings.topic_partitions, settings.min_insync_replicas)
         missing = [
             NewTopic(name=name, num_partitions=parts, replication_factor=settings.topic_replication, topic_configs=configs)
             for name, parts, configs in wanted
@@ -92,7 +93,7 @@ class Publisher:
         self._errors: list[str] = []
         try:
             self._producer = KafkaProducer(
-                bootstrap_servers=settings.kafka_bootstrap,
+                **kafka_python_options(settings.kafka),
                 acks="all",
                 enable_idempotence=True,
                 retries=PRODUCER_RETRIES_MAX,
@@ -103,7 +104,7 @@ class Publisher:
                 client_id="remedy-publisher",
             )
         except KafkaError as error:
-            raise TransientError(f"Kafka at {settings.kafka_bootstrap} did not answer: {error}") from None
+            raise unreachable(settings.kafka, error) from None
 
     def publish(self, record_name: str, datum: dict) -> None:
         """Encode one event with the current schema and send it to its topic (asynchronously)."""
@@ -111,17 +112,21 @@ class Publisher:
         future = self._producer.send(
             self.names.for_event(record_name), key=datum["customer_id"].encode(), value=value
         )
-        future.add_errback(lambda error: self._errors.append(f"{record_name} {datum.get('event_id')}: {error}"))
+        future.add_errback(lambda error: self._errors.append(f"{record_name} {datum.get('event_id')}: {error!r}"))
 
     def publish_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Send bytes as they are (tests use it to plant poison messages)."""
-        self._producer.send(topic, key=key, value=value)
+        """Send bytes as they are (the policy topic's records; tests plant poison messages so)."""
+        future = self._producer.send(topic, key=key, value=value)
+        future.add_errback(lambda error: self._errors.append(f"a record for {topic}: {error!r}"))
 
     def flush(self) -> None:
         """Wait until every sent event is acknowledged by all in-sync replicas, or raise."""
         self._producer.flush(timeout=PUBLISH_FLUSH_TIMEOUT_S)
         if self._errors:
-            raise TransientError(f"{len(self._errors)} events were not acknowledged, first: {self._errors[0]}")
+            problem = f"{len(self._errors)} events were not acknowledged, first: {self._errors[0]}"
+            if any("AuthorizationFailed" in error for error in self._errors):
+                raise AccessRefused(f"Kafka refused the write (no ACL allows it for this user): {problem}")
+            raise TransientError(problem)
 
     def close(self) -> None:
         """Flush and close the producer."""
@@ -182,12 +187,12 @@ def send_frames(settings: Settings, topics: list[str], frames: Iterable[tuple[in
     return asyncio.run(_send_frames(settings, topics, frames, progress, progress_every))
 
 
-def idempotent_aio_producer(bootstrap: str, client_id: str, **extra):
+def idempotent_aio_producer(kafka: KafkaConnection, client_id: str, **extra):
     """An aiokafka producer with the safety options set explicitly: idempotent, acks from every
     in-sync replica, record batches up to SEND_BATCH_BYTES_MAX (the worker's and bulk publish's)."""
     from aiokafka import AIOKafkaProducer
 
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all", enable_idempotence=True,
+    return AIOKafkaProducer(**aiokafka_options(kafka), client_id=client_id, acks="all", enable_idempotence=True,
                             linger_ms=PRODUCER_LINGER_MS, max_batch_size=SEND_BATCH_BYTES_MAX, **extra)
 
 
@@ -252,18 +257,18 @@ class RecordBatcher:
 async def _send_frames(settings: Settings, topics: list[str], frames, progress, progress_every: int) -> int:
     from aiokafka.errors import KafkaError as AIOKafkaError
 
-    producer = idempotent_aio_producer(settings.kafka_bootstrap, "remedy-publisher",
+    producer = idempotent_aio_producer(settings.kafka, "remedy-publisher",
                                        request_timeout_ms=PUBLISH_FLUSH_TIMEOUT_S * 1000)
     try:
         await producer.start()
     except AIOKafkaError as error:
-        raise TransientError(f"Kafka at {settings.kafka_bootstrap} did not answer: {error}") from None
+        raise unreachable(settings.kafka, error) from None
     sent = 0
     try:
         await producer.client.force_metadata_update()
         missing = [topic for topic in topics if not producer.client.cluster.partitions_for_topic(topic)]
         if missing:
-            raise InvariantViolation(f"topic {', '.join(missing)} does not exist on {settings.kafka_bootstrap}; "
+            raise InvariantViolation(f"topic {', '.join(missing)} does not exist on {settings.kafka}; "
                                      "run `remedy-ledger topics create` (or start a worker) first")
         batcher = RecordBatcher(producer)
         last_ms = 0
@@ -299,14 +304,14 @@ def worker_groups(settings: Settings) -> list[tuple[str, list[str]]]:
 
 def worker_lag(settings: Settings) -> int:
     """Messages the worker has not yet processed and committed, over every topic it consumes."""
-    return groups_lag(settings.kafka_bootstrap, worker_groups(settings))
+    return groups_lag(settings.kafka, worker_groups(settings))
 
 
-def groups_lag(bootstrap: str, groups: list[tuple[str, list[str]]], client_id: str = "remedy-lag") -> int:
+def groups_lag(kafka: KafkaConnection, groups: list[tuple[str, list[str]]], client_id: str = "remedy-lag") -> int:
     """Messages not yet processed and committed over every (consumer group, topics): end offset minus committed."""
     lag = 0
     for group, topics in groups:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+        consumer = KafkaConsumer(**kafka_python_options(kafka), group_id=group, enable_auto_commit=False,
                                  client_id=client_id)
         try:
             partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
@@ -317,22 +322,54 @@ def groups_lag(bootstrap: str, groups: list[tuple[str, list[str]]], client_id: s
     return lag
 
 
+# Kafka's error code for a topic this principal may not describe (TOPIC_AUTHORIZATION_FAILED).
+TOPIC_AUTHORIZATION_FAILED = 29
+
+
+def _read_refused(kafka: KafkaConnection, topic: str) -> bool:
+    """True when the topic is hidden by ACLs rather than absent: a metadata request for all topics
+    leaves both out alike, a DescribeTopics answer tells them apart."""
+    if kafka.security_protocol == "PLAINTEXT":
+        return False  # without authentication no ACL can name this client
+    admin = KafkaAdminClient(**kafka_python_options(kafka), client_id="remedy-describe")
+    try:
+        described = admin.describe_topics([topic])
+    except KafkaError as error:
+        return "Authorization" in type(error).__name__
+    finally:
+        admin.close()
+    return any(entry.get("error_code") == TOPIC_AUTHORIZATION_FAILED for entry in described)
+
+
+def unreachable(kafka: KafkaConnection, error: Exception) -> TransientError:
+    """The error for a Kafka that did not answer; with SASL it may also have refused the password
+    (kafka-python reports both as a failed bootstrap)."""
+    if kafka.uses_sasl:
+        return TransientError(f"Kafka at {kafka} did not answer, or did not accept user {kafka.username!r} and "
+                              f"its password (REMEDY_KAFKA_USERNAME, REMEDY_KAFKA_PASSWORD): {error}")
+    return TransientError(f"Kafka at {kafka} did not answer: {error}")
+
+
 # Poll wait per round while reading a topic to its end.
 READ_POLL_MS = 500
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float, client_id: str, missing_ok: bool = False) -> Iterator:
+def read_topic(kafka: KafkaConnection, topic: str, timeout_s: float, client_id: str, missing_ok: bool = False) -> Iterator:
     """Every record on a topic (all partitions) up to its end offsets now, without a consumer group.
 
     Bounded: raises TransientError past `timeout_s`. A topic that does not exist raises
     InvariantViolation, or yields nothing with `missing_ok`.
     """
     try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, client_id=client_id)
+        consumer = KafkaConsumer(**kafka_python_options(kafka), enable_auto_commit=False, group_id=None,
+                                 client_id=client_id)
     except KafkaError as error:
-        raise TransientError(f"Kafka at {bootstrap} did not answer: {error}") from None
+        raise unreachable(kafka, error) from None
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions and _read_refused(kafka, topic):
+            raise AccessRefused(f"Kafka at {kafka} refused to let this client read {topic} (no ACL allows it; "
+                                "see deploy/local/kafka.sh for what each role may do)")
         if not partitions:
             if missing_ok:
                 return

@@ -86,7 +86,7 @@ def decode_applied(value: bytes | None, offset: int) -> AppliedPolicy:
 
 def entries(settings: Settings) -> list[AppliedPolicy | RejectedPolicy]:
     """Every message on the policy topic, oldest first: a valid version, or a rejected message with its reason."""
-    records = read_topic(settings.kafka_bootstrap, topic_names(settings).policy, POLICY_READ_TIMEOUT_S,
+    records = read_topic(settings.kafka, topic_names(settings).policy, POLICY_READ_TIMEOUT_S,
                          "remedy-policy", missing_ok=True)
     found: list[AppliedPolicy | RejectedPolicy] = []
     for record in records:

@@ -11,17 +11,56 @@ from streams.errors import InvariantViolation, PolicyError
 from streams.core.policy import Policy
 
 
+# Kafka's security.protocol values this project supports, and the SASL mechanisms (SCRAM-SHA-512
+# for production clusters; PLAIN for clusters that authenticate elsewhere, always over TLS).
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "PLAIN")
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """Where Kafka is and how to authenticate to it: one value every client of the project is built
+    from (streams/runtime/kafka_auth.py turns it into kafka-python, aiokafka and Faust options)."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    username: str = ""
+    password: str = field(default="", repr=False)  # never printed
+    ca_file: str = ""  # PEM CA bundle that signed the brokers' certificates; empty: the system's CAs
+    cert_file: str = ""  # PEM client certificate, for brokers that require TLS client authentication
+    key_file: str = ""  # its PEM private key
+
+    @property
+    def uses_sasl(self) -> bool:
+        """True when the client authenticates with a SASL username and password."""
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        """True when the connection is encrypted with TLS."""
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def __str__(self) -> str:
+        """How messages name this Kafka: its address and, when authenticated, as whom (no secret)."""
+        who = f" as {self.username}" if self.uses_sasl else ""
+        return f"{self.bootstrap} ({self.security_protocol}{who})" if self.security_protocol != "PLAINTEXT" else self.bootstrap
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process needs to know about its surroundings; see README "Configuration"."""
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)
     data_dir: Path = Path(".data").resolve()
     clickhouse_url: str = field(default="", repr=False)  # may carry a password: never printed
     clickhouse_database: str = "remedy"
     topic_prefix: str = "remedy"
     topic_partitions: int = 4
     topic_replication: int = 1
+    # Replicas that must acknowledge a write (acks=all); 0 means min(2, topic_replication), so a
+    # replicated topic keeps accepting writes with one broker down and never acknowledges on one copy.
+    topic_min_insync_replicas: int = 0
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     # Events decided per batch: big enough to amortise state writes, small enough for latency.
@@ -44,7 +83,17 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value a log line or an error could carry (see streams/redaction.py)."""
-        return tuple(value for value in (self.clickhouse_url, self.http_token) if value)
+        return tuple(value for value in (self.clickhouse_url, self.http_token, self.kafka.password) if value)
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """The bootstrap servers (host:port list) of the Kafka cluster."""
+        return self.kafka.bootstrap
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """min.insync.replicas for the project's topics (see topic_min_insync_replicas)."""
+        return self.topic_min_insync_replicas or min(2, self.topic_replication)
 
     @property
     def clickhouse_dsn(self) -> str:
@@ -77,6 +126,48 @@ def _int(env: dict, name: str, default: int) -> int:
         raise InvariantViolation(f"environment variable {name}: expected an integer, got {raw!r}") from None
 
 
+def _kafka_connection(env: dict, default_bootstrap: str) -> KafkaConnection:
+    """The Kafka connection from REMEDY_KAFKA_*; every problem names its variable."""
+    protocol = env.get("REMEDY_KAFKA_SECURITY_PROTOCOL", "").strip().upper() or "PLAINTEXT"
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise InvariantViolation(f"environment variable REMEDY_KAFKA_SECURITY_PROTOCOL: expected one of "
+                                 f"{', '.join(KAFKA_SECURITY_PROTOCOLS)}, got {protocol!r}")
+    mechanism = env.get("REMEDY_KAFKA_SASL_MECHANISM", "").strip().upper() or KAFKA_SASL_MECHANISMS[0]
+    if mechanism not in KAFKA_SASL_MECHANISMS:
+        raise InvariantViolation(f"environment variable REMEDY_KAFKA_SASL_MECHANISM: expected one of "
+                                 f"{', '.join(KAFKA_SASL_MECHANISMS)}, got {mechanism!r}")
+    password = env.get("REMEDY_KAFKA_PASSWORD", "")
+    password_file = env.get("REMEDY_KAFKA_PASSWORD_FILE", "")
+    if password_file:
+        if password:
+            raise InvariantViolation("REMEDY_KAFKA_PASSWORD and REMEDY_KAFKA_PASSWORD_FILE are both set; set one")
+        try:
+            password = Path(password_file).read_text().strip()
+        except OSError as error:
+            raise InvariantViolation(f"REMEDY_KAFKA_PASSWORD_FILE {password_file}: {error.strerror}") from None
+    connection = KafkaConnection(
+        bootstrap=env.get("REMEDY_KAFKA_BOOTSTRAP", default_bootstrap), security_protocol=protocol,
+        sasl_mechanism=mechanism, username=env.get("REMEDY_KAFKA_USERNAME", ""), password=password,
+        ca_file=env.get("REMEDY_KAFKA_CA_FILE", ""), cert_file=env.get("REMEDY_KAFKA_CERT_FILE", ""),
+        key_file=env.get("REMEDY_KAFKA_KEY_FILE", ""))
+    if connection.uses_sasl and not (connection.username and connection.password):
+        raise InvariantViolation(f"REMEDY_KAFKA_SECURITY_PROTOCOL={protocol} needs REMEDY_KAFKA_USERNAME and "
+                                 "REMEDY_KAFKA_PASSWORD (or REMEDY_KAFKA_PASSWORD_FILE)")
+    if connection.uses_sasl and mechanism == "PLAIN" and not connection.uses_tls:
+        raise InvariantViolation("REMEDY_KAFKA_SASL_MECHANISM=PLAIN sends the password in clear text; "
+                                 "use it only with REMEDY_KAFKA_SECURITY_PROTOCOL=SASL_SSL")
+    if bool(connection.cert_file) != bool(connection.key_file):
+        raise InvariantViolation("REMEDY_KAFKA_CERT_FILE and REMEDY_KAFKA_KEY_FILE go together; set both or neither")
+    files = {"REMEDY_KAFKA_CA_FILE": connection.ca_file, "REMEDY_KAFKA_CERT_FILE": connection.cert_file,
+             "REMEDY_KAFKA_KEY_FILE": connection.key_file}
+    for name, path in files.items():
+        if path and not connection.uses_tls:
+            raise InvariantViolation(f"{name} is set but REMEDY_KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS")
+        if path and not Path(path).is_file():
+            raise InvariantViolation(f"{name} {path}: no such file")
+    return connection
+
+
 def load_settings(env: dict | None = None) -> Settings:
     """Build Settings from the environment (REMEDY_* variables); validates the policy."""
     env = dict(os.environ if env is None else env)
@@ -97,13 +188,14 @@ def load_settings(env: dict | None = None) -> Settings:
     }
     policy = Policy.from_document(overrides, base=base)
     settings = Settings(
-        kafka_bootstrap=env.get("REMEDY_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
+        kafka=_kafka_connection(env, defaults.kafka_bootstrap),
         data_dir=Path(env.get("REMEDY_DATA_DIR", ".data")).resolve(),
         clickhouse_url=env.get("REMEDY_CLICKHOUSE_URL", ""),
         clickhouse_database=env.get("REMEDY_CLICKHOUSE_DATABASE", defaults.clickhouse_database),
         topic_prefix=env.get("REMEDY_TOPIC_PREFIX", defaults.topic_prefix),
         topic_partitions=_int(env, "REMEDY_TOPIC_PARTITIONS", defaults.topic_partitions),
         topic_replication=_int(env, "REMEDY_TOPIC_REPLICATION", defaults.topic_replication),
+        topic_min_insync_replicas=_int(env, "REMEDY_TOPIC_MIN_INSYNC_REPLICAS", defaults.topic_min_insync_replicas),
         web_host=env.get("REMEDY_WEB_HOST", defaults.web_host),
         web_port=_int(env, "REMEDY_WEB_PORT", defaults.web_port),
         decide_batch_max=_int(env, "REMEDY_DECIDE_BATCH_MAX", defaults.decide_batch_max),
@@ -119,4 +211,7 @@ def load_settings(env: dict | None = None) -> Settings:
                  "ready_lag_max"):
         if getattr(settings, name) <= 0:
             raise InvariantViolation(f"setting {name}: must be positive, got {getattr(settings, name)}")
+    if not 0 <= settings.topic_min_insync_replicas <= settings.topic_replication:
+        raise InvariantViolation(f"setting topic_min_insync_replicas: must be between 0 (automatic) and the replication "
+                                 f"factor {settings.topic_replication}, got {settings.topic_min_insync_replicas}")
     return settings

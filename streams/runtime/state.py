@@ -28,6 +28,9 @@ from typing import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.runtime.kafka_auth import aiokafka_options
+from streams.runtime.settings import KafkaConnection
+
 log = logging.getLogger("remedy.state")
 
 # Changelog records read per round while restoring a partition.
@@ -98,13 +101,13 @@ def split_changelog_value(value: bytes) -> tuple[bytes, list[OutboxEntry], dict[
 class PartitionState:
     """The state of the partitions an agent owns, in memory (compressed), backed by its changelog."""
 
-    def __init__(self, changelog: str, bootstrap: str, client_options: dict | None = None,
+    def __init__(self, changelog: str, kafka: KafkaConnection, client_options: dict | None = None,
                  index: Callable[[bytes, bytes], object] | None = None):
         self.changelog = changelog
         # Called with (key, state JSON) for every restored record; what it returns for a key's
         # last record is handed back by `restore` (the decide agent finds parked customers so).
         self.index = index
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.client_options = client_options or {}
         self.by_partition: dict[int, dict[bytes, bytes]] = {}
         self.restores_total = 0
@@ -151,7 +154,7 @@ class PartitionState:
         if not partitions:
             return [], indexed
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, client_id="remedy-restore",
+            **aiokafka_options(self.kafka), group_id=None, enable_auto_commit=False, client_id="remedy-restore",
             auto_offset_reset="earliest", max_partition_fetch_bytes=RESTORE_FETCH_BYTES_MAX,
             isolation_level="read_uncommitted", **self.client_options,
         )

@@ -87,14 +87,20 @@ class TopicNames:
         """The input topic an upstream event of this type is published to."""
         return getattr(self, EVENT_TOPIC_ROLE[record_name])
 
+    def upstream(self) -> tuple[str, ...]:
+        """The topics upstream systems publish to (the only ones the upstream Kafka role may write)."""
+        return (self.orders, self.incidents, self.requests)
+
     def inputs(self) -> tuple[str, ...]:
         """The topics the decide agent consumes (all keyed by customer_id)."""
         return (self.orders, self.incidents, self.requests, self.limit_results)
 
-    def all_with_configs(self, partitions: int) -> list[tuple[str, int, dict[str, str]]]:
-        """(name, partitions, configs) for every topic the project creates itself."""
-        log = {"cleanup.policy": "delete", "retention.ms": RETENTION_FOREVER_MS, "min.insync.replicas": "1"}
-        compacted = {"cleanup.policy": "compact", "min.insync.replicas": "1"}
+    def all_with_configs(self, partitions: int, min_insync_replicas: int = 1) -> list[tuple[str, int, dict[str, str]]]:
+        """(name, partitions, configs) for every topic the project creates itself; min_insync_replicas
+        copies must hold a write before it is acknowledged (producers use acks=all)."""
+        insync = str(min_insync_replicas)
+        log = {"cleanup.policy": "delete", "retention.ms": RETENTION_FOREVER_MS, "min.insync.replicas": insync}
+        compacted = {"cleanup.policy": "compact", "min.insync.replicas": insync}
         return [
             (self.orders, partitions, log),
             (self.incidents, partitions, log),

@@ -310,7 +310,7 @@ def publish_file(path: Path, settings: Settings, progress: Callable[[str, int], 
     core); the spools are then sent in file order, in record batches.
     """
     names = topic_names(settings)
-    topics = list(names.inputs())
+    topics = list(names.upstream())
     topic_of = {record_name: topics.index(names.for_event(record_name)) for record_name in PUBLISHABLE_TYPES}
     with tempfile.TemporaryDirectory(prefix="remedy-publish-") as spool_dir:
         total, spools = _scan(path, spool_dir, topic_of, parts or _parts_for(path),

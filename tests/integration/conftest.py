@@ -110,7 +110,7 @@ class Deployment:
 
     def read_topic(self, topic: str) -> list:
         """Every message currently on a topic (all partitions, from the beginning)."""
-        return list(read_topic(self.settings.kafka_bootstrap, topic, 60, "remedy-test"))
+        return list(read_topic(self.settings.kafka, topic, 60, "remedy-test"))
 
     def decisions(self) -> list[dict]:
         """Every decision on the decision topic, decoded, in topic order per partition."""

@@ -19,6 +19,7 @@ from kafka import KafkaProducer
 import schemas
 from streams.core.policy import Policy
 from streams.runtime.batch import key_partition
+from streams.runtime.kafka_auth import kafka_python_options
 from streams.runtime.kafka_io import Publisher
 
 pytestmark = pytest.mark.integration
@@ -210,7 +211,7 @@ def clock_movers(plan: Plan) -> None:
 def send(deployment, sends: list) -> None:
     """Keyed records through the default (murmur2) partitioner; explicit partitions as a foreign producer."""
     with Publisher(deployment.settings) as publisher:
-        foreign = KafkaProducer(bootstrap_servers=deployment.settings.kafka_bootstrap, acks="all")
+        foreign = KafkaProducer(**kafka_python_options(deployment.settings.kafka), acks="all")
         try:
             for topic, key, value, partition in sends:
                 if partition is None:
