@@ -334,6 +334,17 @@ class Store:
         return {"customer_id": customer_id, "credit_balance_cents": credit, "accounts": accounts,
                 "decisions": decisions}
 
+    def current_decision(self, request_id: str) -> dict | None:
+        """The decision in force for a request (nothing supersedes it), or None when none is projected."""
+        columns = ("decision_id", "request_id", "customer_id", "outcome", "requested_by", "decided_by")
+        rows = self.client.query(
+            f"SELECT decision_id, request_id, customer_id, outcome, requested_by, decided_by "
+            f"FROM {self.database}.{DECISIONS_TABLE} FINAL WHERE request_id = {{r:String}} AND {self._current()} "
+            "ORDER BY decided_at DESC, decision_id DESC LIMIT 1",
+            parameters={"r": request_id},
+        ).result_rows
+        return dict(zip(columns, rows[0])) if rows else None
+
     def associates(self) -> list[dict]:
         """Current grants per associate, as requester and as decider, by kind."""
         keys = ("role", "associate_id", "kind", "granted_count", "granted_cents")

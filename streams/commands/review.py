@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 import schemas
-from streams.errors import InvariantViolation
-from streams.runtime.kafka_io import Publisher, read_topic, topic_names
+from streams.errors import InvariantViolation, TransientError
+from streams.runtime.kafka_io import read_topic, topic_names
 from streams.runtime.settings import load_settings
 
 # Longest `review list` spends reading the decision topic to its end.
 DECISION_READ_TIMEOUT_S = 120
+# Longest a review waits for the worker: a ClickHouse lookup and one acknowledged Kafka write.
+WORKER_POST_TIMEOUT_S = 30
 
 
 def current_decisions(settings) -> dict[str, dict]:
@@ -56,35 +59,41 @@ def cmd_review_list(args) -> int:
 
 
 def cmd_review_decide(args) -> int:
-    """Approve or deny an escalated request; the worker records the decision, superseding the escalation."""
+    """Approve or deny an escalated request through the worker, which records the review as made by
+    the person REMEDY_HTTP_TOKEN names (never one's own request) and supersedes the escalation."""
     settings = load_settings()
-    current = current_decisions(settings).get(args.request_id)
-    if current is None:
-        raise InvariantViolation(f"{args.request_id}: no decision for this request on the decision topic")
-    if current["outcome"] != "ESCALATED":
-        raise InvariantViolation(
-            f"{args.request_id}: not waiting for review (its decision is {current['outcome']} by {current['decided_by']})"
-        )
-    if not args.by.strip():
-        raise InvariantViolation("--by: the reviewing associate's id must not be empty")
-    if args.action == "approve" and args.by == current["requested_by"]:
-        raise InvariantViolation(
-            f"{args.request_id}: {args.by} asked for this remedy and may not approve it (four eyes); "
-            "another person must review it")
-    now_ms = int(time.time() * 1000)
-    datum = {
-        "event_id": "rev-" + hashlib.sha256(f"{args.request_id}/{args.action}/{args.by}/{now_ms}".encode()).hexdigest()[:24],
-        "request_id": args.request_id,
-        "customer_id": current["customer_id"],
-        "verdict": "APPROVE" if args.action == "approve" else "DENY",
-        "reviewed_by": args.by,
-        "reviewed_at": now_ms,
-        "note": args.note,
-    }
-    with Publisher(settings) as publisher:
-        publisher.publish("RemedyReviewed", datum)
-    print(f"{args.action}d {args.request_id} by {args.by}; the worker will record the decision")
+    if settings.http_token and args.by:
+        raise InvariantViolation("--by: reviewers are identified by their token (REMEDY_HTTP_TOKEN); leave --by out")
+    if not settings.http_token and not args.by:
+        raise InvariantViolation("REMEDY_HTTP_TOKEN: set your reviewer token (or --by ID when the worker runs "
+                                 "without tokens, on loopback)")
+    body = {"request_id": args.request_id, "verdict": "APPROVE" if args.action == "approve" else "DENY",
+            "note": args.note}
+    if args.by:
+        body["by"] = args.by
+    answer = post_to_worker(settings, "/v1/reviews", body)
+    print(f"{args.action}d {answer['request_id']} as {answer['reviewed_by']}; the worker records the decision")
     return 0
+
+
+def post_to_worker(settings, path: str, body: dict) -> dict:
+    """POST a JSON body to the running worker with REMEDY_HTTP_TOKEN; its error message on a refusal."""
+    request = urllib.request.Request(f"{settings.worker_url}{path}", method="POST", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    if settings.http_token:
+        request.add_header("Authorization", f"Bearer {settings.http_token}")
+    try:
+        with urllib.request.urlopen(request, timeout=WORKER_POST_TIMEOUT_S) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        try:
+            message = json.loads(error.read() or b"{}").get("error")
+        except json.JSONDecodeError:
+            message = None
+        raise InvariantViolation(message or f"the worker answered HTTP {error.code}") from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+        raise TransientError(f"no worker answers at {settings.worker_url} ({error}); reviews go through the "
+                             "worker, which identifies the reviewer by the token") from None
 
 
 def _when(ms: int) -> str:
@@ -175,7 +184,8 @@ def register(sub) -> None:
     for action in ("approve", "deny"):
         decide = review_sub.add_parser(action, help=cmd_review_decide.__doc__)
         decide.add_argument("request_id")
-        decide.add_argument("--by", required=True, help="the reviewing associate's id")
+        decide.add_argument("--by", help="the reviewer's id, only for a worker without tokens (loopback); "
+                                         "otherwise REMEDY_HTTP_TOKEN says who reviews")
         decide.add_argument("--note", help="why, in a sentence")
         decide.set_defaults(run=cmd_review_decide, action=action)
 

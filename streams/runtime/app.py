@@ -15,6 +15,7 @@ corrections (streams/runtime/faust_fix.py) are applied before the App is built.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import signal
@@ -519,6 +520,20 @@ class Worker:
                        ("agent",), {(name,): shell.aligner.held() for name, shell in shells if shell.aligner})
         extra += gauge("remedy_policy_info", "The policy version in force.", ("version",), {(self.policy.version,): 1})
         return self.metrics.render(extra)
+
+    async def publish_review(self, review: dict) -> dict:
+        """Put a RemedyReviewed event (request_id, customer_id, verdict, reviewed_by, note) on the
+        requests topic, keyed by customer, and wait for the broker's acknowledgement; returns the datum."""
+        reviewed_at_ms = int(time.time() * 1000)  # the shell's clock: the event carries it, the core never reads one
+        identity = f"{review['request_id']}/{review['verdict']}/{review['reviewed_by']}/{reviewed_at_ms}"
+        datum = {"event_id": "rev-" + hashlib.sha256(identity.encode()).hexdigest()[:24],
+                 "request_id": review["request_id"], "customer_id": review["customer_id"],
+                 "verdict": review["verdict"], "reviewed_by": review["reviewed_by"], "reviewed_at": reviewed_at_ms,
+                 "note": review.get("note")}
+        await self.producer.send_and_wait(self.names.requests, schemas.encode("RemedyReviewed", datum),
+                                          key=review["customer_id"].encode())
+        log.warning("review of %s: %s by %s", review["request_id"], review["verdict"], review["reviewed_by"])
+        return datum
 
     async def readiness_problems(self) -> list[str]:
         """Why the worker is not ready (empty: ready): Kafka, ClickHouse, assignment, restores, lag."""

@@ -26,6 +26,32 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+async def _json_body(request, bytes_max: int) -> dict:
+    """A request's JSON object body; InvariantViolation says what is wrong with it."""
+    raw = await request.content.read(bytes_max + 1)
+    if len(raw) > bytes_max:
+        raise InvariantViolation(f"body: larger than {bytes_max} bytes")
+    try:
+        body = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvariantViolation(f"body: not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise InvariantViolation("body: expected a JSON object")
+    return body
+
+
+def _review_fields(body: dict) -> dict:
+    """request_id, verdict (APPROVE or DENY) and note of a review body, checked."""
+    request_id, verdict, note = body.get("request_id"), body.get("verdict"), body.get("note")
+    if not isinstance(request_id, str) or not request_id.strip() or len(request_id) > REVIEW_TEXT_CHARS_MAX:
+        raise InvariantViolation("field 'request_id': a non-empty string is required")
+    if verdict not in ("APPROVE", "DENY"):
+        raise InvariantViolation(f"field 'verdict': APPROVE or DENY, got {verdict!r}")
+    if note is not None and (not isinstance(note, str) or len(note) > REVIEW_TEXT_CHARS_MAX):
+        raise InvariantViolation(f"field 'note': a string of at most {REVIEW_TEXT_CHARS_MAX} characters")
+    return {"request_id": request_id, "verdict": verdict, "note": note}
+
+
 def _json(data, status: int = 200, headers: dict | None = None) -> web.Response:
     return web.json_response(data, status=status, headers=headers, dumps=lambda d: json.dumps(d, default=_json_default))
 
@@ -44,7 +70,11 @@ ROUTE_ROLES = {
     "/finance/export": ("finance",),
     "/projections/audit": ("finance", "ops"),
     "/projections/rebuild": ("ops",),
+    "/v1/reviews": ("reviewer", "fraud"),
 }
+# A review's note and ids: enough for a sentence, bounded so a request body stays small.
+REVIEW_TEXT_CHARS_MAX = 500
+REVIEW_BODY_BYTES_MAX = 16 * 1024
 
 
 class WebViews:
@@ -65,11 +95,13 @@ class WebViews:
                 request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site"), request.host):
             return _json({"error": "cross-origin request refused"}, status=403)
         request["role"] = None
+        request["identity"] = None
         if not self.tokens.enabled:
             return await handler(request)  # loopback only (check_binding), as said at start
         token = bearer(request.headers.get("Authorization"))
         role = self.tokens.role_of(token) if token else None
         request["role"] = role
+        request["identity"] = self.tokens.identity_of(token) if role else None
         if roles == "public":
             return await handler(request)
         if role is None:
@@ -102,8 +134,47 @@ class WebViews:
             web.get("/projections/audit", self.projections_audit),
             web.get("/projections/rebuild", self.rebuild_status),
             web.post("/projections/rebuild", self.rebuild_start),
+            web.post("/v1/reviews", self.review),
         ])
         return app
+
+    async def review(self, request):
+        """Approve or deny an escalated request as the person the token names (four eyes: never
+        one's own request); 202 once the RemedyReviewed event is on the requests topic, and the
+        decide agent records the superseding decision."""
+        try:
+            body = await _json_body(request, REVIEW_BODY_BYTES_MAX)
+            reviewer = self._reviewer(request, body)
+            review = _review_fields(body)
+        except InvariantViolation as error:
+            return _json({"error": str(error)}, status=400)
+        if "project" not in self.worker.roles:
+            return _json({"error": "this worker does not project decisions; send reviews to one that does"}, status=503)
+        current = await self.on_clickhouse("current_decision", review["request_id"])
+        if current is None:
+            return _json({"error": f"{review['request_id']}: no decision for this request (yet)"}, status=404)
+        if current["outcome"] != "ESCALATED":
+            return _json({"error": f"{review['request_id']}: not waiting for review (its decision is "
+                                   f"{current['outcome']} by {current['decided_by']})"}, status=409)
+        if review["verdict"] == "APPROVE" and reviewer == current["requested_by"]:
+            return _json({"error": f"SELF_APPROVAL: {reviewer} asked for request {review['request_id']} and may not "
+                                   "approve it; another person must review it"}, status=403)
+        datum = await self.worker.publish_review({**review, "customer_id": current["customer_id"],
+                                                  "reviewed_by": reviewer})
+        return _json({"request_id": review["request_id"], "verdict": review["verdict"], "reviewed_by": reviewer,
+                      "event_id": datum["event_id"]}, status=202)
+
+    def _reviewer(self, request, body: dict) -> str:
+        """The reviewer: the token's identity; without tokens (loopback only) the body's `by`."""
+        claimed = body.get("by")
+        if request["identity"] is not None:
+            if claimed not in (None, "", request["identity"]):
+                raise InvariantViolation(f"field 'by': reviewers are identified by their token (this one is "
+                                         f"{request['identity']}); leave 'by' out")
+            return request["identity"]
+        if not isinstance(claimed, str) or not claimed.strip():
+            raise InvariantViolation("field 'by': the reviewer's id is required when the worker has no tokens")
+        return claimed.strip()
 
     async def health(self, request):
         """Liveness, with the worker's status (roles, agents, partitions, state) for ops or on loopback."""

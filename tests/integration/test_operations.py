@@ -14,18 +14,28 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import REPO, Deployment, _free_port
 
+
+def current(decisions: list[dict]) -> dict[str, dict]:
+    """The decision in force per request (the newest that nothing supersedes)."""
+    superseded = {d["supersedes_decision_id"] for d in decisions if d["supersedes_decision_id"]}
+    return {d["request_id"]: d for d in decisions if d["decision_id"] not in superseded}
+
 SAMPLE = REPO / "samples" / "sample-day.jsonl"
 TOKENS = {"finance": "fin-" + "a" * 28, "fraud": "fra-" + "b" * 28, "reviewer": "rev-" + "c" * 28,
           "ops": "ops-" + "d" * 28, "upstream": "ups-" + "e" * 28}
 PASSWORD = "S3cretPassw0rd-xyz"
+# Reviewer tokens with the name of the person they belong to (`ROLE TOKEN NAME`): the sample's
+# associates (who may not approve what they asked for) and a lead who asked for nothing.
+NAMED = {"assoc-ana": "rev-ana-" + "f" * 24, "assoc-ben": "rev-ben-" + "h" * 24, "assoc-lead": "rev-lead-" + "g" * 23}
 
 
 def call(deployment: Deployment, path: str, role: str | None = None, method: str = "GET",
-         headers: dict | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(f"{deployment.settings.worker_url}{path}", method=method,
-                                     data=b"" if method == "POST" else None, headers=headers or {})
-    if role:
-        request.add_header("Authorization", f"Bearer {TOKENS[role]}")
+         headers: dict | None = None, body: dict | None = None, token: str | None = None) -> tuple[int, bytes]:
+    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+    request = urllib.request.Request(f"{deployment.settings.worker_url}{path}", method=method, data=data,
+                                     headers=headers or {})
+    if role or token:
+        request.add_header("Authorization", f"Bearer {token or TOKENS[role]}")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read()
@@ -35,7 +45,8 @@ def call(deployment: Deployment, path: str, role: str | None = None, method: str
 
 def test_roles_metrics_and_readiness_on_a_running_worker(tmp_path):
     tokens = tmp_path / "tokens"
-    tokens.write_text("".join(f"{role} {token}\n" for role, token in TOKENS.items()))
+    tokens.write_text("".join(f"{role} {token}\n" for role, token in TOKENS.items())
+                      + "".join(f"reviewer {token} {name}\n" for name, token in NAMED.items()))
     deployment = Deployment(tmp_path, REMEDY_HTTP_TOKENS_FILE=str(tokens))
     try:
         deployment.start_worker()
@@ -76,8 +87,39 @@ def test_roles_metrics_and_readiness_on_a_running_worker(tmp_path):
         assert granted > 0  # every granting decision's cents, superseded ones included (the ledger keeps the last)
         assert any(s.labels.get("agent") == "decide" for s in families["remedy_batch_seconds"].samples)
         assert families["remedy_decision_latency_seconds"].samples
+        # Reviews: the token says who reviews; the asker never approves; other roles may not review.
+        escalated = next(d for d in current(deployment.decisions()).values()
+                         if d["outcome"] == "ESCALATED" and d["requested_by"] in NAMED)
+        review = {"request_id": escalated["request_id"], "verdict": "APPROVE", "note": "loyal customer"}
+        assert call(deployment, "/v1/reviews", method="POST", body=review)[0] == 401
+        assert call(deployment, "/v1/reviews", "finance", "POST", body=review)[0] == 403
+        status, answer = call(deployment, "/v1/reviews", method="POST", body=review,
+                              token=NAMED[escalated["requested_by"]])
+        assert status == 403 and b"SELF_APPROVAL" in answer
+        status, answer = call(deployment, "/v1/reviews", method="POST", body={**review, "by": "assoc-ana"},
+                              token=NAMED["assoc-lead"])
+        assert status == 400 and b"identified by their token" in answer
+        assert call(deployment, "/v1/reviews", "reviewer", "POST", body={**review, "verdict": "MAYBE"})[0] == 400
+        assert call(deployment, "/v1/reviews", "reviewer", "POST", body={**review, "request_id": "nope"})[0] == 404
+        deployment.env["REMEDY_HTTP_TOKEN"] = NAMED["assoc-lead"]
+        approved = deployment.cli("review", "approve", escalated["request_id"], "--note", "loyal customer")
+        assert "as assoc-lead" in approved.stdout
+        with_by = deployment.cli("review", "deny", escalated["request_id"], "--by", "assoc-lead", check=False)
+        assert with_by.returncode == 1 and "identified by their token" in with_by.stderr
+        deployment.env["REMEDY_HTTP_TOKEN"] = TOKENS["finance"]
+        deployment.wait_for("the review's decision", lambda: any(
+            d["request_id"] == escalated["request_id"] and d["decided_by"] == "assoc-lead" and d["outcome"] == "GRANTED"
+            for d in deployment.decisions()))
+        status, answer = call(deployment, "/v1/reviews", method="POST", body=review, token=NAMED["assoc-lead"])
+        deadline = time.monotonic() + 60
+        while status != 409 and time.monotonic() < deadline:  # once projected, the request waits no more
+            time.sleep(1)
+            status, answer = call(deployment, "/v1/reviews", method="POST", body=review, token=NAMED["assoc-lead"])
+        assert status == 409 and b"not waiting for review" in answer
+
         log = deployment.log_path.read_text()
         assert "bearer tokens required" in log and not any(token in log for token in TOKENS.values())
+        assert not any(token in log for token in NAMED.values())
     finally:
         deployment.stop_worker()
 

@@ -37,13 +37,24 @@ def test_a_tokens_file_maps_each_token_to_its_role_and_never_shows_a_token(tmp_p
     ("ops short\n", "tokens:1: field 'token': shorter than 16 characters"),
     ("ops " + "a" * 15 + "\n", "shorter than 16"),
     ("ops " + "a" * 16 + "\nfinance " + "a" * 16 + "\n", "tokens:2: field 'token': the same token as line 1"),
-    ("ops " + "a" * 16 + " extra\n", "tokens:1: expected `ROLE TOKEN`, found 3 fields"),
+    ("ops " + "a" * 16 + " name extra\n", "tokens:1: expected `ROLE TOKEN` or `ROLE TOKEN NAME`, found 4 fields"),
+    ("reviewer " + "a" * 16 + " " + "n" * 65 + "\n", "tokens:1: field 'name': printable, at most 64"),
     ("# nothing\n\n", "no `ROLE TOKEN` line"),
 ])
 def test_a_bad_tokens_file_names_the_line_and_field_but_not_the_token(tmp_path, text, problem):
     with pytest.raises(InvariantViolation, match=problem) as caught:
         access.load_tokens(tokens_file(tmp_path, text))
     assert "a" * 16 not in str(caught.value)
+
+
+def test_a_token_is_known_by_its_name_or_by_a_fingerprint_never_by_itself(tmp_path):
+    named, unnamed = "n" * 20, "m" * 20
+    tokens = access.load_tokens(tokens_file(tmp_path, f"reviewer {named} assoc-17\nreviewer {unnamed}\n"))
+    assert tokens.identity_of(named) == "assoc-17" and tokens.role_of(named) == "reviewer"
+    fingerprint = tokens.identity_of(unnamed)
+    assert fingerprint.startswith("reviewer-") and len(fingerprint) == len("reviewer-") + 8 and unnamed not in fingerprint
+    assert tokens.identity_of("x" * 20) is None
+    assert named not in repr(tokens) and "assoc-17" not in repr(tokens)
 
 
 def test_exactly_16_characters_is_a_token():
@@ -94,6 +105,10 @@ class FakeWorker:
         return b"" if method == "export" else {"rows": [], "method": method}
 
 
+# Routes that only take POST (the guard runs first either way).
+POST_ONLY = {"/v1/reviews"}
+
+
 async def _calls(tmp_path, tokens_enabled: bool):
     tokens = access.load_tokens(tokens_file(tmp_path)) if tokens_enabled else access.Tokens()
     worker = FakeWorker()
@@ -104,7 +119,10 @@ async def _calls(tmp_path, tokens_enabled: bool):
         for path, roles in ROUTE_ROLES.items():
             for who in (None, *TOKENS):
                 headers = {"Authorization": f"Bearer {TOKENS[who]}"} if who else {}
-                response = await client.get(path, headers=headers)
+                if path in POST_ONLY:
+                    response = await client.post(path, headers=headers, json={})  # 400 past the guard: no request_id
+                else:
+                    response = await client.get(path, headers=headers)
                 results[(path, who)] = response.status
         form = await client.post("/projections/rebuild", headers={"Origin": "http://evil.example",
                                                                   "Authorization": f"Bearer {TOKENS['ops']}"})
