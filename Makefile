@@ -10,7 +10,7 @@ TEST_ENV := REMEDY_DATA_DIR=$(CURDIR)/.data/test REMEDY_KAFKA_PORT=19092 REMEDY_
 	REMEDY_KAFKA_BOOTSTRAP=127.0.0.1:19092
 SAMPLE := samples/sample-day.jsonl
 
-.PHONY: install run test test-unit stop kafka-start kafka-stop bench
+.PHONY: install run test test-unit stop kafka-start kafka-stop registry-start registry-stop bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ kafka-start:
 
 kafka-stop:
 	deploy/local/kafka.sh stop
+
+## Registry mode (schemas/README.md): Apicurio Registry on 127.0.0.1:8081; then
+## export REMEDY_SCHEMA_REGISTRY_URL=$$(deploy/local/registry.sh url) before `make run`.
+registry-start:
+	deploy/local/registry.sh start
+
+registry-stop:
+	deploy/local/registry.sh stop
 
 ## make run: install, start Kafka and the worker, publish the sample day, print finance totals.
 run: install kafka-start
@@ -41,6 +49,7 @@ totals: install
 
 stop:
 	-deploy/local/worker.sh stop
+	-deploy/local/registry.sh stop
 	-deploy/local/kafka.sh stop
 
 ## make test: install, start a test broker, run the whole suite, stop the broker.

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ COUNT_POLL_S = 0.1
 PACED_RUN_S = 25
 # Length of the hop-by-hop latency run (latency_hops.py, no count poller) at the same rate.
 HOPS_RUN_S = 20
+# The synchronous API run: a console's requests, one at a time, during a paced background load.
+SYNC_RUN_S = 20
+SYNC_REQUESTS_PER_S = 20
 # Workers taking part: the first runs every role, the others decide and limits only.
 SECOND_WORKER_ROLES = "decide,limits"
 
@@ -303,7 +307,9 @@ def read_topic(topic: str) -> list:
     """Every message on a topic (all partitions), read to the current end."""
     from streams.runtime.kafka_io import read_topic as read_to_end
 
-    return list(read_to_end(BOOTSTRAP, topic, PIPELINE_S_MAX, "remedy-bench"))
+    from streams.runtime.settings import KafkaConnection
+
+    return list(read_to_end(KafkaConnection(bootstrap=BOOTSTRAP), topic, PIPELINE_S_MAX, "remedy-bench"))
 
 
 def decode_all(messages: list) -> list[tuple[int, dict]]:
@@ -499,7 +505,7 @@ def measure_paced(source: Path, workload: Path, rate: float) -> dict:
     from latency_hops import read_hops  # bench/latency_hops.py
     from streams.runtime.kafka_io import topic_names
 
-    hops = read_hops(BOOTSTRAP, topic_names(settings))
+    hops = read_hops(settings.kafka, topic_names(settings))
     names_requests = f"{d.prefix}.remedy-requests.v1"
     requested_at = {datum["request_id"]: ts for ts, datum in decode_all(read_topic(names_requests))}
     emitted, seen_ids = [], set()
@@ -524,6 +530,91 @@ def measure_paced(source: Path, workload: Path, rate: float) -> dict:
         "freshness_p50_ms": round(percentile(freshness, 0.50) or 0), "freshness_p99_ms": round(percentile(freshness, 0.99) or 0),
         "count_poll_ms": int(COUNT_POLL_S * 1000), "hops": hops, **load_at_end,
     }
+
+
+def measure_sync(source: Path, workload: Path, rate: float) -> dict:
+    """The synchronous API (POST /v1/remedy-requests) at SYNC_REQUESTS_PER_S, one request at a time
+    as a console sends them, while the workload is published at `rate` in the background.
+
+    Each API request is a CREDIT of an associate for a customer with a known order, so it passes the
+    customer, household and associate checks (two Kafka hops through the limits agent). Client
+    latency is measured here; the server's hops come from its Server-Timing header.
+    """
+    from streams.runtime.kafka_io import Publisher
+    from streams.runtime.upstream import read_events
+
+    d = Deployment(source, "sync")
+    d.cli("topics", "create")
+    d.start_worker()
+    d.wait_until_assigned()
+    url = d.workers[0].url
+    settings = d.settings()
+    now_ms = int(time.time() * 1000)
+    iso = lambda ms: datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")  # noqa: E731
+    customers = int(SYNC_REQUESTS_PER_S * SYNC_RUN_S) + 10
+    with Publisher(settings) as publisher:
+        for i in range(customers):
+            publisher.publish("OrderPlaced", {
+                "event_id": f"sync-o{i}", "order_id": f"sync-o{i}", "customer_id": f"sync-c{i}",
+                "placed_at": now_ms - 86_400_000, "total_cents": 5_000, "currency": "USD",
+                "items": [{"sku": "sku-1", "quantity": 1, "unit_price_cents": 5_000}],
+                "shipping_address_id": f"sync-a{i}", "digital": False})
+    background = []
+    for record_name, datum in read_events(workload):
+        background.append((record_name, datum))
+        if len(background) >= rate * SYNC_RUN_S:
+            break
+    totals_ms, hops_ms, statuses = [], {}, {}
+    stop = threading.Event()
+
+    def console() -> None:
+        index = 0
+        while not stop.is_set() and index < customers:
+            body = json.dumps({
+                "event_id": f"sync-e{index}", "request_id": f"sync-r{index}", "customer_id": f"sync-c{index}",
+                "order_id": f"sync-o{index}", "incident_id": None, "kind": "CREDIT", "amount_cents": 500,
+                "currency": "USD", "requested_by": f"assoc-sync-{index % 20}", "requested_at": iso(int(time.time() * 1000)),
+                "reason": "bench"}).encode()
+            request = urllib.request.Request(f"{url}/v1/remedy-requests", data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    status, timing = response.status, response.headers.get("Server-Timing", "")
+                    response.read()
+            except urllib.error.HTTPError as error:
+                status, timing = error.code, ""
+            totals_ms.append((time.perf_counter() - started) * 1000)
+            statuses[status] = statuses.get(status, 0) + 1
+            for part in filter(None, timing.split(", ")):
+                hop, _, duration = part.partition(";dur=")
+                hops_ms.setdefault(hop, []).append(float(duration))
+            index += 1
+            time.sleep(max(0.0, 1 / SYNC_REQUESTS_PER_S - (time.perf_counter() - started)))
+
+    thread = threading.Thread(target=console, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    tick_s = 0.01
+    per_tick = max(1, int(rate * tick_s))
+    with Publisher(settings) as publisher:
+        for index in range(0, len(background), per_tick):
+            for record_name, datum in background[index:index + per_tick]:
+                publisher.publish(record_name, datum)
+            publisher._producer.flush()
+            lag = started + (index + per_tick) / rate - time.monotonic()
+            if lag > 0:
+                time.sleep(lag)
+    achieved = len(background) / (time.monotonic() - started)
+    stop.set()
+    thread.join(timeout=60)
+    load_at_end = load()
+    d.stop()
+    figure = lambda values: {"n": len(values), "p50_ms": round(percentile(values, 0.50) or 0, 1),  # noqa: E731
+                             "p99_ms": round(percentile(values, 0.99) or 0, 1)}
+    return {"background_rate_events_per_s": round(achieved), "requests_per_s": SYNC_REQUESTS_PER_S,
+            "statuses": {str(k): v for k, v in sorted(statuses.items())}, "client_total": figure(totals_ms),
+            "server_hops": {hop: figure(values) for hop, values in hops_ms.items()}, **load_at_end}
 
 
 def measure_hops(source: Path, workload: Path, rate: float) -> dict:
@@ -643,7 +734,7 @@ def main() -> int:
                         help="customers for the state-size figure (0 skips it; 1M takes 5-7 minutes on 2 cores)")
     parser.add_argument("--state-days", type=int, default=30)
     parser.add_argument("--source", default="worktree", help="worktree (default), a commit such as HEAD, or a directory")
-    parser.add_argument("--skip", default="", help="comma-separated steps to skip: ceilings,loops,scaling,paced,hops,profile,state,quality")
+    parser.add_argument("--skip", default="", help="comma-separated steps to skip: ceilings,loops,scaling,paced,sync,hops,profile,state,quality")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     source = source_tree(args.source)
@@ -728,6 +819,11 @@ def main() -> int:
             log(f"latency and freshness at half of peak ({rate:.0f} events/s for {PACED_RUN_S}s)")
             results["paced_half_peak"] = measure_paced(source, workload, rate)
             log(f"  {results['paced_half_peak']}")
+        if "sync" not in skip:
+            rate = results["end_to_end_1_worker"]["events_per_s"] / 2
+            log(f"synchronous API: {SYNC_REQUESTS_PER_S} requests/s for {SYNC_RUN_S}s over {rate:.0f} events/s")
+            results["sync_half_peak"] = measure_sync(source, workload, rate)
+            log(f"  {results['sync_half_peak']}")
         if "hops" not in skip:
             rate = results["end_to_end_1_worker"]["events_per_s"] / 2
             log(f"latency hop by hop (latency_hops.py, no count poller) at {rate:.0f} events/s for {HOPS_RUN_S}s")
@@ -850,6 +946,13 @@ def render(r: dict) -> str:
                 row(f"  {name.replace('_', ' ')} p50/p99 (n={figure['n']:,})", f"{figure['p50_ms']}/{figure['p99_ms']}",
                     "ms", paced)
         row("projection freshness p99", paced["freshness_p99_ms"], "ms", paced, "freshness_p99_ms")
+    sync = r.get("sync_half_peak")
+    if sync:
+        row("sync API background rate", sync["background_rate_events_per_s"], "ev/s", sync, rate=True)
+        row(f"sync API decision p50/p99 (n={sync['client_total']['n']}, client)",
+            f"{sync['client_total']['p50_ms']}/{sync['client_total']['p99_ms']}", "ms", sync)
+        for name, figure in sync["server_hops"].items():
+            row(f"  server {name} p50/p99", f"{figure['p50_ms']}/{figure['p99_ms']}", "ms", sync)
     hops = r.get("hops_half_peak")
     if hops:
         row("latency_hops.py run rate (no poller)", hops["achieved_rate_events_per_s"], "ev/s", hops, rate=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import schemas
 from projections.postings import postings_for
 from projections.rows import decision_row, dedup_token, posting_row
+from streams.core.privacy import Erasure
 from streams.runtime.batch import Incoming, dead_letter
 from streams.errors import DecodeError, InvariantViolation
 from streams.runtime.topics import TopicNames
@@ -47,8 +48,10 @@ class ProjectionBatch:
         return rows
 
 
-def build_batch(messages: list[Incoming], names: TopicNames) -> ProjectionBatch:
-    """Decode a batch of decision messages into ledger rows; bad messages become dead letters."""
+def build_batch(messages: list[Incoming], names: TopicNames, erasure: Erasure = Erasure()) -> ProjectionBatch:
+    """Decode a batch of decision messages into ledger rows; bad messages become dead letters.
+
+    Decisions of erased customers are written in their erased form (docs/privacy.md)."""
     batch = ProjectionBatch()
     positions = []
     for message in messages:
@@ -60,6 +63,7 @@ def build_batch(messages: list[Incoming], names: TopicNames) -> ProjectionBatch:
         except (DecodeError, InvariantViolation) as error:
             batch.dead_letters.append(dead_letter(message, type(error).__name__, str(error)))
             continue
+        decision = erasure.decision(decision)
         batch.ledger_rows.append(decision_row(decision, message.partition, message.offset))
         batch.decisions.append((decision, message.partition, message.offset))
         positions.append((message.partition, message.offset))

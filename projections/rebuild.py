@@ -22,6 +22,7 @@ from streams.runtime.batch import Incoming
 from streams.errors import TransientError
 from streams.runtime.kafka_io import topic_names
 from streams.runtime.kafka_auth import kafka_python_options
+from streams.runtime.privacy import erasure_for
 from streams.runtime.settings import Settings
 
 # Decisions per rebuild insert: within ClickHouse's preferred 10k-100k rows, and short enough
@@ -105,7 +106,9 @@ def rebuild_direct(store, settings: Settings, progress) -> dict:
         store.rebuild_begin()
         progress(0, log.total)
         while chunk := log.chunk():
-            store.write_batch(build_batch(chunk, names), REBUILD_SUFFIX)
+            # Erasures are read again for every chunk: one made during the rebuild applies to it too.
+            erasure = erasure_for(settings, store.erased_pseudonyms())
+            store.write_batch(build_batch(chunk, names, erasure), REBUILD_SUFFIX)
             progress(log.read, log.total)
         return store.rebuild_swap(log.positions, rebuild_id, started)
     finally:
@@ -129,7 +132,8 @@ async def rebuild_in_worker(settings: Settings, on_clickhouse, state: dict) -> N
         state["total"] = log.total
         await on_clickhouse("rebuild_begin")
         while chunk := await loop.run_in_executor(None, log.chunk, REBUILD_CHUNK_MAX):
-            await on_clickhouse("write_batch", build_batch(chunk, names), REBUILD_SUFFIX)
+            erasure = erasure_for(settings, await on_clickhouse("erased_pseudonyms"))
+            await on_clickhouse("write_batch", build_batch(chunk, names, erasure), REBUILD_SUFFIX)
             state.update(done=log.read, elapsed_s=round(time.monotonic() - started_monotonic, 2))
         result = await on_clickhouse("rebuild_swap", dict(log.positions), rebuild_id, started)
         state.update(state="done", result=result, elapsed_s=round(time.monotonic() - started_monotonic, 2))

@@ -16,6 +16,7 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from projections.figures import FIGURE_NAMES
 from projections.rows import DECISION_COLUMNS, OUTCOMES, POSTING_COLUMNS, REMEDY_KINDS
+from streams.core.privacy import ERASED_ID_FIELDS
 from streams.redaction import scrubbed
 from streams.errors import InvariantViolation, TransientError
 
@@ -30,6 +31,13 @@ DECISIONS_TABLE = "decisions_v2"
 POSTINGS_TABLE = "postings_v2"
 REBUILD_SUFFIX = "_rebuild"
 EXPORT_FORMATS = {"csv": "CSVWithNames", "parquet": "Parquet"}
+# Erased customers' pseudonyms (migration 0003; docs/privacy.md).
+ERASED_TABLE = "erased_customers"
+# Columns of personal data an erasure empties (address ids and free text), where a table has them.
+ERASED_NULL_COLUMNS = ("household_id", "note")
+# Rewrites of a customer's rows before an erasure gives up: a second pass catches a batch another
+# projector wrote between the erasure's record and its first rewrite.
+ERASE_PASSES_MAX = 3
 # Settings of every insert, passed explicitly. Synchronous: chDB defaults to async_insert=1,
 # which buffers rows in memory and would let a SIGKILL lose rows the projector believed written.
 # insert_deduplicate with a deterministic token makes a retried batch a no-op (the tables set
@@ -293,7 +301,8 @@ class Store:
 
     def audit_snapshot(self) -> dict:
         """How far the projector got and every audit figure, for `remedy-ledger verify`."""
-        return {"positions": self.projected_positions(), "figures": self.figures()}
+        return {"positions": self.projected_positions(), "figures": self.figures(),
+                "erased": sorted(self.erased_pseudonyms())}
 
     def projected_positions(self) -> dict[int, int]:
         """The highest decision-topic offset projected per partition (how far the projector got)."""
@@ -335,15 +344,24 @@ class Store:
                 "decisions": decisions}
 
     def current_decision(self, request_id: str) -> dict | None:
-        """The decision in force for a request (nothing supersedes it), or None when none is projected."""
-        columns = ("decision_id", "request_id", "customer_id", "outcome", "requested_by", "decided_by")
+        """The decision in force for a request (nothing supersedes it), or None when none is projected;
+        with the request's facts (timestamps in ms) so a repeated request can be compared with it."""
+        columns = ("decision_id", "request_id", "customer_id", "order_id", "incident_id", "kind", "outcome",
+                   "requested_cents", "granted_cents", "currency", "reason_codes", "policy_version", "requested_by",
+                   "requested_at", "decided_by")
         rows = self.client.query(
-            f"SELECT decision_id, request_id, customer_id, outcome, requested_by, decided_by "
+            f"SELECT decision_id, request_id, customer_id, order_id, incident_id, kind, outcome, requested_cents, "
+            f"granted_cents, currency, reason_codes, policy_version, requested_by, "
+            f"toUnixTimestamp64Milli(requested_at), decided_by "
             f"FROM {self.database}.{DECISIONS_TABLE} FINAL WHERE request_id = {{r:String}} AND {self._current()} "
             "ORDER BY decided_at DESC, decision_id DESC LIMIT 1",
             parameters={"r": request_id},
         ).result_rows
-        return dict(zip(columns, rows[0])) if rows else None
+        if not rows:
+            return None
+        found = dict(zip(columns, rows[0]))
+        return {**found, "requested_cents": int(found["requested_cents"]), "granted_cents": int(found["granted_cents"]),
+                "requested_at": int(found["requested_at"]), "reason_codes": list(found["reason_codes"])}
 
     def associates(self) -> list[dict]:
         """Current grants per associate, as requester and as decider, by kind."""
@@ -380,6 +398,66 @@ class Store:
             "ORDER BY decided_at, decision_id",
             fmt=EXPORT_FORMATS[fmt],
         )
+
+    # Erasure (docs/privacy.md) ----------------------------------------------------------------------
+
+    def erased_pseudonyms(self) -> frozenset[str]:
+        """The pseudonyms of every erased customer."""
+        rows = self.client.query(f"SELECT pseudonym FROM {self.database}.{ERASED_TABLE} FINAL").result_rows
+        return frozenset(row[0] for row in rows)
+
+    def erased_customers(self) -> list[dict]:
+        """Every erasure: pseudonym, when, and the operator's reason, oldest first."""
+        rows = self.client.query(
+            f"SELECT pseudonym, toString(erased_at), reason FROM {self.database}.{ERASED_TABLE} FINAL "
+            "ORDER BY erased_at, pseudonym").result_rows
+        return [{"pseudonym": p, "erased_at": at, "reason": reason} for p, at, reason in rows]
+
+    def erase_customer(self, customer_id: str, customer_pseudonym: str, reason: str) -> dict:
+        """Record the erasure, then rewrite the customer's rows in every projection table (live and
+        rebuild tables) to the erased form (streams/core/privacy.py erased_decision); rows per table.
+
+        Recorded first, so every batch written from then on is pseudonymized; the rewrite runs again
+        while a batch written meanwhile (by another projector on a server) still holds the id.
+        """
+        db = self.database
+        if customer_pseudonym not in self.erased_pseudonyms():  # a repeat keeps the first record
+            self.client.insert(f"{db}.{ERASED_TABLE}", [[customer_pseudonym, _now(), reason]],
+                               column_names=["pseudonym", "erased_at", "reason"], settings={"async_insert": 0})
+        rewritten: dict[str, int] = {}
+        for _ in range(ERASE_PASSES_MAX):
+            left = {table: self._rows_of(table, customer_id) for table in self._erasable_tables()}
+            left = {table: count for table, count in left.items() if count}
+            if not left:
+                return {"pseudonym": customer_pseudonym, "rows_rewritten": rewritten}
+            for table, count in left.items():
+                self._rewrite(table, customer_id, customer_pseudonym)
+                rewritten[table] = rewritten.get(table, 0) + count
+        raise TransientError(f"erasure: rows of the customer still in {', '.join(sorted(left))} after "
+                             f"{ERASE_PASSES_MAX} rewrites; run privacy erase again")
+
+    def _erasable_tables(self) -> list[str]:
+        """The tables that hold customer ids: 0001's frozen ledger, the live tables and any rebuild tables."""
+        names = {row[0] for row in self.client.query(f"SHOW TABLES FROM {self.database}").result_rows}
+        wanted = ["decision_ledger", DECISIONS_TABLE, POSTINGS_TABLE,
+                  DECISIONS_TABLE + REBUILD_SUFFIX, POSTINGS_TABLE + REBUILD_SUFFIX]
+        return [table for table in wanted if table in names]
+
+    def _rows_of(self, table: str, customer_id: str) -> int:
+        return int(self.client.query(f"SELECT count() FROM {self.database}.{table} WHERE customer_id = {{c:String}}",
+                                     parameters={"c": customer_id}).result_rows[0][0])
+
+    def _rewrite(self, table: str, customer_id: str, customer_pseudonym: str) -> None:
+        """One synchronous mutation to the erased form (streams/core/privacy.py erased_decision): the
+        pseudonym for the id, also inside request, order and incident ids; no address id or note."""
+        columns = {row[0] for row in self.client.query(f"DESCRIBE TABLE {self.database}.{table}").result_rows}
+        assignments = ["customer_id = {p:String}"]
+        assignments += [f"{column} = replaceAll({column}, {{c:String}}, {{p:String}})"
+                        for column in ERASED_ID_FIELDS if column in columns]
+        assignments += [f"{column} = NULL" for column in ERASED_NULL_COLUMNS if column in columns]
+        self.client.command(
+            f"ALTER TABLE {self.database}.{table} UPDATE {', '.join(assignments)} WHERE customer_id = {{c:String}}",
+            parameters={"p": customer_pseudonym, "c": customer_id}, settings={"mutations_sync": 2})
 
     # Rebuild: fresh tables, catch up, exchange ----------------------------------------------------
 

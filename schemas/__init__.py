@@ -5,6 +5,11 @@ Every event on every topic is an Avro single object (the Avro spec's single-obje
 (little-endian), then the Avro binary body. The fingerprint is looked up among every revision
 under `schemas/avro/`, so no schema registry is needed.
 
+Registry mode, for producers and consumers in other languages (`use_registry`, which the
+composition root calls when REMEDY_SCHEMA_REGISTRY_URL is set): `encode` writes the Confluent
+wire format instead, `00` + the 4-byte big-endian schema id the registry gave the record's
+subject (its full name) + the same body. `decode` reads both framings in either mode.
+
     data = encode("RemedyRequested", {...})
     record_name, datum = decode(data)
 
@@ -21,10 +26,13 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from schemas._codec import (
+    CONFLUENT_HEADER_SIZE,
+    CONFLUENT_MAGIC,
     HEADER_SIZE,
     MAGIC,
     SCHEMA_ROOT_DEFAULT,
     RecordSchema,
+    SchemaRegistryPort,
     SchemaSet,
     default_schema_set,
 )
@@ -33,11 +41,14 @@ from schemas._compat import can_read, check_full_transitive
 NAMESPACE = "remedy_ledger.v1"
 
 __all__ = [
+    "CONFLUENT_HEADER_SIZE",
+    "CONFLUENT_MAGIC",
     "HEADER_SIZE",
     "MAGIC",
     "NAMESPACE",
     "SCHEMA_ROOT_DEFAULT",
     "RecordSchema",
+    "SchemaRegistryPort",
     "SchemaSet",
     "can_read",
     "check_full_transitive",
@@ -46,18 +57,34 @@ __all__ = [
     "default_schema_set",
     "encode",
     "fingerprint_hex",
+    "prepare",
     "record_names",
+    "use_registry",
 ]
 
 
 def encode(record_name: str, datum: Mapping[str, Any]) -> bytes:
-    """Encode a datum with the current schema of record_name; raise EncodeError if it does not fit."""
+    """Encode a datum with the current schema of record_name; raise EncodeError if it does not fit.
+
+    Every record the project writes goes through here: a single object, or the Confluent wire
+    format once `use_registry` has been called.
+    """
     return default_schema_set().encode(record_name, datum)
 
 
 def decode(data: bytes) -> tuple[str, dict[str, Any]]:
-    """Decode a single object into (record name, datum in the current schema); raise DecodeError."""
+    """Decode a single object or a registry-framed record into (record name, datum); raise DecodeError."""
     return default_schema_set().decode(data)
+
+
+def use_registry(registry: SchemaRegistryPort | None) -> None:
+    """Registry mode for this process (None: back to single objects); see SchemaSet.use_registry."""
+    default_schema_set().use_registry(registry)
+
+
+def prepare(record_names: tuple[str, ...] | None = None) -> None:
+    """In registry mode, learn the registry ids of these records (default: all) now; see SchemaSet.prepare."""
+    default_schema_set().prepare(record_names)
 
 
 def fingerprint_hex(record_name: str) -> str:

@@ -10,6 +10,12 @@ Every effective schema of every revision is turned into a self-contained schema 
 defined at its first use, as the Avro spec requires of a standalone schema), parsed once by
 fastavro, and fingerprinted (CRC-64-AVRO of its Parsing Canonical Form). Decoding looks the
 writer's fingerprint up among all of them and resolves to the current schema of the record.
+
+Registry mode (`SchemaSet.use_registry`): encode frames the body in the Confluent wire format
+instead (byte 0, the 4-byte big-endian schema id a schema registry gave the record's subject).
+Decode always reads both framings: a registry id is resolved once, through the registry, to the
+schema text, whose fingerprint is then looked up like a single object's; the result is cached
+by id, so the registry is asked once per id and process, never per message.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
@@ -35,12 +41,22 @@ from fastavro.schema import (
 from fastavro.validation import ValidationError, validate
 
 from schemas._compat import can_read
-from streams.errors import DecodeError, EncodeError
+from streams.errors import DecodeError, EncodeError, InvariantViolation
 
 # Avro single-object encoding: marker, then the 8-byte CRC-64-AVRO fingerprint, little-endian.
 MAGIC = b"\xc3\x01"
 FINGERPRINT_SIZE = 8
 HEADER_SIZE = len(MAGIC) + FINGERPRINT_SIZE
+
+# The Confluent wire format of a schema registry: byte 0, then the schema id as a 4-byte
+# big-endian unsigned int (Confluent's ids are positive 32-bit ints), then the Avro body.
+CONFLUENT_MAGIC = b"\x00"
+CONFLUENT_HEADER_SIZE = len(CONFLUENT_MAGIC) + 4
+CONFLUENT_SCHEMA_ID_MAX = 2**31 - 1
+# Registry ids a reader remembers as unreadable (unknown to the registry, or no revision this
+# reader knows). A poison record's id is then not asked again per message; past this many the
+# memory is cleared, so forged ids cost at most this much memory and one request each.
+UNREADABLE_SCHEMA_IDS_MAX = 10_000
 
 SCHEMA_ROOT_DEFAULT = Path(__file__).resolve().parent / "avro"
 SCHEMA_FILE_SUFFIX = ".avsc"
@@ -90,6 +106,31 @@ class RecordSchema:
         """The single-object header of data written with this schema."""
         return MAGIC + self.fingerprint
 
+    @property
+    def subject(self) -> str:
+        """The schema registry subject of this record: its full name (RecordNameStrategy, schemas/README.md)."""
+        return self.full_name
+
+    def schema_text(self) -> str:
+        """The self-contained schema as the JSON text registered in a schema registry."""
+        return json.dumps(self.source, separators=(",", ":"))
+
+
+class SchemaRegistryPort(Protocol):
+    """What the codec needs of a schema registry; streams/runtime/schema_registry.py speaks HTTP for it."""
+
+    url: str
+
+    def schema_by_id(self, schema_id: int) -> str | None:
+        """The Avro schema text registered under an id, or None if the registry has no such id.
+
+        Raise TransientError when the registry cannot be reached (never DecodeError: the
+        record is fine, the registry is not) and DecodeError when the id names no Avro schema.
+        """
+
+    def schema_id(self, subject: str, schema_text: str) -> int:
+        """The id of a schema under a subject, registered (compatibility FULL_TRANSITIVE) if new."""
+
 
 @dataclass(frozen=True, eq=False)
 class _DecodePlan:
@@ -117,6 +158,10 @@ class SchemaSet:
         self._history = history
         self._current = current
         self._plans, self._unreadable = _decode_plans(history, current)
+        self._registry: SchemaRegistryPort | None = None
+        self._registry_headers: dict[str, bytes] = {}
+        self._plans_by_schema_id: dict[int, _DecodePlan] = {}
+        self._unreadable_schema_ids: dict[int, str] = {}
 
     @classmethod
     def load(
@@ -184,14 +229,72 @@ class SchemaSet:
         """The current fingerprint of a record as hex, in wire (little-endian) byte order."""
         return self._record(record_name, KeyError).fingerprint.hex()
 
-    def encode(self, record_name: str, datum: Mapping[str, Any]) -> bytes:
-        """Encode a datum with the current schema of record_name, as an Avro single object.
+    @property
+    def registry(self) -> SchemaRegistryPort | None:
+        """The schema registry of registry mode, or None (single-object encoding)."""
+        return self._registry
 
+    def use_registry(self, registry: SchemaRegistryPort | None) -> None:
+        """Write the Confluent wire format with ids from this registry (None: single objects again).
+
+        Reading accepts both framings either way; without a registry a registry-framed record
+        is a DecodeError saying so. Forgets every id learnt from a previous registry.
+        """
+        self._registry = registry
+        self._registry_headers = {}
+        self._plans_by_schema_id = {}
+        self._unreadable_schema_ids = {}
+
+    def encode(self, record_name: str, datum: Mapping[str, Any]) -> bytes:
+        """Encode a datum with the current schema of record_name, framed for this set's mode.
+
+        An Avro single object, or in registry mode the Confluent wire format with the id the
+        registry gave the record's subject (asked once per record, then cached).
         Timestamp fields (timestamp-millis) take an int of milliseconds since the epoch or a
         timezone-aware datetime; a naive datetime is refused because its zone is a guess.
         Raise EncodeError naming the record and the field when the datum does not fit.
         """
         record = self._record(record_name, EncodeError)
+        # The body is checked before the registry is asked, so a bad datum costs no request.
+        body = self._body(record, datum)
+        if self._registry is None:
+            return record.header + body
+        return self._registry_header(record) + body
+
+    def prepare(self, record_names: tuple[str, ...] | None = None) -> None:
+        """In registry mode, learn the ids of these records (default: all) now; without a registry, nothing.
+
+        A writer calls it at start so that a registry that is down, or refuses a schema, stops
+        it before it consumes anything rather than in the middle of a batch.
+        """
+        if self._registry is None:
+            return
+        for record_name in record_names if record_names is not None else self.record_names():
+            self._registry_header(self._record(record_name, EncodeError))
+
+    def encode_single_object(self, record_name: str, datum: Mapping[str, Any]) -> bytes:
+        """Encode as an Avro single object whatever the mode (a migration test writes both framings)."""
+        record = self._record(record_name, EncodeError)
+        return record.header + self._body(record, datum)
+
+    def _registry_header(self, record: RecordSchema) -> bytes:
+        header = self._registry_headers.get(record.name)
+        if header is None:
+            assert self._registry is not None
+            schema_id = self._registry.schema_id(record.subject, record.schema_text())
+            if not isinstance(schema_id, int) or not 0 <= schema_id <= CONFLUENT_SCHEMA_ID_MAX:
+                raise InvariantViolation(
+                    f"schema registry {self._registry.url} gave {record.name} the id {schema_id!r}, "
+                    f"not a schema id of the Confluent wire format (0 to {CONFLUENT_SCHEMA_ID_MAX})"
+                )
+            header = CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
+            self._registry_headers[record.name] = header
+            # What this process writes it can read back without asking the registry again.
+            self._plans_by_schema_id[schema_id] = self._plans[record.fingerprint]
+        return header
+
+    def _body(self, record: RecordSchema, datum: Mapping[str, Any]) -> bytes:
+        record_name = record.name
         # fastavro's writer silently truncates a float written to a long and takes True for 1,
         # so every datum is validated, not only one the writer rejects: money is a long. The
         # quiet check is fast; raise_errors=True costs about 8 us per non-null optional field
@@ -206,7 +309,6 @@ class SchemaSet:
         for field_name in record.timestamp_fields:
             _check_timestamp(record_name, field_name, datum[field_name])
         stream = io.BytesIO()
-        stream.write(record.header)
         try:
             schemaless_writer(stream, record.parsed, datum, strict_allow_default=True)
         except _WRITE_ERRORS as error:
@@ -214,47 +316,106 @@ class SchemaSet:
         return stream.getvalue()
 
     def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
-        """Decode an Avro single object written with any known revision of any record.
+        """Decode an Avro single object, or a Confluent-framed record, of any known revision.
 
         Return the record name and the datum resolved to the record's current schema.
         Timestamps come back as timezone-aware (UTC) datetimes, as fastavro reads them.
-        Raise DecodeError saying why when the bytes are not such an object.
+        Raise DecodeError saying why when the bytes are neither; a registry-framed record needs
+        a registry (use_registry) to learn its schema id once. Raise TransientError when that
+        registry cannot be reached: the record may be fine, so it must not be dead-lettered.
         """
         if not isinstance(data, (bytes, bytearray)):
             raise DecodeError(f"expected bytes, got {type(data).__name__}")
-        if len(data) < HEADER_SIZE:
-            raise DecodeError(
-                f"too short for an Avro single object: {len(data)} bytes, "
-                f"the header alone is {HEADER_SIZE}"
-            )
-        if data[:2] != MAGIC:
-            raise DecodeError(
-                f"bad magic bytes {bytes(data[:2]).hex()}: expected {MAGIC.hex()} "
-                "(Avro single-object encoding)"
-            )
-        fingerprint_bytes = bytes(data[2:HEADER_SIZE])
-        plan = self._plans.get(fingerprint_bytes)
-        if plan is None:
-            reason = self._unreadable.get(
-                fingerprint_bytes, "is not any known revision of any record"
-            )
-            raise DecodeError(f"unknown schema fingerprint {fingerprint_bytes.hex()}: {reason}")
+        if data[:2] == MAGIC:
+            if len(data) < HEADER_SIZE:
+                raise DecodeError(
+                    f"too short for an Avro single object: {len(data)} bytes, "
+                    f"the header alone is {HEADER_SIZE}"
+                )
+            fingerprint_bytes = bytes(data[2:HEADER_SIZE])
+            plan = self._plans.get(fingerprint_bytes)
+            if plan is None:
+                reason = self._unreadable.get(
+                    fingerprint_bytes, "is not any known revision of any record"
+                )
+                raise DecodeError(f"unknown schema fingerprint {fingerprint_bytes.hex()}: {reason}")
+            return self._read_body(data, HEADER_SIZE, plan, f"fingerprint {fingerprint_bytes.hex()}")
+        if data[:1] == CONFLUENT_MAGIC:
+            if len(data) < CONFLUENT_HEADER_SIZE:
+                raise DecodeError(
+                    f"too short for the Confluent wire format: {len(data)} bytes, "
+                    f"the header alone is {CONFLUENT_HEADER_SIZE}"
+                )
+            schema_id = int.from_bytes(data[1:CONFLUENT_HEADER_SIZE], "big")
+            plan = self._plans_by_schema_id.get(schema_id)
+            if plan is None:
+                plan = self._plan_of_schema_id(schema_id)
+            return self._read_body(data, CONFLUENT_HEADER_SIZE, plan, f"registry schema id {schema_id}")
+        if len(data) < len(MAGIC):
+            raise DecodeError(f"too short for any wire format: {len(data)} bytes")
+        raise DecodeError(
+            f"bad magic bytes {bytes(data[:2]).hex()}: expected {MAGIC.hex()} "
+            f"(Avro single-object encoding) or {CONFLUENT_MAGIC.hex()} (Confluent wire format)"
+        )
+
+    def _read_body(self, data: bytes, offset: int, plan: _DecodePlan, writer: str) -> tuple[str, dict[str, Any]]:
         stream = io.BytesIO(data)
-        stream.seek(HEADER_SIZE)
+        stream.seek(offset)
         try:
             datum = schemaless_reader(stream, plan.writer, plan.reader)
         except _BODY_ERRORS as error:
             raise DecodeError(
-                f"truncated or corrupt {plan.name} body (fingerprint "
-                f"{fingerprint_bytes.hex()}): {type(error).__name__}: {error}"
+                f"truncated or corrupt {plan.name} body ({writer}): {type(error).__name__}: {error}"
             ) from error
         trailing = len(data) - stream.tell()
         if trailing != 0:
-            raise DecodeError(
-                f"{trailing} trailing bytes after the {plan.name} body "
-                f"(fingerprint {fingerprint_bytes.hex()})"
-            )
+            raise DecodeError(f"{trailing} trailing bytes after the {plan.name} body ({writer})")
         return plan.name, datum
+
+    def _plan_of_schema_id(self, schema_id: int) -> _DecodePlan:
+        """How to read a registry schema id: asked of the registry once, then remembered either way."""
+        reason = self._unreadable_schema_ids.get(schema_id)
+        if reason is None:
+            if self._registry is None:
+                # Not remembered: a registry may be configured later in this process.
+                raise DecodeError(
+                    f"registry-framed record (Confluent wire format, schema id {schema_id}) but this "
+                    "reader has no schema registry; set REMEDY_SCHEMA_REGISTRY_URL"
+                )
+            found = self._ask_registry(self._registry, schema_id)
+            if isinstance(found, _DecodePlan):
+                self._plans_by_schema_id[schema_id] = found
+                return found
+            reason = found
+            if len(self._unreadable_schema_ids) >= UNREADABLE_SCHEMA_IDS_MAX:
+                self._unreadable_schema_ids.clear()
+            self._unreadable_schema_ids[schema_id] = reason
+        raise DecodeError(reason)
+
+    def _ask_registry(self, registry: SchemaRegistryPort, schema_id: int) -> _DecodePlan | str:
+        """The plan for the writer schema of a registry id, or why there is none.
+
+        The registry's TransientError goes through: an unreachable registry says nothing about
+        the record, which must not become a dead letter for it.
+        """
+        where = f"schema id {schema_id} of the registry {registry.url}"
+        try:
+            text = registry.schema_by_id(schema_id)
+        except DecodeError as error:
+            return f"{where}: {error}"
+        if text is None:
+            return f"{where} does not exist"
+        try:
+            parsed = parse_schema(json.loads(text))
+            writer_fingerprint = canonical_form_fingerprint(to_parsing_canonical_form(parsed))
+        except (ValueError, TypeError, SchemaParseException, UnknownType) as error:
+            return f"{where} is no Avro schema this reader can parse: {error}"
+        plan = self._plans.get(writer_fingerprint)
+        if plan is not None:
+            return plan
+        why = self._unreadable.get(writer_fingerprint, "is not any known revision of any record")
+        name = parsed.get("name", "?") if isinstance(parsed, dict) else "?"
+        return f"{where} ({name}) has unknown schema fingerprint {writer_fingerprint.hex()}: {why}"
 
     def _record(self, record_name: str, error_type: type[Exception]) -> RecordSchema:
         record = self._current.get(record_name)

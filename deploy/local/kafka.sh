@@ -45,6 +45,9 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SCRIPT_DIR
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 readonly REPO_ROOT
+readonly SCRIPT_NAME=kafka.sh
+# shellcheck source=common.sh
+source "$SCRIPT_DIR/common.sh"
 
 readonly KAFKA_VERSION="${KAFKA_VERSION:-3.9.1}"
 readonly POM_FILE="$SCRIPT_DIR/kafka-pom.xml"
@@ -107,24 +110,6 @@ readonly HEAP_OPTS=(-Xms256m -Xmx768m)
 
 JAVA_BIN="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
-say() { echo "kafka.sh: $*"; }
-fail() { echo "kafka.sh: error: $*" >&2; exit 1; }
-
-require_command() {
-  command -v "$1" >/dev/null 2>&1 || fail "'$1' is not installed ($2)"
-}
-
-# Waits for an exclusive lock on $1 through file descriptor 9; a broker must never inherit fd 9.
-take_lock() {
-  mkdir -p "$(dirname "$1")"
-  exec 9>"$1"
-  flock -w "$LOCK_TIMEOUT_S" 9 || fail "another kafka.sh holds $1 for more than ${LOCK_TIMEOUT_S}s"
-}
-
-release_lock() { exec 9>&-; }
-
-pom_digest() { sha256sum "$POM_FILE" | cut -d' ' -f1; }
-
 fetch_is_complete() {
   [[ -d "$LIBS_DIR" && -f "$FETCH_MARKER_FILE" ]] && grep -qx "pom_sha256=$(pom_digest)" "$FETCH_MARKER_FILE"
 }
@@ -183,10 +168,6 @@ run_kafka_tool() {
   "$JAVA_BIN" -Dlog4j.configuration="file:$TOOLS_LOG4J_FILE" -cp "$LIBS_DIR/*" "$@"
 }
 
-read_pid() {
-  [[ -f "$PID_FILE" ]] && cat "$PID_FILE" || true
-}
-
 # True when $1 is a live broker JVM started for this data dir (a recycled pid is not ours).
 is_our_broker() {
   local pid="$1"
@@ -194,18 +175,6 @@ is_our_broker() {
   local cmdline
   cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
   [[ "$cmdline" == *" kafka.Kafka $PROPERTIES_FILE"* ]]
-}
-
-# True while $1 runs; a broker that died as our child stays a zombie, which kill -0 still finds.
-process_alive() {
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  stat="${stat##*) }"
-  [[ "${stat%% *}" != Z ]]
-}
-
-port_answers() {
-  timeout "$PORT_PROBE_TIMEOUT_S" bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
 }
 
 # A real Kafka protocol round trip: the broker answers ApiVersions on the client listener.
@@ -506,26 +475,6 @@ wait_until_ready() {
   exit 1
 }
 
-# SIGTERM (controlled shutdown), bounded wait, then SIGKILL.
-stop_pid() {
-  local pid="$1"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline_s=$((SECONDS + STOP_TIMEOUT_S))
-  while process_alive "$pid" && (( SECONDS < deadline_s )); do
-    sleep "$POLL_INTERVAL_S"
-  done
-  if process_alive "$pid"; then
-    say "pid $pid ignored SIGTERM for ${STOP_TIMEOUT_S}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    deadline_s=$((SECONDS + KILL_TIMEOUT_S))
-    while process_alive "$pid" && (( SECONDS < deadline_s )); do
-      sleep "$POLL_INTERVAL_S"
-    done
-    process_alive "$pid" && fail "pid $pid survived SIGKILL for ${KILL_TIMEOUT_S}s"
-  fi
-  rm -f "$PID_FILE"
-}
-
 stop() {
   if [[ ! -f "$PID_FILE" ]]; then
     say "not running (data $DATA_DIR); nothing to do"
@@ -560,15 +509,6 @@ status() {
   return 1
 }
 
-logs() {
-  [[ -f "$SERVER_LOG_FILE" ]] || fail "no broker log yet at $SERVER_LOG_FILE"
-  if [[ "${1:-}" == "-f" ]]; then
-    # Following is interactive: the user ends it with Ctrl-C.
-    exec tail -n "$LOGS_TAIL_LINES" -F "$SERVER_LOG_FILE"
-  fi
-  tail -n "$LOGS_TAIL_LINES" "$SERVER_LOG_FILE"
-}
-
 usage() {
   sed -n '5,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
@@ -581,7 +521,7 @@ main() {
     start) start "$@" ;;
     stop) stop ;;
     status) status ;;
-    logs) logs "$@" ;;
+    logs) show_log "$SERVER_LOG_FILE" broker "$@" ;;
     grant) grant "$@" ;;
     consumer-groups|topics|acls) run_tool "$command" "$@" ;;
     -h|--help|help) usage ;;

@@ -200,6 +200,8 @@ def read_and_audit(settings: Settings, timeout_s: float, progress: Progress) -> 
                 except DecodeError:
                     skipped["events_undecodable"] += 1  # the worker dead-letters these
                     continue
+                if name == "CustomerErased":
+                    continue  # an erasure carries no request (docs/privacy.md); its effects are decisions
                 if name not in INPUT_RECORDS or getattr(names, EVENT_TOPIC_ROLE[name]) != topic:
                     skipped["events_undecodable"] += 1  # on the wrong topic: dead-lettered as well
                     continue

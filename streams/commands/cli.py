@@ -15,7 +15,7 @@ from streams.errors import RemedyLedgerError, ValidationError
 WAIT_TIMEOUT_S_DEFAULT = 300
 # Modules that add subcommands: each has register(subparsers).
 EXTENSION_MODULES = ("projections.cli", "streams.commands.workload", "streams.commands.review",
-                     "streams.commands.dead_letters", "streams.commands.audit")
+                     "streams.commands.dead_letters", "streams.commands.audit", "streams.commands.privacy")
 # How often `wait` polls the projections.
 WAIT_POLL_S = 0.5
 
@@ -41,11 +41,16 @@ def cmd_worker(args) -> int:
     # aiokafka's per-rebalance INFO lines are useful; its DEBUG is not, even at --loglevel debug.
     logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLogger().level))
     roles = parse_roles(args.roles)
-    settings = _settings()
+    from streams.runtime.privacy import with_privacy_key
+
+    settings = with_privacy_key(_settings())  # the key of erased customers' pseudonyms (docs/privacy.md)
     guard = LogGuard(settings.secrets())
     for handler in logging.getLogger().handlers:
         handler.addFilter(guard)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    import schemas
+
+    schemas.prepare()  # registry mode: a registry that is down or refuses a schema stops the worker here
     created = ensure_topics(settings)
     if created:
         print(f"created topics: {', '.join(created)}", flush=True)
@@ -68,6 +73,17 @@ def cmd_topics(args) -> int:
     for name, partitions, configs in topic_names(settings).all_with_configs(settings.topic_partitions, settings.min_insync_replicas):
         state = "created" if name in created else "exists"
         print(f"{state:8} {name}  partitions={partitions}  {configs}")
+    return 0
+
+
+def cmd_openapi(args) -> int:
+    """Print the worker's HTTP API as an OpenAPI 3.1 document (also served at /openapi.json)."""
+    import json
+
+    from streams.runtime.openapi import document
+    from streams.runtime.web import ROUTE_ROLES
+
+    print(json.dumps(document(ROUTE_ROLES), indent=2, sort_keys=True))
     return 0
 
 
@@ -306,6 +322,9 @@ def parser() -> argparse.ArgumentParser:
     topics.add_argument("action", choices=["create"])
     topics.set_defaults(run=cmd_topics)
 
+    openapi = sub.add_parser("openapi", help=cmd_openapi.__doc__)
+    openapi.set_defaults(run=cmd_openapi)
+
     publish = sub.add_parser("publish", help=cmd_publish.__doc__)
     publish.add_argument("file")
     publish.add_argument("--validate-only", action="store_true", help="check the file, publish nothing")
@@ -331,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; errors print one clear message and exit non-zero."""
     args = parser().parse_args(argv)
     try:
+        _use_schema_registry()
         return args.run(args)
     except ValidationError as error:
         for problem in error.problems:
@@ -340,6 +360,13 @@ def main(argv: list[str] | None = None) -> int:
     except RemedyLedgerError as error:
         print(f"error: {_scrubbed(str(error))}", file=sys.stderr)
         return 1
+
+
+def _use_schema_registry() -> None:
+    """Registry mode for every command when REMEDY_SCHEMA_REGISTRY_URL is set (schemas/README.md)."""
+    from streams.runtime.schema_registry import use_registry
+
+    use_registry(_settings())
 
 
 def _scrubbed(text: str) -> str:

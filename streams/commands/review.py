@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 import schemas
-from streams.errors import InvariantViolation, TransientError
+from streams.commands.worker_http import call_worker
+from streams.errors import InvariantViolation
 from streams.runtime.kafka_io import read_topic, topic_names
 from streams.runtime.settings import load_settings
 
@@ -71,29 +70,10 @@ def cmd_review_decide(args) -> int:
             "note": args.note}
     if args.by:
         body["by"] = args.by
-    answer = post_to_worker(settings, "/v1/reviews", body)
+    answer = call_worker(settings, "POST", "/v1/reviews", body, WORKER_POST_TIMEOUT_S,
+                         "reviews go through the worker, which identifies the reviewer by the token")
     print(f"{args.action}d {answer['request_id']} as {answer['reviewed_by']}; the worker records the decision")
     return 0
-
-
-def post_to_worker(settings, path: str, body: dict) -> dict:
-    """POST a JSON body to the running worker with REMEDY_HTTP_TOKEN; its error message on a refusal."""
-    request = urllib.request.Request(f"{settings.worker_url}{path}", method="POST", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    if settings.http_token:
-        request.add_header("Authorization", f"Bearer {settings.http_token}")
-    try:
-        with urllib.request.urlopen(request, timeout=WORKER_POST_TIMEOUT_S) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        try:
-            message = json.loads(error.read() or b"{}").get("error")
-        except json.JSONDecodeError:
-            message = None
-        raise InvariantViolation(message or f"the worker answered HTTP {error.code}") from None
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-        raise TransientError(f"no worker answers at {settings.worker_url} ({error}); reviews go through the "
-                             "worker, which identifies the reviewer by the token") from None
 
 
 def _when(ms: int) -> str:

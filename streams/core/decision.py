@@ -22,6 +22,7 @@ from typing import Any
 
 from streams.errors import InvariantViolation
 from streams.core.policy import DAY_MS, Policy
+from streams.core.privacy import erased_id
 
 State = dict[str, Any]
 Event = dict[str, Any]
@@ -55,6 +56,7 @@ ASSOCIATE_DAILY_BUDGET_EXCEEDED = "ASSOCIATE_DAILY_BUDGET_EXCEEDED"
 APPROVED_BY_REVIEW = "APPROVED_BY_REVIEW"
 DENIED_BY_REVIEW = "DENIED_BY_REVIEW"
 DELIVERED_AFTER_LOST_CLAIM = "DELIVERED_AFTER_LOST_CLAIM"
+CUSTOMER_ERASED = "CUSTOMER_ERASED"
 
 REASON_CODES = (
     WITHIN_LIMITS,
@@ -79,6 +81,7 @@ REASON_CODES = (
     APPROVED_BY_REVIEW,
     DENIED_BY_REVIEW,
     DELIVERED_AFTER_LOST_CLAIM,
+    CUSTOMER_ERASED,
 )
 
 # Remedy kinds that only make sense against a known order.
@@ -275,7 +278,7 @@ def parked_since_ms(state: State) -> int | None:
 
 # The field that dates each upstream event.
 EVENT_TIME_FIELDS = {"OrderPlaced": "placed_at", "OrderDelivered": "delivered_at", "IncidentReported": "reported_at",
-                     "RemedyRequested": "requested_at", "RemedyReviewed": "reviewed_at"}
+                     "RemedyRequested": "requested_at", "RemedyReviewed": "reviewed_at", "CustomerErased": "erased_at"}
 
 
 def event_time_ms(event: Event) -> int | None:
@@ -288,7 +291,7 @@ def event_time_ms(event: Event) -> int | None:
 _QUEUED_WHILE_CHECKING = frozenset(EVENT_TIME_FIELDS) | {PARTITION_CLOCK}
 # The id field that names what an upstream event is about (a queued repeat is recognised by it).
 _ID_FIELD = {"OrderPlaced": "order_id", "OrderDelivered": "order_id", "IncidentReported": "incident_id",
-             "RemedyRequested": "request_id", "RemedyReviewed": "request_id"}
+             "RemedyRequested": "request_id", "RemedyReviewed": "request_id", "CustomerErased": "event_id"}
 # Where a shell did not say (tests, replays), an event's position is its own time.
 POSITION_FIELD = "position_ms"
 
@@ -314,6 +317,8 @@ def handle(state: State, event: Event, policy: Policy) -> tuple[State, list[Deci
     without kills, with one or more workers).
     """
     kind = event["type"]
+    if state.get(ERASED) is not None:
+        return _after_erasure(state, event, policy)
     if kind == "LimitCheck":
         return _handle_result(state, event, policy)
     if state["reservations"] and kind in _QUEUED_WHILE_CHECKING:
@@ -334,6 +339,10 @@ def _apply_at(state: State, event: Event, policy: Policy, position_ms: int) -> t
 
 def _apply(state: State, event: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
     kind = event["type"]
+    if state.get(ERASED) is not None:
+        return _after_erasure(state, event, policy)  # events that waited behind the erasure's check
+    if kind == "CustomerErased":
+        return _erase(state, event, policy)
     if kind == "RemedyRequested":
         return _handle_request(state, event, policy)
     if kind == "OrderPlaced":
@@ -479,6 +488,13 @@ def _request_facts(request: Event) -> dict:
 def _request_facts_of_decision(decision: Decision) -> dict:
     facts = {name: decision.get(name) for name in _REQUEST_FACTS if name != "amount_cents"}
     return {**facts, "amount_cents": decision["requested_cents"]}
+
+
+def differing_facts(request: Event, decision: Decision) -> list[str]:
+    """The facts a request states differently from the request a decision answered (empty: the same
+    request again); timestamps in ms on both sides."""
+    first = _request_facts_of_decision(decision)
+    return [name for name, value in _request_facts(request).items() if first.get(name) != value]
 
 
 def _refuse_conflict(request: Event, first: dict, status: str) -> None:
@@ -808,12 +824,26 @@ def _handle_incident(state: State, event: Event, policy: Policy) -> tuple[State,
     old = state["history"]
     clock = max(old.get("incidents_clock_ms") or event["reported_at"], event["reported_at"])
     state = {**_with_incident(state, event, policy), "history": {**old, "incidents_clock_ms": clock}}
+    request = _proactive_request(event, policy)
+    if request is None:
+        # No proactive remedy (or nothing to price it by; a person can still request one).
+        return _drain(state, policy, None)  # requests that were waiting for this incident
+    waiting = [i for i, p in enumerate(state["pending"]) if p.get("incident_id") == event["incident_id"]]
+    if not waiting:
+        return _handle_request(state, request, policy)
+    # The service's own remedy for an incident is decided before the requests that waited for
+    # that incident, whichever topic was read first: the same order as when the incident came first.
+    pending = state["pending"][: waiting[0]] + [request] + state["pending"][waiting[0] :]
+    return _drain({**state, "pending": pending}, policy, None)
+
+
+def _proactive_request(event: Event, policy: Policy) -> Event | None:
+    """The remedy the policy requests by itself for a reported incident, or None."""
     rule = policy.proactive_rules.get(event["kind"])
     if (rule is None or rule["source"] not in ("ANY", event["source"])
             or (rule["amount"] == "ORDER_TOTAL" and not event.get("order_id"))):
-        # No proactive remedy (or nothing to price it by; a person can still request one).
-        return _drain(state, policy, None)  # requests that were waiting for this incident
-    request = {
+        return None
+    return {
         "type": "RemedyRequested",
         "event_id": f"proactive/{event['event_id']}",
         "request_id": f"proactive:{event['incident_id']}:{event['customer_id']}:{rule['remedy']}",
@@ -828,13 +858,6 @@ def _handle_incident(state: State, event: Event, policy: Policy) -> tuple[State,
         "requested_at": event["reported_at"],
         "reason": f"proactive: {event['kind']} reported by {event['source']}",
     }
-    waiting = [i for i, p in enumerate(state["pending"]) if p.get("incident_id") == event["incident_id"]]
-    if not waiting:
-        return _handle_request(state, request, policy)
-    # The service's own remedy for an incident is decided before the requests that waited for
-    # that incident, whichever topic was read first: the same order as when the incident came first.
-    pending = state["pending"][: waiting[0]] + [request] + state["pending"][waiting[0] :]
-    return _drain({**state, "pending": pending}, policy, None)
 
 
 def _with_incident(state: State, event: Event, policy: Policy) -> State:
@@ -862,3 +885,98 @@ def _pruned(state: State, policy: Policy) -> State:
     orders = {oid: o for oid, o in state["orders"].items() if o["placed_at"] > order_floor}
     incidents = {iid: i for iid, i in state["incidents"].items() if i["reported_at"] > order_floor}
     return {**state, "grants": grants, "decided": decided, "orders": orders, "incidents": incidents}
+
+
+# Erasure (docs/privacy.md) ----------------------------------------------------------------------
+
+# The state field that marks an erased customer: its pseudonym. An erased state is kept under
+# that pseudonym (the changelog drops the customer id's key with a tombstone).
+ERASED = "erased"
+# decision id -> decided_at_ms of every decision the customer had when erased and got since:
+# opaque hashes (decision_id_for) by which a redelivered request is recognised without its content.
+ERASED_DECISION_IDS = "erased_decision_ids"
+
+
+def state_key(customer_id: str, state: State) -> str:
+    """The changelog key a customer's state is kept under: its pseudonym once erased, else its id."""
+    return state.get(ERASED) or customer_id
+
+
+def _erase(state: State, event: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
+    """Replace the customer's state by its erased form: no orders, incidents, requests, decisions,
+    amounts or history; only its pseudonym, its clock and the ids of its decisions remain.
+
+    Requests still parked are escalated now (CUSTOMER_ERASED): every request keeps one final
+    decision. The erasure waits (queued) while a check is in flight, so no reservation is open.
+    Households and associates that judged its requests rename the ids that embed the customer id
+    (FORGET checks; their room and claims stay counted). Every
+    later request is escalated to a person: nothing is granted automatically to an erased
+    customer again, so no cap can be exceeded for want of the history erased.
+    """
+    customer_pseudonym, at = event["pseudonym"], event["erased_at"]
+    decisions = [_erased_decision_of(request, policy, max(request["requested_at"], at)) for request in state["pending"]]
+    remembered = {decision_id_for(entry[2]): entry[0] for entry in state["grants"]}
+    remembered.update({decision_id_for(request_id): d["decided_at"] for request_id, d in state["decided"].items()})
+    remembered.update({d["decision_id"]: d["decided_at"] for d in decisions})
+    erased = {**empty_state(), "clock_ms": state["clock_ms"], "queued": state["queued"], ERASED: customer_pseudonym,
+              "erased_at": at, ERASED_DECISION_IDS: remembered}
+    return erased, decisions, _forget_checks(state, event["customer_id"], customer_pseudonym, at, policy)
+
+
+def _forget_checks(state: State, customer_id: str, customer_pseudonym: str, at_ms: int,
+                   policy: Policy) -> list[Check]:
+    """A FORGET to each household and associate that judged a request of the customer whose request
+    or incident id embeds the customer id (they keep those ids for their windows)."""
+    checks = []
+    for request_id, decision in sorted(state["decided"].items()):
+        if customer_id not in request_id and customer_id not in (decision["incident_id"] or ""):
+            continue
+        renamed = erased_id(request_id, customer_id, customer_pseudonym)
+        for scope_key in scopes_for(decision):
+            scope, _, key = scope_key.partition(":")
+            checks.append({
+                "event_id": f"{renamed}/FORGET/{erased_id(scope_key, customer_id, customer_pseudonym)}",
+                "request_id": request_id, "customer_id": customer_id, "action": "FORGET", "scope": scope,
+                "scope_key": key, "route": [], "reserved": [], "amount_cents": 0, "kind": decision["kind"],
+                "incident_id": decision["incident_id"], "incident_kind": decision["incident_kind"], "at": at_ms,
+                "passed": False, "outcome": "UNKNOWN", "reason_codes": [], "inputs": {},
+                "policy_version": policy.version, "order_ms": 0, "order_customer": "", "order_n": 0,
+                "pseudonym": customer_pseudonym,
+            })
+    return checks
+
+
+def _after_erasure(state: State, event: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
+    """An event for an erased customer: requests (and the proactive remedy of an incident) are
+    escalated; orders, deliveries, reviews, answers and clock ticks are not kept."""
+    kind = event["type"]
+    if kind == "RemedyRequested":
+        return _erased_request(state, event, policy)
+    if kind == "IncidentReported":
+        request = _proactive_request(event, policy)
+        return _erased_request(state, request, policy) if request is not None else (state, [], [])
+    return state, [], []
+
+
+def _erased_request(state: State, request: Event, policy: Policy) -> tuple[State, list[Decision], list[Check]]:
+    """Escalate a request of an erased customer once (a redelivery emits nothing: it was sent already)."""
+    remembered = state[ERASED_DECISION_IDS]
+    decision_id = decision_id_for(request["request_id"])
+    if decision_id in remembered:
+        return state, [], []
+    horizon = _dedup_horizon_ms(state, policy)
+    if horizon is not None and request["requested_at"] <= horizon:
+        raise InvariantViolation(
+            f"RemedyRequested {request['request_id']}: dated {request['requested_at']} ms, before the horizon "
+            f"{horizon} ms within which decided requests are remembered; it may be a redelivery of a forgotten "
+            "decision, so it is not decided automatically")
+    decision = _erased_decision_of(request, policy, request["requested_at"])
+    clock = request["requested_at"] if state["clock_ms"] is None else max(state["clock_ms"], request["requested_at"])
+    floor = clock - policy.request_lateness_ms_max - policy.decided_retention_ms
+    kept = {known: at for known, at in remembered.items() if at > floor}
+    return {**state, "clock_ms": clock, ERASED_DECISION_IDS: {**kept, decision_id: decision["decided_at"]}}, [decision], []
+
+
+def _erased_decision_of(request: Event, policy: Policy, decided_at_ms: int) -> Decision:
+    """The decision on a request of an erased customer: escalated to a person, nothing granted."""
+    return _decision(request, policy, ESCALATED, 0, [CUSTOMER_ERASED], {}, decided_at_ms, {})

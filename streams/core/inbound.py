@@ -62,6 +62,7 @@ TIMESTAMP_FIELDS = {
     "IncidentReported": ("reported_at",),
     "RemedyRequested": ("requested_at",),
     "RemedyReviewed": ("reviewed_at",),
+    "CustomerErased": ("erased_at",),
     "LimitCheck": ("at",),
 }
 # Reason code of an id repeated with different content (an in-file duplicate at publish, a

@@ -22,6 +22,7 @@ from streams.core.decision import (
     HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED,
 )
 from streams.core.policy import DAY_MS, Policy
+from streams.core.privacy import erased_id
 
 ScopeState = dict[str, Any]
 Check = dict[str, Any]
@@ -45,6 +46,8 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
     """
     request_id = check["request_id"]
     action = check["action"]
+    if action == "FORGET":
+        return forget(state, check), []
     if action in ("SETTLE", "RELEASE") and state.get("unsettled") == request_id:
         state = {**state, "unsettled": None, "unsettled_key": None}
         if action == "SETTLE":
@@ -107,6 +110,29 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
         # Until the next scope answers; its order key bounds what the waiting checks can promise.
         state = {**state, "unsettled": request_id, "unsettled_key": list(order_key(check))}
     return _bounded(state, policy, check["scope"]), _answer(check, reason, _sequenced(check, inputs, sequence))
+
+
+def forget(state: ScopeState, check: Check) -> ScopeState:
+    """An erased customer's request renamed here: every occurrence of the customer id in its request
+    id and incident id becomes the pseudonym (`privacy.erased_id`). The entries stay, so the scope's
+    room and distinct claims are counted as before; a repeat changes nothing."""
+    customer_id, customer_pseudonym = check["customer_id"], check["pseudonym"]
+    old = check["request_id"]
+    new = erased_id(old, customer_id, customer_pseudonym)
+
+    def renamed(entries: dict, rename_entry=lambda entry: entry) -> dict:
+        return {(new if request_id == old else request_id): (rename_entry(entry) if request_id == old else entry)
+                for request_id, entry in entries.items()}
+
+    def reservation(entry: list) -> list:
+        # [at_ms, cents, incident_id, incident_kind]
+        return [entry[0], entry[1], erased_id(entry[2], customer_id, customer_pseudonym), *entry[3:]]
+
+    state = {**state, "reservations": renamed(state["reservations"], reservation),
+             "answers": renamed(state["answers"]), "released": renamed(state["released"])}
+    if state.get("unsettled") == old:
+        state = {**state, "unsettled": new}
+    return state
 
 
 def _judge_waiting(state: ScopeState, policy: Policy) -> tuple[ScopeState, list[Check]]:

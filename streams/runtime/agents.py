@@ -40,11 +40,16 @@ IDLE_POLL_S = 0.1
 
 @dataclass
 class StepOutput:
-    """What one batch produced: per partition and key, the new state JSON and its outbox; plus
-    messages that are not anyone's state effect (dead letters), sent after the outboxes."""
+    """What one batch produced: per partition and key, the new state JSON and its outbox (None and
+    no outbox: a tombstone, the key is dropped); plus messages that are not anyone's state effect
+    (dead letters), sent after the outboxes. Keys are written in insertion order per partition."""
 
-    states: dict[int, dict[bytes, tuple[bytes, list[OutboxEntry]]]] = field(default_factory=dict)
+    states: dict[int, dict[bytes, tuple[bytes | None, list[OutboxEntry]]]] = field(default_factory=dict)
     sends: list[OutboxEntry] = field(default_factory=list)
+    # Per partition and key, states written again without their outbox once every effect is
+    # acknowledged: an erased customer's outbox (decisions naming the customer) must not stay in
+    # the changelog's latest record (docs/privacy.md). A crash before it re-sends the outbox, as always.
+    scrubbed: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
 
 
 Step = Callable[[list[Incoming], "PartitionState | None"], Awaitable[StepOutput]]
@@ -251,15 +256,24 @@ class AgentShell:
             batcher = RecordBatcher(self.producer())
             for partition, values in output.states.items():
                 for key, (state_json, outbox) in values.items():
-                    value = changelog_value(state_json, outbox, through.get(partition, {}))
+                    value = changelog_value(state_json, outbox, through.get(partition, {})) if state_json is not None else None
                     await batcher.add(self.state.changelog, key, value, partition=partition)
             await batcher.flush()
         effects = [entry for values in output.states.values() for _, outbox in values.values() for entry in outbox]
         await self._send(effects + output.sends)
+        if self.state is not None and output.scrubbed:
+            batcher = RecordBatcher(self.producer())
+            for partition, values in output.scrubbed.items():
+                for key, state_json in values.items():
+                    await batcher.add(self.state.changelog, key, state_json, partition=partition)
+            await batcher.flush()
         if self.state is not None:
             for partition, values in output.states.items():
                 for key, (state_json, _) in values.items():
-                    self.state.save(partition, key, state_json)
+                    if state_json is None:
+                        self.state.delete(partition, key)
+                    else:
+                        self.state.save(partition, key, state_json)
         on_message_out = stream.app.sensors.on_message_out
         for event in events:
             if event.ack():

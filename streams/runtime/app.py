@@ -30,7 +30,8 @@ import schemas
 from projections.projector import build_batch
 from projections.store import Store
 from streams.core import ordering
-from streams.core.decision import blocked_order_key, parked_since_ms
+from streams.core.decision import blocked_order_key, parked_since_ms, state_key
+from streams.core.privacy import erasure_request_problems, pseudonym
 from streams.core.scopes import waiting_order_key
 from streams.core.policy import Policy
 from streams.errors import InvariantViolation, RemedyLedgerError
@@ -53,9 +54,11 @@ from streams.runtime.batch import (
 from streams.runtime.kafka_auth import aiokafka_options, faust_options
 from streams.runtime.kafka_io import idempotent_aio_producer, topic_names
 from streams.runtime.policy_log import decode_applied
+from streams.runtime.privacy import ErasureBusy, erasure_event, erasure_for
 from streams.runtime.sequence import PROGRESS_RESEND_S, Sequencer, decide_source, limits_source, progress_datum
 from streams.runtime.settings import Settings
 from streams.runtime.state import OutboxEntry, PartitionState
+from streams.runtime.sync_api import DecisionFollower, SyncApi
 from streams.runtime.web import WebViews
 from streams.runtime.access import check_binding, load_tokens
 from streams.runtime.metrics import WorkerMetrics, gauge
@@ -130,6 +133,8 @@ class Worker:
         self.store: Store | None = None
         self.shells: dict[str, AgentShell] = {}
         self.producer: AIOKafkaProducer | None = None
+        self.sync_api: SyncApi | None = None  # set once the producer and the decision follower run
+        self.api_producer: AIOKafkaProducer | None = None
         self.app = None
         self.clocks = PartitionClocks()
         # limits partition -> scope key -> order key of its first waiting check
@@ -201,14 +206,16 @@ class Worker:
                 before[key] = load(key)
             return before[key]
 
-        result = fold_batch(messages, load_once, policy, names, self.clocks, self.settings.topic_partitions)
+        result = fold_batch(messages, load_once, policy, names, self.clocks, self.settings.topic_partitions,
+                            self.settings.privacy_key or None)
         self._count(result, before, started_s)
         return result
 
     def _count(self, result, before: dict, started_s: float) -> None:
         """Metrics of a decide batch: first-time decisions, granted cents, decision latency."""
         for check in result.checks:
-            self.arrived_s.setdefault(check["request_id"], started_s)
+            if check["action"] == "RESERVE":
+                self.arrived_s.setdefault(check["request_id"], started_s)
         now_s = time.monotonic()
         seen: set[str] = set()
         for decision in result.decisions:
@@ -308,14 +315,26 @@ class Worker:
 
             def load(key: str):
                 encoded = key.encode()
-                return state_from_bytes(state.get(partition_for(encoded), encoded))
+                found = state.get(partition_for(encoded), encoded)
+                if found is None and clock_key and self.settings.privacy_key:
+                    # An erased customer's state is kept under its pseudonym (docs/privacy.md).
+                    found = state.get(partition_for(encoded), pseudonym(self.settings.privacy_key, key).encode())
+                return state_from_bytes(found)
 
             result = fold(messages, load, self.policy, self.names)
             output = StepOutput(sends=self._dead_letters(result.dead_letters) + self._forwarded(result.misrouted))
             for key, value in result.states.items():
                 encoded = key.encode()
                 outbox = [self._encoded(kind, datum) for kind, datum in result.emitted_by_key.get(key, [])]
-                output.states.setdefault(partition_for(encoded), {})[encoded] = (state_to_bytes(value), outbox)
+                states = output.states.setdefault(partition_for(encoded), {})
+                stored = state_key(key, value) if clock_key else key
+                # An erased state goes under its pseudonym first, then the id's tombstone: on the
+                # same partition in that order, so no crash can leave the tombstone without the state.
+                states[stored.encode()] = (state_to_bytes(value), outbox)
+                if stored != key:
+                    states[encoded] = (None, [])
+                    if outbox:
+                        output.scrubbed.setdefault(partition_for(encoded), {})[stored.encode()] = state_to_bytes(value)
             if clock_key:
                 for partition in self.clocks.advanced:
                     output.states.setdefault(partition, {})[PARTITION_CLOCK_KEY] = (
@@ -327,8 +346,10 @@ class Worker:
     async def _project(self, messages: list[Incoming], state: None) -> StepOutput:
         def build_and_write():
             # Decoding and row building run on the ClickHouse thread too, so the event loop (and
-            # the decide agent's latency) does not wait for them.
-            batch = build_batch(messages, self.names)
+            # the decide agent's latency) does not wait for them. Erasures are read for every
+            # batch on this thread, so an erasure (also on it) applies to every later batch.
+            erasure = erasure_for(self.settings, self._store().erased_pseudonyms())
+            batch = build_batch(messages, self.names, erasure)
             if batch.ledger_rows:
                 # Synchronous insert with a dedup token: acknowledged before the events are acked.
                 self._store().write_batch(batch)
@@ -521,6 +542,14 @@ class Worker:
         extra += gauge("remedy_policy_info", "The policy version in force.", ("version",), {(self.policy.version,): 1})
         return self.metrics.render(extra)
 
+    async def _publish_event(self, topic: str, key: bytes, record_name: str, datum: dict) -> tuple[int, int]:
+        """Encode and send one event, waiting for every in-sync replica; (partition, offset)."""
+        written = await self.api_producer.send_and_wait(topic, schemas.encode(record_name, datum), key=key)
+        return written.partition, written.offset
+
+    async def _projected_decision(self, request_id: str) -> dict | None:
+        return await self.on_clickhouse("current_decision", request_id)
+
     async def publish_review(self, review: dict) -> dict:
         """Put a RemedyReviewed event (request_id, customer_id, verdict, reviewed_by, note) on the
         requests topic, keyed by customer, and wait for the broker's acknowledgement; returns the datum."""
@@ -614,6 +643,31 @@ class Worker:
                        for name, shell in self.shells.items()},
         }
 
+    # Erasure (docs/privacy.md) ----------------------------------------------------------------
+
+    async def erase_customer(self, customer_id: str, reason: str) -> dict:
+        """Erase a customer: record its pseudonym and rewrite its projection rows (ClickHouse thread),
+        then publish CustomerErased keyed by the customer, which the owner of its partition applies
+        to its state in log order. Idempotent: erasing again changes nothing more."""
+        problems = erasure_request_problems(customer_id, reason)
+        if problems:
+            raise InvariantViolation("; ".join(problems))
+        if not self.serves_clickhouse:
+            raise InvariantViolation("this worker does not project and ClickHouse is embedded (chDB); "
+                                     "ask the worker that runs the project role")
+        if self.rebuild_progress["state"] == "running":
+            raise ErasureBusy("a projection rebuild is running; erase once it finished")
+        if self.producer is None:
+            raise ErasureBusy("the worker is still starting (no Kafka producer yet); try again in a moment")
+        customer_pseudonym = pseudonym(self.settings.privacy_key, customer_id)
+        projected = await self.on_clickhouse("erase_customer", customer_id, customer_pseudonym, reason)
+        event = erasure_event(customer_id, customer_pseudonym, int(time.time() * 1000))
+        await self._publish_event(self.names.requests, customer_id.encode(), "CustomerErased", event)
+        log.warning("erasure: customer now %s; projection rows rewritten %s; CustomerErased sent to %s",
+                    customer_pseudonym, projected["rows_rewritten"], self.names.requests)
+        return {**projected, "state": f"CustomerErased sent to {self.names.requests}; the decide agent that owns "
+                                      "the customer's partition replaces its state"}
+
     # Running ----------------------------------------------------------------------------------
 
     async def run(self) -> int:
@@ -647,9 +701,20 @@ class Worker:
         await web.TCPSite(runner, self.settings.web_host, self.settings.web_port).start()
         self.producer = idempotent_aio_producer(self.settings.kafka, "remedy-worker")
         await self.producer.start()
+        # The synchronous API's own producer: one record per call, sent at once (no linger), never
+        # queued behind an agent's record batches.
+        self.api_producer = idempotent_aio_producer(self.settings.kafka, "remedy-sync-api", linger_ms=0)
+        await self.api_producer.start()
+        follower = DecisionFollower(self.settings.kafka, self.names.decisions, self.settings.topic_partitions)
+        await follower.start()
         app = self.app = self.build_app()
         await app.start()
+        self.sync_api = SyncApi(
+            follower, self._publish_event, self._projected_decision if self.serves_clickhouse else None,
+            self.names.requests, self.names.incidents, self.settings.sync_wait_ms / 1000,
+            lambda: int(time.time() * 1000), self.metrics)
         tasks = {asyncio.ensure_future(self._follow_policy()): "policy",
+                 asyncio.ensure_future(follower.run()): "decision follower (synchronous API)",
                  asyncio.ensure_future(self._until_crashed(app)): "faust app"}
         stopping = asyncio.ensure_future(stop.wait())
         log.warning("worker ready on %s: roles %s (web %s:%s)", self.settings.kafka, ",".join(self.roles),
@@ -681,8 +746,9 @@ class Worker:
             await asyncio.wait_for(app.consumer.commit(), STOP_BATCH_WAIT_S)
         except asyncio.TimeoutError:
             log.warning("a batch did not finish in %ss; it will be redelivered", STOP_BATCH_WAIT_S)
-        if self.producer is not None:
-            await self.producer.stop()
+        for producer in (self.producer, self.api_producer):
+            if producer is not None:
+                await producer.stop()
         if self.store is not None:
             await asyncio.get_running_loop().run_in_executor(self.clickhouse, self.store.close)
         log.warning("worker stopped (%s)", "failed" if status else "signal")

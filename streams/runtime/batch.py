@@ -14,6 +14,7 @@ from typing import Callable
 import schemas
 from streams.core import decision as core
 from streams.core import scopes
+from streams.core.privacy import is_pseudonym, pseudonym
 from streams.errors import DecodeError, InvariantViolation
 from streams.core.inbound import (
     FUTURE_MS_MAX_DEFAULT,
@@ -233,21 +234,27 @@ def fold_batch(
     names: TopicNames,
     clocks: PartitionClocks | None = None,
     partitions: int | None = None,
+    privacy_key: bytes | None = None,
 ) -> BatchResult:
     """Run every message of a batch through the customer scope, loading each customer's state once.
 
     With `partitions`, a record on another partition than murmur2 of its key is set aside in
     `misrouted` (the shell forwards it). With `clocks`, every upstream event advances its partition's clock, and customers whose
     parked requests waited past it are told at once (in the log's order, so decisions do not
-    depend on where a batch ends).
+    depend on where a batch ends). With `privacy_key`, a CustomerErased whose pseudonym was made
+    with another key is dead-lettered (this worker could not find that customer's state again).
     """
     clocks = clocks if clocks is not None else PartitionClocks()
     clocks.advanced = set()
 
     def decode(message: Incoming) -> tuple[str, dict]:
-        _, event = decode_input(message, names)
+        record_name, event = decode_input(message, names)
         if partitions is not None and key_partition(message.key, partitions) != message.partition:
             raise _Misrouted()
+        if (record_name == "CustomerErased" and privacy_key is not None
+                and event["pseudonym"] != pseudonym(privacy_key, event["customer_id"])):
+            raise _Invalid("CustomerErased: field 'pseudonym' was not made with this worker's privacy key "
+                           "(REMEDY_PRIVACY_KEY_FILE differs between processes); the customer was not erased here")
         event_time = core.event_time_ms(event)
         if event_time is not None:
             # Where the event stands in its partition's log: the newest record timestamp so far
@@ -317,8 +324,10 @@ def fold_scope_batch(
         record_name, datum = schemas.decode(message.value)
         if record_name == "LimitCheck" and datum["action"] == "PROGRESS":
             raise _Progress()  # a watermark: the shell's sequencer used it (streams/runtime/sequence.py)
-        if record_name != "LimitCheck" or datum["action"] not in ("RESERVE", "RELEASE", "SETTLE"):
+        if record_name != "LimitCheck" or datum["action"] not in ("RESERVE", "RELEASE", "SETTLE", "FORGET"):
             raise _Invalid(f"{record_name} {datum.get('action', '')} does not belong on {message.topic}")
+        if datum["action"] == "FORGET" and not is_pseudonym(datum.get("pseudonym") or ""):
+            raise _Invalid("LimitCheck FORGET: field 'pseudonym' must be an erased customer's pseudonym")
         key = message.key.decode("utf-8", "replace") if message.key is not None else None
         if key != scope_key_of(datum):
             raise _Invalid(f"LimitCheck: message key {key!r} does not match {scope_key_of(datum)!r}")

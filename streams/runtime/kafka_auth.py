@@ -1,4 +1,4 @@
-"""A KafkaConnection as the options each Kafka client library takes (kafka-python, aiokafka, Faust).
+"""A KafkaConnection as the options each Kafka client library takes (kafka-python, aiokafka, Faust, librdkafka).
 
 Every client the project builds (agents, publish, CLI commands, audit, rebuild, bench) gets its
 security options from here, so a cluster with SASL_SSL works everywhere or nowhere.
@@ -59,4 +59,20 @@ def faust_options(connection: KafkaConnection) -> dict:
             mechanism=connection.sasl_mechanism)
     elif context is not None:
         options["broker_credentials"] = faust.SSLCredentials(context)
+    return options
+
+
+def librdkafka_options(connection: KafkaConnection) -> dict:
+    """The configuration dict of librdkafka clients (confluent-kafka in Python; the same keys in Go and C)."""
+    options: dict = {"bootstrap.servers": connection.bootstrap,
+                     "security.protocol": connection.security_protocol.lower()}
+    if connection.uses_tls:
+        options["ssl.endpoint.identification.algorithm"] = "https"
+        if connection.ca_file:
+            options["ssl.ca.location"] = connection.ca_file
+        if connection.cert_file:
+            options.update({"ssl.certificate.location": connection.cert_file, "ssl.key.location": connection.key_file})
+    if connection.uses_sasl:
+        options.update({"sasl.mechanism": connection.sasl_mechanism, "sasl.username": connection.username,
+                        "sasl.password": connection.password})
     return options

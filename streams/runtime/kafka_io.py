@@ -192,8 +192,11 @@ def idempotent_aio_producer(kafka: KafkaConnection, client_id: str, **extra):
     in-sync replica, record batches up to SEND_BATCH_BYTES_MAX (the worker's and bulk publish's)."""
     from aiokafka import AIOKafkaProducer
 
-    return AIOKafkaProducer(**aiokafka_options(kafka), client_id=client_id, acks="all", enable_idempotence=True,
-                            linger_ms=PRODUCER_LINGER_MS, max_batch_size=SEND_BATCH_BYTES_MAX, **extra)
+    options = {"acks": "all", "enable_idempotence": True, "linger_ms": PRODUCER_LINGER_MS,
+               "max_batch_size": SEND_BATCH_BYTES_MAX, **extra}
+    if options["acks"] != "all" or not options["enable_idempotence"]:
+        raise InvariantViolation("every producer of the project is idempotent with acks=all")
+    return AIOKafkaProducer(**aiokafka_options(kafka), client_id=client_id, **options)
 
 
 class RecordBatcher:

@@ -92,9 +92,15 @@ class WorkerMetrics:
         self.decision_latency = Histogram(
             "remedy_decision_latency_seconds",
             "From a request's arrival at its decide batch to its decision being sent (scope checks included).")
+        self.sync_seconds = Histogram(
+            "remedy_sync_request_seconds",
+            "Synchronous API (POST /v1/remedy-requests) by hop: publish (validated and acknowledged by Kafka), "
+            "decision (acknowledged to decision seen), total.", ("hop",))
+        self.sync_answers = Counter("remedy_sync_answers_total", "Synchronous API answers by HTTP status.", ("status",))
 
     def render(self, extra: list[str]) -> str:
         lines: list[str] = []
-        for metric in (self.decisions, self.granted_cents, self.dead_letters, self.batch_seconds, self.decision_latency):
+        for metric in (self.decisions, self.granted_cents, self.dead_letters, self.batch_seconds, self.decision_latency,
+                       self.sync_seconds, self.sync_answers):
             lines += metric.render()
         return "\n".join(lines + extra) + "\n"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from streams.errors import InvariantViolation, PolicyError
 from streams.core.policy import Policy
@@ -15,6 +16,8 @@ from streams.core.policy import Policy
 # for production clusters; PLAIN for clusters that authenticate elsewhere, always over TLS).
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "PLAIN")
+# A synchronous request holds an HTTP connection while it waits: past 30 s a caller should poll.
+SYNC_WAIT_MS_MAX = 30_000
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,26 @@ class Settings:
     http_token: str = field(default="", repr=False)
     # /ready answers 503 while the worker's consumer lag is above this many messages.
     ready_lag_max: int = 100_000
+    # Registry mode (schemas/README.md): the Confluent-compatible API of a schema registry
+    # (Apicurio: http://HOST:PORT/apis/ccompat/v7). Set: every record written carries a registry
+    # schema id (Confluent wire format). Empty: Avro single objects. Readers accept both always.
+    schema_registry_url: str = ""
+    # How long POST /v1/remedy-requests waits for the decision before answering 202 (poll then).
+    sync_wait_ms: int = 2_000
+    # The secret key of erased customers' pseudonyms (docs/privacy.md): read from
+    # REMEDY_PRIVACY_KEY_FILE, else from <data dir>/privacy.key (the worker creates it on first start).
+    privacy_key_file: str = ""
+    privacy_key: bytes = field(default=b"", repr=False)  # never printed
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value a log line or an error could carry (see streams/redaction.py)."""
-        return tuple(value for value in (self.clickhouse_url, self.http_token, self.kafka.password) if value)
+        values = (self.clickhouse_url, self.http_token, self.kafka.password, self.privacy_key.decode("utf-8", "replace"))
+        return tuple(value for value in values if value)
+
+    @property
+    def privacy_key_path(self) -> Path:
+        """Where the privacy key is read from: REMEDY_PRIVACY_KEY_FILE, else <data dir>/privacy.key."""
+        return Path(self.privacy_key_file) if self.privacy_key_file else self.data_dir / "privacy.key"
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -168,6 +187,41 @@ def _kafka_connection(env: dict, default_bootstrap: str) -> KafkaConnection:
     return connection
 
 
+# A privacy key shorter than this is guessable (streams/core/privacy.py PRIVACY_KEY_BYTES_MIN).
+PRIVACY_KEY_CHARS_MIN = 32
+
+
+def _privacy_key(settings: Settings) -> bytes:
+    """The privacy key's bytes (the file's text, stripped), or b"" when the default file does not exist yet."""
+    path = settings.privacy_key_path
+    try:
+        key = path.read_text(encoding="utf-8").strip().encode("utf-8")
+    except FileNotFoundError:
+        if settings.privacy_key_file:
+            raise InvariantViolation(f"REMEDY_PRIVACY_KEY_FILE {path}: no such file") from None
+        return b""
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvariantViolation(f"privacy key {path}: cannot read it: {error}") from None
+    if len(key) < PRIVACY_KEY_CHARS_MIN:
+        raise InvariantViolation(f"privacy key {path}: shorter than {PRIVACY_KEY_CHARS_MIN} characters")
+    return key
+
+
+def _registry_url(env: dict) -> str:
+    """REMEDY_SCHEMA_REGISTRY_URL: an http(s) URL without credentials, or empty (registry mode off)."""
+    url = env.get("REMEDY_SCHEMA_REGISTRY_URL", "").strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvariantViolation(f"environment variable REMEDY_SCHEMA_REGISTRY_URL: expected an http:// or https:// "
+                                 f"URL like http://127.0.0.1:8081/apis/ccompat/v7, got {url!r}")
+    if parts.username or parts.password:
+        raise InvariantViolation("environment variable REMEDY_SCHEMA_REGISTRY_URL: credentials in the URL are not "
+                                 "supported (the URL is printed in messages)")
+    return url.rstrip("/")
+
+
 def load_settings(env: dict | None = None) -> Settings:
     """Build Settings from the environment (REMEDY_* variables); validates the policy."""
     env = dict(os.environ if env is None else env)
@@ -206,11 +260,18 @@ def load_settings(env: dict | None = None) -> Settings:
         http_tokens_file=env.get("REMEDY_HTTP_TOKENS_FILE", ""),
         http_token=env.get("REMEDY_HTTP_TOKEN", ""),
         ready_lag_max=_int(env, "REMEDY_READY_LAG_MAX", defaults.ready_lag_max),
+        sync_wait_ms=_int(env, "REMEDY_SYNC_WAIT_MS", defaults.sync_wait_ms),
+        schema_registry_url=_registry_url(env),
+        privacy_key_file=env.get("REMEDY_PRIVACY_KEY_FILE", ""),
     )
+    settings = replace(settings, privacy_key=_privacy_key(settings))
     for name in ("topic_partitions", "topic_replication", "decide_batch_max", "decide_batch_wait_ms", "project_batch_max",
                  "ready_lag_max"):
         if getattr(settings, name) <= 0:
             raise InvariantViolation(f"setting {name}: must be positive, got {getattr(settings, name)}")
+    if not 0 <= settings.sync_wait_ms <= SYNC_WAIT_MS_MAX:
+        raise InvariantViolation(f"setting sync_wait_ms (REMEDY_SYNC_WAIT_MS): between 0 and {SYNC_WAIT_MS_MAX}, "
+                                 f"got {settings.sync_wait_ms}")
     if not 0 <= settings.topic_min_insync_replicas <= settings.topic_replication:
         raise InvariantViolation(f"setting topic_min_insync_replicas: must be between 0 (automatic) and the replication "
                                  f"factor {settings.topic_replication}, got {settings.topic_min_insync_replicas}")

@@ -143,6 +143,10 @@ class PartitionState:
         """Keep a state the changelog acknowledged."""
         self.by_partition.setdefault(partition, {})[key] = held(state_json)
 
+    def delete(self, partition: int, key: bytes) -> None:
+        """Forget a key whose tombstone the changelog acknowledged."""
+        self.by_partition.get(partition, {}).pop(key, None)
+
     async def restore(self, partitions: list[int]) -> tuple[list[Standing], dict[tuple[int, bytes], object]]:
         """Read each partition's changelog to its end offset now; returns the outboxes still standing
         (the shell re-sends those whose batch was not committed) and the index of the restored keys

@@ -15,6 +15,7 @@ EVENT_TOPIC_ROLE = {
     "IncidentReported": "incidents",
     "RemedyRequested": "requests",
     "RemedyReviewed": "requests",
+    "CustomerErased": "requests",
     "LimitCheck": "limit_results",
 }
 
@@ -44,7 +45,7 @@ class TopicNames:
 
     @property
     def requests(self) -> str:
-        """RemedyRequested events."""
+        """RemedyRequested and RemedyReviewed events, and the worker's CustomerErased (docs/privacy.md)."""
         return f"{self.prefix}.remedy-requests.v1"
 
     @property

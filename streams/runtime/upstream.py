@@ -312,6 +312,7 @@ def publish_file(path: Path, settings: Settings, progress: Callable[[str, int], 
     names = topic_names(settings)
     topics = list(names.upstream())
     topic_of = {record_name: topics.index(names.for_event(record_name)) for record_name in PUBLISHABLE_TYPES}
+    schemas.prepare(PUBLISHABLE_TYPES)  # registry mode: the ids once, before the scan processes fork
     with tempfile.TemporaryDirectory(prefix="remedy-publish-") as spool_dir:
         total, spools = _scan(path, spool_dir, topic_of, parts or _parts_for(path),
                               (lambda n: progress("validated", n)) if progress else None, now_ms, bounds)

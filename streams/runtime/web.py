@@ -16,6 +16,8 @@ from aiohttp import web
 from projections.store import parse_day
 from streams.errors import InvariantViolation
 from streams.runtime.access import Tokens, bearer, cross_origin
+from streams.runtime.openapi import document as openapi_document
+from streams.runtime.sync_api import BODY_BYTES_MAX, ApiProblem
 
 
 def _json_default(value):
@@ -61,6 +63,7 @@ def _json(data, status: int = 200, headers: dict | None = None) -> web.Response:
 ROUTE_ROLES = {
     "/health": "public",
     "/ready": "public",
+    "/openapi.json": "public",
     "/metrics": ("ops",),
     "/finance/totals": ("finance", "ops"),
     "/finance/decision-count": ("finance", "ops"),
@@ -70,7 +73,12 @@ ROUTE_ROLES = {
     "/finance/export": ("finance",),
     "/projections/audit": ("finance", "ops"),
     "/projections/rebuild": ("ops",),
+    "/privacy/erase": ("ops",),
+    "/privacy/erased": ("ops",),
     "/v1/reviews": ("reviewer", "fraud"),
+    "/v1/remedy-requests": ("upstream",),
+    "/v1/remedy-requests/{request_id}": ("upstream",),
+    "/v1/incidents": ("upstream",),
 }
 # A review's note and ids: enough for a sentence, bounded so a request body stays small.
 REVIEW_TEXT_CHARS_MAX = 500
@@ -88,7 +96,8 @@ class WebViews:
     @web.middleware
     async def _access(self, request, handler):
         """401 without a known token, 403 for a token of another role; state changes refuse other sites."""
-        roles = ROUTE_ROLES.get(request.path)
+        resource = request.match_info.route.resource
+        roles = ROUTE_ROLES.get(resource.canonical if resource is not None else request.path)
         if roles is None:
             return _json({"error": f"no route {request.path}"}, status=404)
         if request.method not in ("GET", "HEAD") and cross_origin(
@@ -124,6 +133,7 @@ class WebViews:
         app.add_routes([
             web.get("/health", self.health),
             web.get("/ready", self.ready),
+            web.get("/openapi.json", self.openapi),
             web.get("/metrics", self.metrics),
             web.get("/finance/totals", self.finance_totals),
             web.get("/finance/decision-count", self.decision_count),
@@ -134,9 +144,43 @@ class WebViews:
             web.get("/projections/audit", self.projections_audit),
             web.get("/projections/rebuild", self.rebuild_status),
             web.post("/projections/rebuild", self.rebuild_start),
+            web.post("/privacy/erase", self.privacy_erase),
+            web.get("/privacy/erased", self.privacy_erased),
             web.post("/v1/reviews", self.review),
+            web.post("/v1/remedy-requests", self.remedy_request),
+            web.get("/v1/remedy-requests/{request_id}", self.remedy_request_status),
+            web.post("/v1/incidents", self.incident),
         ])
         return app
+
+    async def openapi(self, request):
+        """The OpenAPI document of these routes (streams/runtime/openapi.py)."""
+        return _json(openapi_document(ROUTE_ROLES))
+
+    async def remedy_request(self, request):
+        """The associate's console: a RemedyRequested in the publish format; 200 with the decision
+        when it comes within the wait, else 202 with the URL to poll; 409 for a conflicting repeat."""
+        return await self._sync("remedy_request", await request.content.read(BODY_BYTES_MAX + 1))
+
+    async def remedy_request_status(self, request):
+        """200 with the decision of a request, or 202 while there is none here yet."""
+        return await self._sync("poll", request.match_info["request_id"])
+
+    async def incident(self, request):
+        """An IncidentReported in the publish format; 202 once it is on the incidents topic."""
+        return await self._sync("incident", await request.content.read(BODY_BYTES_MAX + 1))
+
+    async def _sync(self, method: str, argument):
+        if self.worker.sync_api is None:
+            return _json({"error": "the synchronous API is not running on this worker yet"}, status=503)
+        try:
+            status, body, hops_ms = await getattr(self.worker.sync_api, method)(argument)
+        except ApiProblem as problem:
+            return _json({"error": str(problem)}, status=problem.status)
+        headers = {"Location": body["poll"]} if status == 202 and "poll" in body else {}
+        if hops_ms:  # where the time went, for consoles and the bench (W3C Server-Timing)
+            headers["Server-Timing"] = ", ".join(f"{hop};dur={ms:.1f}" for hop, ms in hops_ms.items())
+        return _json(body, status=status, headers=headers or None)
 
     async def review(self, request):
         """Approve or deny an escalated request as the person the token names (four eyes: never
@@ -251,3 +295,28 @@ class WebViews:
         self.worker.rebuild_progress.update(progress_state(), state="running")
         asyncio.ensure_future(rebuild_in_worker(self.settings, self.on_clickhouse, self.worker.rebuild_progress))
         return _json(self.worker.rebuild_progress, status=202)
+
+    # Erasure (docs/privacy.md): the customer id travels in the JSON body, never in the URL.
+    async def privacy_erase(self, request):
+        from streams.core.privacy import erasure_request_problems
+        from streams.runtime.privacy import ErasureBusy
+
+        try:
+            body = await request.json()
+        except ValueError:
+            return _json({"error": 'expected a JSON body {"customer_id": ..., "reason": ...}'}, status=400)
+        if not isinstance(body, dict):
+            return _json({"error": 'expected a JSON object {"customer_id": ..., "reason": ...}'}, status=400)
+        problems = erasure_request_problems(body.get("customer_id"), body.get("reason"))
+        if problems:
+            return _json({"error": "; ".join(problems)}, status=400)
+        try:
+            result = await self.worker.erase_customer(body.get("customer_id"), body.get("reason"))
+        except ErasureBusy as error:
+            return _json({"error": str(error)}, status=409)
+        except InvariantViolation as error:
+            return _json({"error": str(error)}, status=400)
+        return _json(result)
+
+    async def privacy_erased(self, request):
+        return _json(await self.on_clickhouse("erased_customers"))

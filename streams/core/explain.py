@@ -1,0 +1,62 @@
+"""Decisions in words, for the person on the phone: what each reason code means and what happens
+next. Pure: the synchronous API (streams/runtime/sync_api.py) and any console share these texts."""
+
+from __future__ import annotations
+
+from streams.core import decision as core
+
+# What each reason code means, in a sentence an associate can read to a customer.
+REASON_WORDS = {
+    core.WITHIN_LIMITS: "within every limit: granted in full",
+    core.CUSTOMER_30D_CAP_EXCEEDED: "this would take the customer past the value remedied in any 30 days",
+    core.CUSTOMER_90D_CAP_EXCEEDED: "this would take the customer past the value remedied in any 90 days",
+    core.CUSTOMER_KIND_30D_CAP_EXCEEDED: "this would take the customer past the 30-day limit for this kind of remedy",
+    core.CUSTOMER_INCIDENT_CLAIMS_EXCEEDED: "this kind of incident was already remedied the most times allowed in 90 days",
+    core.DUPLICATE_REMEDY_FOR_INCIDENT: "a remedy of this kind was already granted for this incident",
+    core.REFUND_EXCEEDS_ORDER_TOTAL: "the refund is more than was paid for the order, less earlier refunds",
+    core.RESHIP_OF_DIGITAL_ORDER: "a digital order cannot be reshipped",
+    core.ORDER_REQUIRED: "a refund or reshipment needs the order it is for",
+    core.ABOVE_AUTO_APPROVAL_CEILING: "above the amount granted without a second look",
+    core.CURRENCY_NOT_SUPPORTED: "the limits are kept in another currency; a person decides",
+    core.ORDER_NOT_FOUND: "the named order has not arrived here yet",
+    core.INCIDENT_NOT_FOUND: "the named incident has not arrived here yet",
+    core.CUSTOMER_UNKNOWN: "no order of this customer is known yet",
+    core.HOUSEHOLD_CLAIMS_EXCEEDED: "the shipping address already had the most incidents remedied in 90 days",
+    core.HOUSEHOLD_30D_CAP_EXCEEDED: "this would take the shipping address past the value remedied in 30 days",
+    core.HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED: "the shipping address already had this kind of incident remedied the most times",
+    core.WATCH_TIER_REVIEW: "this account's claims are looked at by a person first",
+    core.ASSOCIATE_DAILY_BUDGET_EXCEEDED: "past the associate's budget for today: a second person looks",
+    core.APPROVED_BY_REVIEW: "approved by a reviewer",
+    core.DENIED_BY_REVIEW: "denied by a reviewer",
+    core.DELIVERED_AFTER_LOST_CLAIM: "the carrier delivered the order after it was reported lost",
+    "CUSTOMER_ERASED": "the customer's personal data was erased; nothing more is decided for this account",
+}
+
+# What happens next, by outcome.
+NEXT_STEPS = {
+    "GRANTED": "the remedy goes ahead now; nothing more is needed from the customer",
+    "DENIED": "nothing is granted; the customer may ask again if something changes, or an associate may escalate",
+    "ESCALATED": "a person reviews this request (remedy-ledger review list); the answer follows when they decide",
+}
+
+
+def reason_words(code: str) -> str:
+    """The meaning of a reason code (a code without words is shown as itself)."""
+    return REASON_WORDS.get(code, code)
+
+
+def explained(decision: dict) -> dict:
+    """A decision as the synchronous API answers it: outcome, amount, reasons in words, next step."""
+    cents, currency = decision["granted_cents"], decision["currency"]
+    return {
+        "request_id": decision["request_id"],
+        "decision_id": decision["decision_id"],
+        "outcome": decision["outcome"],
+        "granted_cents": cents,
+        "currency": currency,
+        "granted": f"{cents // 100}.{cents % 100:02d} {currency}",
+        "reasons": [{"code": code, "meaning": reason_words(code)} for code in decision["reason_codes"]],
+        "next": NEXT_STEPS.get(decision["outcome"], ""),
+        "decided_by": decision["decided_by"],
+        "policy_version": decision["policy_version"],
+    }

@@ -1,0 +1,147 @@
+"""The worker's HTTP API as an OpenAPI 3.1 document, built from the routes' roles (web.ROUTE_ROLES)
+and the Avro schemas of the publish format, so it cannot drift from what the worker serves.
+
+`remedy-ledger openapi` prints it; the worker serves it at /openapi.json; docs/openapi.json is the
+committed copy (a test checks it is current).
+"""
+
+from __future__ import annotations
+
+from streams.runtime.upstream import avro_json_by_name
+
+def _query(name: str, description: str, required: bool = False, **schema) -> dict:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": {"type": "string", **schema}}
+
+
+SINCE = _query("since", "first UTC day included (YYYY-MM-DD)", format="date")
+UNTIL = _query("until", "last UTC day included (YYYY-MM-DD)", format="date")
+JSON_ANSWER = {"description": "JSON", "content": {"application/json": {"schema": {"type": "object"}}}}
+ERROR = {"description": "what is wrong, in `error`",
+         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+DECISION = {"description": "the decision, explained",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}}
+PENDING = {"description": "not decided within the wait; poll `poll` (also in the Location header)",
+           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Pending"}}}}
+
+# Per path: method, summary, parameters, request body record (publish format) and answers.
+ROUTES = {
+    "/health": ("get", "Liveness; the worker's status (roles, agents, partitions) for ops or on loopback", [], None,
+                {"200": JSON_ANSWER}),
+    "/ready": ("get", "Readiness: 200 when Kafka and ClickHouse answer, partitions are assigned, state is restored "
+                      "and the lag is under REMEDY_READY_LAG_MAX; 503 with the reasons", [], None,
+               {"200": JSON_ANSWER, "503": JSON_ANSWER}),
+    "/metrics": ("get", "Prometheus text format (remedy_* metrics)", [], None,
+                 {"200": {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}}),
+    "/openapi.json": ("get", "This document", [], None, {"200": JSON_ANSWER}),
+    "/finance/totals": ("get", "Granted totals by kind and outcome, and by day, kind or reason",
+                        [SINCE, UNTIL, _query("by", "breakdown", enum=["day", "kind", "reason"])], None,
+                        {"200": JSON_ANSWER, "400": ERROR}),
+    "/finance/decision-count": ("get", "How many decisions the ledger holds", [], None, {"200": JSON_ANSWER}),
+    "/finance/customer": ("get", "One customer's decisions, outstanding credit and account totals",
+                          [_query("id", "customer_id", required=True)], None, {"200": JSON_ANSWER, "400": ERROR}),
+    "/finance/associates": ("get", "Current grants per associate, as requester and as decider, by kind", [], None,
+                            {"200": JSON_ANSWER}),
+    "/finance/daily": ("get", "Granted count and cents per day and kind", [SINCE, UNTIL], None,
+                       {"200": JSON_ANSWER, "400": ERROR}),
+    "/finance/export": ("get", "Every current decision as CSV or JSON lines",
+                        [SINCE, UNTIL, _query("format", "file format", enum=["csv", "jsonl"])], None,
+                        {"200": {"description": "the export", "content": {"text/csv": {}, "application/x-ndjson": {}}},
+                         "400": ERROR}),
+    "/projections/audit": ("get", "How far the projector got and every audit figure (for `remedy-ledger verify`)",
+                           [], None, {"200": JSON_ANSWER}),
+    "/projections/rebuild": ("post", "Rebuild the projections from the decision log into new tables, then swap "
+                                     "(GET the same path follows the progress)", [], None,
+                             {"202": JSON_ANSWER, "409": ERROR}),
+    "/v1/reviews": ("post", "Approve or deny an escalated request as the person the token names; never one's own",
+                    [], "Review", {"202": JSON_ANSWER, "400": ERROR, "403": ERROR, "404": ERROR, "409": ERROR}),
+    "/v1/remedy-requests": ("post", "Decide a remedy request now: 200 with the decision within REMEDY_SYNC_WAIT_MS, "
+                                    "else 202 to poll; a repeat gets the same decision, a conflicting repeat 409",
+                            [], "RemedyRequested", {"200": DECISION, "202": PENDING, "400": ERROR, "409": ERROR}),
+    "/v1/remedy-requests/{request_id}": ("get", "The decision of a request sent through this worker: 200, or 202 "
+                                                "while it waits; 404 when this worker knows nothing of it",
+                                         [{"name": "request_id", "in": "path", "required": True,
+                                           "schema": {"type": "string"}}], None,
+                                         {"200": DECISION, "202": PENDING, "404": ERROR}),
+    "/v1/incidents": ("post", "Report an incident (publish format); 202 once it is on the incidents topic", [],
+                      "IncidentReported", {"202": JSON_ANSWER, "400": ERROR}),
+    "/privacy/erase": ("post", "Erase a customer's personal data from projections and state (docs/privacy.md); "
+                               "the id travels in the body, never in the URL",
+                       [], "Erasure", {"200": JSON_ANSWER, "400": ERROR, "409": ERROR, "503": ERROR}),
+    "/privacy/erased": ("get", "How many customers were erased (their pseudonyms, never their ids)", [], None,
+                        {"200": JSON_ANSWER}),
+}
+
+
+def _avro_to_json_schema(avro_type, named: dict) -> dict:
+    """The JSON schema of an Avro type as the publish format writes it (timestamps as ISO-8601 text)."""
+    if isinstance(avro_type, list):
+        options = [option for option in avro_type if option != "null"]
+        schema = _avro_to_json_schema(options[0], named) if len(options) == 1 else {
+            "oneOf": [_avro_to_json_schema(option, named) for option in options]}
+        return {"anyOf": [schema, {"type": "null"}]} if "null" in avro_type else schema
+    if isinstance(avro_type, str):
+        if avro_type in named:
+            return _avro_to_json_schema(named[avro_type], named)
+        return {"string": {"type": "string"}, "long": {"type": "integer"}, "int": {"type": "integer"},
+                "boolean": {"type": "boolean"}, "double": {"type": "number"}}.get(avro_type, {})
+    if avro_type.get("logicalType") == "timestamp-millis":
+        return {"type": "string", "format": "date-time", "description": "ISO-8601 with a zone"}
+    kind = avro_type["type"]
+    if kind == "enum":
+        return {"type": "string", "enum": list(avro_type["symbols"])}
+    if kind == "array":
+        return {"type": "array", "items": _avro_to_json_schema(avro_type["items"], named)}
+    if kind == "record":
+        return {"type": "object", "additionalProperties": False,
+                "required": [f["name"] for f in avro_type["fields"] if "default" not in f],
+                "properties": {f["name"]: {**_avro_to_json_schema(f["type"], named),
+                                           **({"description": f["doc"]} if f.get("doc") else {})}
+                               for f in avro_type["fields"]}}
+    return _avro_to_json_schema(kind, named)
+
+
+def document(route_roles: dict) -> dict:
+    """The OpenAPI document of every route in `route_roles` (path -> roles or "public")."""
+    named = avro_json_by_name()
+    schemas = {name: _avro_to_json_schema(named[name], named) for name in ("RemedyRequested", "IncidentReported")}
+    schemas.update({
+        "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
+        "Review": {"type": "object", "required": ["request_id", "verdict"], "properties": {
+            "request_id": {"type": "string"}, "verdict": {"type": "string", "enum": ["APPROVE", "DENY"]},
+            "note": {"type": ["string", "null"]},
+            "by": {"type": "string", "description": "only for a worker without tokens (loopback)"}}},
+        "Erasure": {"type": "object", "required": ["customer_id", "reason"], "properties": {
+            "customer_id": {"type": "string"}, "reason": {"type": "string"}}},
+        "Decision": {"type": "object", "properties": {
+            "request_id": {"type": "string"}, "decision_id": {"type": "string"},
+            "outcome": {"type": "string", "enum": ["GRANTED", "DENIED", "ESCALATED"]},
+            "granted_cents": {"type": "integer"}, "currency": {"type": "string"},
+            "granted": {"type": "string", "example": "15.00 USD"},
+            "reasons": {"type": "array", "items": {"type": "object", "properties": {
+                "code": {"type": "string"}, "meaning": {"type": "string"}}}},
+            "next": {"type": "string"}, "decided_by": {"type": "string"}, "policy_version": {"type": "string"}}},
+        "Pending": {"type": "object", "properties": {
+            "request_id": {"type": "string"}, "status": {"type": "string", "enum": ["PENDING"]},
+            "poll": {"type": "string"}, "next": {"type": "string"}}},
+    })
+    paths = {}
+    for path, roles in route_roles.items():
+        method, summary, parameters, body, answers = ROUTES[path]
+        operation = {"summary": summary, "parameters": parameters, "responses": dict(answers)}
+        if roles != "public":
+            operation["security"] = [{"bearer": []}]
+            operation["x-roles"] = list(roles)
+            operation["responses"].update({"401": ERROR, "403": ERROR})
+        if body:
+            operation["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{body}"}}}}
+        paths[path] = {method: operation}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Remedy Ledger worker", "version": "1",
+                 "description": "Bearer tokens per role (REMEDY_HTTP_TOKENS_FILE); x-roles lists who may call."},
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

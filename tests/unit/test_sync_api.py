@@ -1,0 +1,80 @@
+"""The synchronous API's pure parts: the body as a publish-format event, decisions in words,
+and repeats told apart from conflicts (no broker)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streams.core import decision as core
+from streams.core.explain import NEXT_STEPS, REASON_WORDS, explained
+from streams.runtime.sync_api import ApiProblem, parse_event, same_request_or_refuse
+
+NOW_MS = 1_795_000_000_000  # 2026-11-18
+REQUEST = {"event_id": "e1", "request_id": "r1", "customer_id": "c1", "order_id": "o1", "incident_id": None,
+           "kind": "CREDIT", "amount_cents": 1500, "currency": "USD", "requested_by": "assoc-1",
+           "requested_at": "2026-11-17T10:00:00Z", "reason": "late"}
+
+
+def body(**changes) -> bytes:
+    return json.dumps({**REQUEST, **changes}).encode()
+
+
+def test_a_body_of_the_publish_format_becomes_the_event():
+    datum = parse_event(body(), "RemedyRequested", NOW_MS)
+    assert datum["request_id"] == "r1" and datum["amount_cents"] == 1500
+    assert datum["requested_at"] == 1_794_909_600_000  # 2026-11-17T10:00:00Z in ms
+
+
+@pytest.mark.parametrize("raw, named", [
+    (body(amount_cents=-1), "'amount_cents'"),
+    (body(amount_cents=0), "'amount_cents'"),
+    (body(currency="usd"), "'currency'"),
+    (body(kind="CASH"), "'kind'"),
+    (body(colour="red"), "colour"),
+    (body(type="RemedyRequested"), "type"),
+    (body(requested_at="2026-11-17 10:00"), "'requested_at'"),
+    (b"{}", "request_id"),
+    (b"[1, 2]", "JSON object"),
+    (b"{nope", "not valid JSON"),
+    (b"\xff\xfe", "UTF-8"),
+    (b"{" + b" " * 20_000 + b"}", "larger than"),
+])
+def test_a_bad_body_is_refused_naming_what_is_wrong(raw, named):
+    with pytest.raises(ApiProblem, match=named) as caught:
+        parse_event(raw, "RemedyRequested", NOW_MS)
+    assert caught.value.status == 400
+
+
+def test_one_cent_is_a_valid_amount():
+    assert parse_event(body(amount_cents=1), "RemedyRequested", NOW_MS)["amount_cents"] == 1
+
+
+def decision_for(request: dict, **changes) -> dict:
+    return {"decision_id": "d1", "request_id": request["request_id"], "customer_id": "c1", "order_id": request["order_id"],
+            "incident_id": request["incident_id"], "kind": request["kind"], "outcome": "GRANTED",
+            "requested_cents": request["amount_cents"], "granted_cents": request["amount_cents"], "currency": "USD",
+            "reason_codes": ["WITHIN_LIMITS"], "policy_version": "p1", "requested_by": request["requested_by"],
+            "requested_at": request["requested_at"], "decided_by": "policy", **changes}
+
+
+def test_a_repeat_is_answered_and_a_conflict_refused():
+    request = parse_event(body(), "RemedyRequested", NOW_MS)
+    same_request_or_refuse(request, decision_for(request))  # the same facts: no problem
+    other = parse_event(body(amount_cents=1600), "RemedyRequested", NOW_MS)
+    with pytest.raises(ApiProblem, match="amount_cents") as caught:
+        same_request_or_refuse(other, decision_for(request))
+    assert caught.value.status == 409
+
+
+def test_every_reason_code_and_outcome_has_words():
+    assert set(core.REASON_CODES) <= set(REASON_WORDS)
+    assert set(NEXT_STEPS) == {"GRANTED", "DENIED", "ESCALATED"}
+
+
+def test_a_decision_explained():
+    request = parse_event(body(), "RemedyRequested", NOW_MS)
+    shown = explained(decision_for(request, granted_cents=1505, reason_codes=["WITHIN_LIMITS"]))
+    assert shown["granted"] == "15.05 USD" and shown["reasons"][0]["meaning"] == REASON_WORDS["WITHIN_LIMITS"]
+    assert shown["next"] == NEXT_STEPS["GRANTED"]
