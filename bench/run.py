@@ -536,8 +536,10 @@ def measure_sync(source: Path, workload: Path, rate: float) -> dict:
     """The synchronous API (POST /v1/remedy-requests) at SYNC_REQUESTS_PER_S, one request at a time
     as a console sends them, while the workload is published at `rate` in the background.
 
-    Each API request is a CREDIT of an associate for a customer with a known order, so it passes the
-    customer, household and associate checks (two Kafka hops through the limits agent). Client
+    The requests take turns between three paths, to show what the scope checks cost: a CREDIT an
+    associate asks for on an order (customer, household and associate checks: the limits agent
+    twice), the same asked by the system (customer and household), and a system CREDIT without an
+    order (the customer's check alone, no Kafka hop besides the request and the decision). Client
     latency is measured here; the server's hops come from its Server-Timing header.
     """
     from streams.runtime.kafka_io import Publisher
@@ -564,17 +566,20 @@ def measure_sync(source: Path, workload: Path, rate: float) -> dict:
         background.append((record_name, datum))
         if len(background) >= rate * SYNC_RUN_S:
             break
-    totals_ms, hops_ms, statuses = [], {}, {}
+    paths = ("household+associate", "household", "customer only")
+    totals_ms, hops_ms, statuses = {path: [] for path in paths}, {}, {}
     stop = threading.Event()
 
     def console() -> None:
         index = 0
         while not stop.is_set() and index < customers:
+            path = paths[index % len(paths)]
             body = json.dumps({
                 "event_id": f"sync-e{index}", "request_id": f"sync-r{index}", "customer_id": f"sync-c{index}",
-                "order_id": f"sync-o{index}", "incident_id": None, "kind": "CREDIT", "amount_cents": 500,
-                "currency": "USD", "requested_by": f"assoc-sync-{index % 20}", "requested_at": iso(int(time.time() * 1000)),
-                "reason": "bench"}).encode()
+                "order_id": None if path == "customer only" else f"sync-o{index}", "incident_id": None,
+                "kind": "CREDIT", "amount_cents": 500, "currency": "USD",
+                "requested_by": f"assoc-sync-{index % 20}" if path == "household+associate" else "system",
+                "requested_at": iso(int(time.time() * 1000)), "reason": "bench"}).encode()
             request = urllib.request.Request(f"{url}/v1/remedy-requests", data=body, method="POST",
                                              headers={"Content-Type": "application/json"})
             started = time.perf_counter()
@@ -584,7 +589,7 @@ def measure_sync(source: Path, workload: Path, rate: float) -> dict:
                     response.read()
             except urllib.error.HTTPError as error:
                 status, timing = error.code, ""
-            totals_ms.append((time.perf_counter() - started) * 1000)
+            totals_ms[path].append((time.perf_counter() - started) * 1000)
             statuses[status] = statuses.get(status, 0) + 1
             for part in filter(None, timing.split(", ")):
                 hop, _, duration = part.partition(";dur=")
@@ -613,7 +618,9 @@ def measure_sync(source: Path, workload: Path, rate: float) -> dict:
     figure = lambda values: {"n": len(values), "p50_ms": round(percentile(values, 0.50) or 0, 1),  # noqa: E731
                              "p99_ms": round(percentile(values, 0.99) or 0, 1)}
     return {"background_rate_events_per_s": round(achieved), "requests_per_s": SYNC_REQUESTS_PER_S,
-            "statuses": {str(k): v for k, v in sorted(statuses.items())}, "client_total": figure(totals_ms),
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "client_total": figure([ms for values in totals_ms.values() for ms in values]),
+            "client_by_path": {path: figure(values) for path, values in totals_ms.items()},
             "server_hops": {hop: figure(values) for hop, values in hops_ms.items()}, **load_at_end}
 
 
@@ -951,6 +958,8 @@ def render(r: dict) -> str:
         row("sync API background rate", sync["background_rate_events_per_s"], "ev/s", sync, rate=True)
         row(f"sync API decision p50/p99 (n={sync['client_total']['n']}, client)",
             f"{sync['client_total']['p50_ms']}/{sync['client_total']['p99_ms']}", "ms", sync)
+        for name, figure in sync.get("client_by_path", {}).items():
+            row(f"  {name} (n={figure['n']}) p50/p99", f"{figure['p50_ms']}/{figure['p99_ms']}", "ms", sync)
         for name, figure in sync["server_hops"].items():
             row(f"  server {name} p50/p99", f"{figure['p50_ms']}/{figure['p99_ms']}", "ms", sync)
     hops = r.get("hops_half_peak")

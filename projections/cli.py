@@ -56,12 +56,13 @@ def cmd_finance_export(args) -> int:
 
 
 def cmd_finance_chart(args) -> int:
-    """Draw a PNG of granted credits and reshipments per day."""
+    """Draw a PNG of granted credits and reshipments per day, one panel per currency."""
     from projections import finance
 
     rows = finance.daily_granted(load_settings(), args.since, args.until)
     finance.chart(rows, args.out)
-    print(f"wrote {args.out} ({len({r['day'] for r in rows})} days)")
+    currencies = sorted(finance.chart_series(rows))
+    print(f"wrote {args.out} ({len({r['day'] for r in rows})} days; {', '.join(currencies) or 'no amounts'})")
     return 0
 
 

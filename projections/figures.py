@@ -16,10 +16,10 @@ from projections.postings import postings_for
 FIGURE_NAMES = (
     "decisions",          # {"all": distinct decisions, "current": decisions not superseded}
     "outcome_reasons",    # "outcome|reason" -> current decisions with that reason
-    "granted_totals",     # "day|customer|kind|incident_kind|origin|policy_version" -> [count, cents]
-    "associate_grants",   # "role|associate" -> [count, cents] of current grants
+    "granted_totals",     # "day|customer|kind|incident_kind|origin|policy_version|currency" -> [count, cents]
+    "associate_grants",   # "role|associate|currency" -> [count, cents] of current grants
     "account_balances",   # "account|currency" -> sum of postings in cents
-    "customer_credit_balances",  # customer -> outstanding credit in cents
+    "customer_credit_balances",  # "customer|currency" -> outstanding credit in cents
     "posting_lines",      # "role" -> number of posting lines
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -40,6 +40,7 @@ def granted_key(decision: dict) -> str:
     return "|".join([
         _day(decision["decided_at"]), decision["customer_id"], decision["kind"],
         _text(decision.get("incident_kind")), _text(decision.get("origin", "UNKNOWN")), decision["policy_version"],
+        decision["currency"],
     ])
 
 
@@ -66,9 +67,11 @@ def fold(decisions) -> dict:
             continue
         _add_pair(figures["granted_totals"], granted_key(decision), decision["granted_cents"])
         if decision["requested_by"] != "system":
-            _add_pair(figures["associate_grants"], f"requested|{decision['requested_by']}", decision["granted_cents"])
+            _add_pair(figures["associate_grants"], f"requested|{decision['requested_by']}|{decision['currency']}",
+                      decision["granted_cents"])
         if decision.get("decided_by", "policy") != "policy":
-            _add_pair(figures["associate_grants"], f"decided|{decision['decided_by']}", decision["granted_cents"])
+            _add_pair(figures["associate_grants"], f"decided|{decision['decided_by']}|{decision['currency']}",
+                      decision["granted_cents"])
     balances, credit, lines = figures["account_balances"], figures["customer_credit_balances"], figures["posting_lines"]
     for decision in by_id.values():
         superseded = by_id.get(decision.get("supersedes_decision_id") or "")
@@ -77,7 +80,8 @@ def fold(decisions) -> dict:
             balances[key] = balances.get(key, 0) + posting.amount_cents
             lines[posting.role] = lines.get(posting.role, 0) + 1
             if posting.account == "customer_credit_balance":
-                credit[decision["customer_id"]] = credit.get(decision["customer_id"], 0) - posting.amount_cents
+                owed = f"{decision['customer_id']}|{posting.currency}"
+                credit[owed] = credit.get(owed, 0) - posting.amount_cents
     return figures
 
 

@@ -9,6 +9,7 @@ import urllib.request
 
 from projections.rows import OUTCOMES
 from projections.store import Store, parse_day
+from streams.core.money import MINOR_UNIT_DIGITS, money_lines, money_text
 from streams.redaction import redacted_url
 from streams.errors import InvariantViolation, TransientError
 from streams.runtime.settings import Settings
@@ -80,11 +81,11 @@ def decision_count(settings: Settings) -> int:
         store.close()
 
 
-def dollars(cents: int) -> str:
-    """Cents shown as a dollar amount for people (JSON output stays in integer cents)."""
-    sign = "-" if cents < 0 else ""
-    whole, part = divmod(abs(int(cents)), 100)
-    return f"{sign}${whole:,}.{part:02d}"
+def _money_rows(cells: list[str], cents_by_currency: dict[str, int]) -> list[list[str]]:
+    """Table rows of one figure: its cells and the first currency's amount, then one line per further
+    currency with the other cells blank; "-" when nothing was summed."""
+    amounts = money_lines(cents_by_currency) or ["-"]
+    return [[*cells, amounts[0]]] + [["" for _ in cells] + [amount] for amount in amounts[1:]]
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -97,8 +98,8 @@ def render_totals(result: dict) -> str:
     """A human-readable view of a totals result."""
     span = f"{result.get('since') or 'beginning'} .. {result.get('until') or 'now'}"
     parts = [f"Remedy totals, {span} (UTC days)", ""]
-    kind_rows = [[kind, str(v["count"]), dollars(v["cents"])] for kind, v in result["by_kind"].items()]
-    kind_rows.append(["TOTAL granted", str(result["granted"]["count"]), dollars(result["granted"]["cents"])])
+    kind_rows = [row for kind, v in result["by_kind"].items() for row in _money_rows([kind, str(v["count"])], v["cents"])]
+    kind_rows += _money_rows(["TOTAL granted", str(result["granted"]["count"])], result["granted"]["cents"])
     parts += [_table(["granted kind", "count", "amount"], kind_rows), ""]
     outcome_rows = [[o, str(result["by_outcome"].get(o, 0))] for o in OUTCOMES]
     parts += [_table(["outcome", "decisions"], outcome_rows)]
@@ -106,8 +107,9 @@ def render_totals(result: dict) -> str:
         by = result["by"]
         keys = ["day", "kind"] if by == "day" else [by]
         rows = [
-            [*(str(r[k]) for k in keys), str(r["decisions"]), str(r["granted_count"]), dollars(r["granted_cents"])]
-            for r in result["rows"]
+            row for r in result["rows"]
+            for row in _money_rows([*(str(r[k]) for k in keys), str(r["decisions"]), str(r["granted_count"])],
+                                   r["granted_cents"])
         ]
         parts += ["", _table([*keys, "decisions", "granted", "granted amount"], rows)]
     return "\n".join(parts)
@@ -171,14 +173,17 @@ def audit_snapshot(settings: Settings) -> dict:
 
 def render_customer(result: dict) -> str:
     """A customer's page for people."""
-    parts = [f"Customer {result['customer_id']}: outstanding credit {dollars(result['credit_balance_cents'])}", ""]
-    rows = [[d["decided_at"][:19], d["decision_id"][:16], d["kind"], d["outcome"], dollars(d["granted_cents"]),
+    credit = ", ".join(money_lines(result["credit_balance_cents"])) or "none"
+    parts = [f"Customer {result['customer_id']}: outstanding credit {credit}", ""]
+    rows = [[d["decided_at"][:19], d["decision_id"][:16], d["kind"], d["outcome"],
+             money_text(d["granted_cents"], d["currency"]),
              ",".join(d["reason_codes"]), "" if d["current"] else "superseded"] for d in result["decisions"]]
     parts.append(_table(["decided at (UTC)", "decision", "kind", "outcome", "granted", "reasons", ""], rows)
                  if rows else "no decisions")
     if result["accounts"]:
         parts += ["", _table(["account", "balance (debit +)"],
-                             [[k, dollars(v)] for k, v in result["accounts"].items()])]
+                             [row for account, cents in result["accounts"].items()
+                              for row in _money_rows([account], cents)])]
     return "\n".join(parts)
 
 
@@ -187,12 +192,28 @@ def render_associates(rows: list[dict]) -> str:
     if not rows:
         return "no grants requested or decided by associates"
     return _table(["role", "associate", "kind", "grants", "amount"],
-                  [[r["role"], r["associate_id"], r["kind"], str(r["granted_count"]), dollars(r["granted_cents"])]
-                   for r in rows])
+                  [row for r in rows
+                   for row in _money_rows([r["role"], r["associate_id"], r["kind"], str(r["granted_count"])],
+                                          r["granted_cents"])])
+
+
+# The kinds the chart draws, with their colours and legend labels.
+CHART_KINDS = {"CREDIT": ("#2f6db5", "credits granted"), "RESHIP": ("#e08a1e", "reshipments granted")}
+
+
+def chart_series(rows: list[dict]) -> dict[str, dict[str, dict[str, int]]]:
+    """What the chart draws: per currency, per kind, cents per day (a currency never shares an axis)."""
+    series: dict[str, dict[str, dict[str, int]]] = {}
+    for row in rows:
+        for currency, cents in row["granted_cents"].items():
+            by_day = series.setdefault(currency, {kind: {} for kind in CHART_KINDS}).setdefault(row["kind"], {})
+            by_day[row["day"]] = by_day.get(row["day"], 0) + int(cents)
+    return dict(sorted(series.items()))
 
 
 def chart(rows: list[dict], out_path: str) -> None:
-    """A PNG of granted credits and reshipments per day: amounts as bars, counts written on them."""
+    """A PNG of granted credits and reshipments per day, one panel per currency: amounts as bars; with
+    one currency, the number of grants is written above each bar."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: write the file only
@@ -200,29 +221,37 @@ def chart(rows: list[dict], out_path: str) -> None:
     from matplotlib.ticker import FuncFormatter
 
     days = sorted({r["day"] for r in rows})
-    series = {kind: {r["day"]: r for r in rows if r["kind"] == kind} for kind in ("CREDIT", "RESHIP")}
-    figure, axes = plt.subplots(figsize=(max(8, 0.6 * len(days) + 4), 5), dpi=120)
+    series = chart_series(rows)
+    # A (day, kind) count covers every currency, so it is written on the bars only when there is one.
+    counts = {(r["day"], r["kind"]): r["granted_count"] for r in rows} if len(series) == 1 else {}
+    panels = max(1, len(series))
+    figure, panel_axes = plt.subplots(panels, 1, figsize=(max(8, 0.6 * len(days) + 4), 1 + 4 * panels), dpi=120,
+                                      squeeze=False)
     width = 0.4
-    colours = {"CREDIT": "#2f6db5", "RESHIP": "#e08a1e"}
-    labels = {"CREDIT": "credits granted", "RESHIP": "reshipments granted"}
-    for index, (kind, by_day) in enumerate(series.items()):
-        xs = [i + (index - 0.5) * width for i in range(len(days))]
-        cents = [by_day.get(day, {}).get("granted_cents", 0) for day in days]
-        bars = axes.bar(xs, [c / 100 for c in cents], width, label=labels[kind], color=colours[kind])
-        for bar, day in zip(bars, days):
-            count = by_day.get(day, {}).get("granted_count", 0)
-            if count:
-                axes.annotate(f"{count}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                              ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
-    axes.set_xticks(range(len(days)), days, rotation=45 if len(days) > 7 else 0, ha="right" if len(days) > 7 else "center")
-    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"${value:,.0f}"))
-    axes.set_ylabel("amount granted (USD)")
-    axes.set_title("Remedies granted per day (current decisions; number of grants above each bar)")
-    axes.grid(axis="y", alpha=0.3)
-    axes.spines[["top", "right"]].set_visible(False)
-    axes.legend(frameon=False)
+    for axes, (currency, by_kind) in zip(panel_axes[:, 0], series.items()):
+        per_unit = 10 ** MINOR_UNIT_DIGITS.get(currency, 2)  # bars in whole units of the currency
+        for index, (kind, (colour, label)) in enumerate(CHART_KINDS.items()):
+            xs = [i + (index - 0.5) * width for i in range(len(days))]
+            cents = [by_kind.get(kind, {}).get(day, 0) for day in days]
+            bars = axes.bar(xs, [c / per_unit for c in cents], width, label=label, color=colour)
+            for bar, day in zip(bars, days):
+                if counts.get((day, kind)):
+                    axes.annotate(f"{counts[(day, kind)]}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                                  ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+        axes.set_xticks(range(len(days)), days, rotation=45 if len(days) > 7 else 0,
+                        ha="right" if len(days) > 7 else "center")
+        axes.yaxis.set_major_formatter(
+            FuncFormatter(lambda value, _, currency=currency, per_unit=per_unit:
+                          money_text(round(value * per_unit), currency)))
+        axes.set_ylabel(f"amount granted ({currency})")
+        axes.grid(axis="y", alpha=0.3)
+        axes.spines[["top", "right"]].set_visible(False)
+        axes.legend(frameon=False)
+    first = panel_axes[0, 0]
+    note = "; number of grants above each bar" if counts else ""
+    first.set_title(f"Remedies granted per day (current decisions, each currency on its own axis{note})")
     if not days:
-        axes.text(0.5, 0.5, "no credits or reshipments granted in this period", ha="center", transform=axes.transAxes)
+        first.text(0.5, 0.5, "no credits or reshipments granted in this period", ha="center", transform=first.transAxes)
     figure.tight_layout()
     figure.savefig(out_path)
     plt.close(figure)

@@ -16,6 +16,7 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from projections.figures import FIGURE_NAMES
 from projections.rows import DECISION_COLUMNS, OUTCOMES, POSTING_COLUMNS, REMEDY_KINDS
+from streams.core.money import add_cents, merged_cents
 from streams.core.privacy import ERASED_ID_FIELDS
 from streams.redaction import scrubbed
 from streams.errors import InvariantViolation, TransientError
@@ -31,6 +32,9 @@ DECISIONS_TABLE = "decisions_v2"
 POSTINGS_TABLE = "postings_v2"
 REBUILD_SUFFIX = "_rebuild"
 EXPORT_FORMATS = {"csv": "CSVWithNames", "parquet": "Parquet"}
+# CSV for spreadsheets: NULL as an empty field (ClickHouse writes \N by default), lists joined by ';'.
+EXPORT_SETTINGS = {"csv": {"format_csv_null_representation": ""}, "parquet": {}}
+CSV_LIST_SEPARATOR = ";"
 # Erased customers' pseudonyms (migration 0003; docs/privacy.md).
 ERASED_TABLE = "erased_customers"
 # Columns of personal data an erasure empties (address ids and free text), where a table has them.
@@ -181,22 +185,26 @@ class Store:
         return int(self.client.command(f"SELECT uniqExact(decision_id) FROM {self.database}.{DECISIONS_TABLE}"))
 
     def totals(self, since: date | None = None, until: date | None = None, by: str | None = None) -> dict:
-        """Finance totals between two dates (inclusive, UTC): by kind, by outcome, and optional rows."""
+        """Finance totals between two dates (inclusive, UTC): by kind, by outcome, and optional rows.
+
+        Every amount is per currency: `{"count": n, "cents": {"EUR": 1500, "USD": 4500}}` (`{}` when
+        nothing was granted); counts are decisions, whatever their currency.
+        """
         if by is not None and by not in GROUPINGS:
             raise InvariantViolation(f"--by: expected one of {', '.join(GROUPINGS)}, got {by!r}")
         db, where = self.database, self._where(since, until)
         rows = self.client.query(
-            f"SELECT kind, outcome, count(), sum(granted_cents) FROM {db}.current_decisions "
-            f"WHERE {where} GROUP BY kind, outcome"
+            f"SELECT kind, outcome, currency, count(), sum(granted_cents) FROM {db}.current_decisions "
+            f"WHERE {where} GROUP BY kind, outcome, currency ORDER BY kind, outcome, currency"
         ).result_rows
-        by_kind = {kind: {"count": 0, "cents": 0} for kind in REMEDY_KINDS}
+        by_kind = {kind: {"count": 0, "cents": {}} for kind in REMEDY_KINDS}
         by_outcome = {outcome: 0 for outcome in OUTCOMES}
-        for kind, outcome, count, cents in rows:
+        for kind, outcome, currency, count, cents in rows:
             by_outcome[outcome] = by_outcome.get(outcome, 0) + int(count)
             if outcome == "GRANTED":
-                by_kind.setdefault(kind, {"count": 0, "cents": 0})
+                by_kind.setdefault(kind, {"count": 0, "cents": {}})
                 by_kind[kind]["count"] += int(count)
-                by_kind[kind]["cents"] += int(cents)
+                add_cents(by_kind[kind]["cents"], currency, cents)
         result = {
             "since": since.isoformat() if since else None,
             "until": until.isoformat() if until else None,
@@ -204,7 +212,7 @@ class Store:
             "by_outcome": by_outcome,
             "granted": {
                 "count": sum(v["count"] for v in by_kind.values()),
-                "cents": sum(v["cents"] for v in by_kind.values()),
+                "cents": merged_cents(v["cents"] for v in by_kind.values()),
             },
             "decisions": sum(by_outcome.values()),
         }
@@ -214,34 +222,38 @@ class Store:
         return result
 
     def _grouped(self, by: str, where: str) -> list[dict]:
+        """Rows of `totals --by`: decisions, granted count and granted cents per currency of each group."""
         db = self.database
+        granted = "countIf(outcome = 'GRANTED'), sumIf(granted_cents, outcome = 'GRANTED'), count()"
         if by == "day":
             sql = (
-                f"SELECT toString(toDate(decided_at)) AS day, kind, countIf(outcome = 'GRANTED'), "
-                f"sumIf(granted_cents, outcome = 'GRANTED'), count() FROM {db}.current_decisions "
-                f"WHERE {where} GROUP BY day, kind ORDER BY day, kind"
+                f"SELECT toString(toDate(decided_at)) AS day, kind, currency, {granted} FROM {db}.current_decisions "
+                f"WHERE {where} GROUP BY day, kind, currency ORDER BY day, kind, currency"
             )
             keys = ("day", "kind")
         elif by == "kind":
             sql = (
-                f"SELECT kind, countIf(outcome = 'GRANTED'), sumIf(granted_cents, outcome = 'GRANTED'), count() "
-                f"FROM {db}.current_decisions WHERE {where} GROUP BY kind ORDER BY kind"
+                f"SELECT kind, currency, {granted} FROM {db}.current_decisions WHERE {where} "
+                "GROUP BY kind, currency ORDER BY kind, currency"
             )
             keys = ("kind",)
         else:
             sql = (
-                f"SELECT arrayJoin(reason_codes) AS reason, countIf(outcome = 'GRANTED'), "
-                f"sumIf(granted_cents, outcome = 'GRANTED'), count() FROM {db}.current_decisions "
-                f"WHERE {where} GROUP BY reason ORDER BY reason"
+                f"SELECT arrayJoin(reason_codes) AS reason, currency, {granted} FROM {db}.current_decisions "
+                f"WHERE {where} GROUP BY reason, currency ORDER BY reason, currency"
             )
             keys = ("reason",)
-        out = []
+        out: dict[tuple, dict] = {}
         for row in self.client.query(sql).result_rows:
-            record = dict(zip(keys, row))
-            granted_count, granted_cents, decisions = row[len(keys) :]
-            record.update(granted_count=int(granted_count), granted_cents=int(granted_cents), decisions=int(decisions))
-            out.append(record)
-        return out
+            group = tuple(row[: len(keys)])
+            currency, granted_count, granted_cents, decisions = row[len(keys) :]
+            record = out.setdefault(group, {**dict(zip(keys, group)), "granted_count": 0, "granted_cents": {},
+                                            "decisions": 0})
+            record["granted_count"] += int(granted_count)
+            record["decisions"] += int(decisions)
+            if granted_count:  # a currency with only denials or escalations in the group has no granted amount
+                add_cents(record["granted_cents"], currency, granted_cents)
+        return list(out.values())
 
     # Audit figures (the SQL side of `remedy-ledger verify`) -------------------------------------
 
@@ -268,26 +280,26 @@ class Store:
             figures["outcome_reasons"][f"{outcome}|{reason}"] = int(count)
         for *key, count, cents in rows(
             f"SELECT toString(toDate(decided_at)), customer_id, kind, incident_kind, origin, policy_version, "
-            f"count(), sum(granted_cents) FROM {decisions} WHERE outcome = 'GRANTED' AND {current} "
-            "GROUP BY 1, 2, 3, 4, 5, 6"
+            f"currency, count(), sum(granted_cents) FROM {decisions} WHERE outcome = 'GRANTED' AND {current} "
+            "GROUP BY 1, 2, 3, 4, 5, 6, 7"
         ):
             figures["granted_totals"]["|".join(key)] = [int(count), int(cents)]
-        for role, associate, count, cents in rows(
-            f"SELECT 'requested', requested_by, count(), sum(granted_cents) FROM {decisions} "
-            f"WHERE outcome = 'GRANTED' AND requested_by != 'system' AND {current} GROUP BY 2 "
-            f"UNION ALL SELECT 'decided', decided_by, count(), sum(granted_cents) FROM {decisions} "
-            f"WHERE outcome = 'GRANTED' AND decided_by != 'policy' AND {current} GROUP BY 2"
+        for role, associate, currency, count, cents in rows(
+            f"SELECT 'requested', requested_by, currency, count(), sum(granted_cents) FROM {decisions} "
+            f"WHERE outcome = 'GRANTED' AND requested_by != 'system' AND {current} GROUP BY 2, 3 "
+            f"UNION ALL SELECT 'decided', decided_by, currency, count(), sum(granted_cents) FROM {decisions} "
+            f"WHERE outcome = 'GRANTED' AND decided_by != 'policy' AND {current} GROUP BY 2, 3"
         ):
-            figures["associate_grants"][f"{role}|{associate}"] = [int(count), int(cents)]
+            figures["associate_grants"][f"{role}|{associate}|{currency}"] = [int(count), int(cents)]
         for account, currency, cents in rows(
             f"SELECT account, currency, sum(amount_cents) FROM {postings} GROUP BY account, currency"
         ):
             figures["account_balances"][f"{account}|{currency}"] = int(cents)
-        for customer_id, cents in rows(
-            f"SELECT customer_id, -sum(amount_cents) FROM {postings} WHERE account = 'customer_credit_balance' "
-            "GROUP BY customer_id"
+        for customer_id, currency, cents in rows(
+            f"SELECT customer_id, currency, -sum(amount_cents) FROM {postings} "
+            "WHERE account = 'customer_credit_balance' GROUP BY customer_id, currency"
         ):
-            figures["customer_credit_balances"][customer_id] = int(cents)
+            figures["customer_credit_balances"][f"{customer_id}|{currency}"] = int(cents)
         for role, count in rows(f"SELECT role, count() FROM {postings} GROUP BY role"):
             figures["posting_lines"][role] = int(count)
         figures["unbalanced_decisions"] = {
@@ -331,15 +343,15 @@ class Store:
             decision["current"] = bool(decision["current"])
             decision["granted_cents"] = int(decision["granted_cents"])
             decision["reason_codes"] = list(decision["reason_codes"])
-        accounts = {
-            f"{account}|{currency}": int(cents)
-            for account, currency, cents in self.client.query(
-                f"SELECT account, currency, sum(amount_cents) FROM {db}.{POSTINGS_TABLE} FINAL "
-                "WHERE customer_id = {c:String} GROUP BY account, currency ORDER BY account",
-                parameters={"c": customer_id},
-            ).result_rows
-        }
-        credit = -sum(cents for key, cents in accounts.items() if key.startswith("customer_credit_balance|"))
+        accounts: dict[str, dict[str, int]] = {}
+        for account, currency, cents in self.client.query(
+            f"SELECT account, currency, sum(amount_cents) FROM {db}.{POSTINGS_TABLE} FINAL "
+            "WHERE customer_id = {c:String} GROUP BY account, currency ORDER BY account, currency",
+            parameters={"c": customer_id},
+        ).result_rows:
+            add_cents(accounts.setdefault(account, {}), currency, cents)
+        # Outstanding credit is what the customer_credit_balance account owes: its credit side, per currency.
+        credit = {currency: -cents for currency, cents in accounts.get("customer_credit_balance", {}).items()}
         return {"customer_id": customer_id, "credit_balance_cents": credit, "accounts": accounts,
                 "decisions": decisions}
 
@@ -364,39 +376,50 @@ class Store:
                 "requested_at": int(found["requested_at"]), "reason_codes": list(found["reason_codes"])}
 
     def associates(self) -> list[dict]:
-        """Current grants per associate, as requester and as decider, by kind."""
-        keys = ("role", "associate_id", "kind", "granted_count", "granted_cents")
-        out = []
-        for row in self.client.query(
-            f"SELECT role, associate_id, kind, granted_count, granted_cents FROM {self.database}.associate_grant_totals "
-            "ORDER BY role DESC, granted_cents DESC, associate_id, kind"
+        """Current grants per associate, as requester and as decider, by kind; cents per currency."""
+        out: dict[tuple, dict] = {}
+        for role, associate_id, kind, currency, count, cents in self.client.query(
+            f"SELECT role, associate_id, kind, currency, granted_count, granted_cents "
+            f"FROM {self.database}.associate_grant_totals ORDER BY role DESC, associate_id, kind, currency"
         ).result_rows:
-            record = dict(zip(keys, row))
-            record["granted_count"], record["granted_cents"] = int(record["granted_count"]), int(record["granted_cents"])
-            out.append(record)
-        return out
+            record = out.setdefault((role, associate_id, kind), {
+                "role": role, "associate_id": associate_id, "kind": kind, "granted_count": 0, "granted_cents": {}})
+            record["granted_count"] += int(count)
+            add_cents(record["granted_cents"], currency, cents)
+        return list(out.values())
 
     def daily_granted(self, since: date | None = None, until: date | None = None,
                       kinds: tuple[str, ...] = ("CREDIT", "RESHIP")) -> list[dict]:
-        """Granted count and cents per day and kind (current decisions), for the chart."""
+        """Granted count and cents per currency, per day and kind (current decisions), for the chart."""
         rows = self.client.query(
-            f"SELECT toString(toDate(decided_at)) AS day, kind, count(), sum(granted_cents) "
+            f"SELECT toString(toDate(decided_at)) AS day, kind, currency, count(), sum(granted_cents) "
             f"FROM {self.database}.current_decisions WHERE outcome = 'GRANTED' AND kind IN {{kinds:Array(String)}} "
-            f"AND {self._where(since, until)} GROUP BY day, kind ORDER BY day, kind",
+            f"AND {self._where(since, until)} GROUP BY day, kind, currency ORDER BY day, kind, currency",
             parameters={"kinds": list(kinds)},
         ).result_rows
-        return [{"day": d, "kind": k, "granted_count": int(n), "granted_cents": int(c)} for d, k, n, c in rows]
+        out: dict[tuple, dict] = {}
+        for day, kind, currency, count, cents in rows:
+            record = out.setdefault((day, kind), {"day": day, "kind": kind, "granted_count": 0, "granted_cents": {}})
+            record["granted_count"] += int(count)
+            add_cents(record["granted_cents"], currency, cents)
+        return list(out.values())
 
     def export(self, fmt: str, since: date | None = None, until: date | None = None) -> bytes:
-        """The decision ledger (every decision, with `is_current`) as CSV or Parquet bytes, made by ClickHouse."""
+        """The decision ledger (every decision, with `is_current`) as CSV or Parquet bytes, made by ClickHouse.
+
+        CSV opens cleanly in a spreadsheet: a header row, NULL as an empty field, reason codes as one
+        `;`-joined field. Every amount sits next to its own `currency` column.
+        """
         if fmt not in EXPORT_FORMATS:
             raise InvariantViolation(f"--format: expected one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
-        columns = ", ".join(c for c in DECISION_COLUMNS if c != "inputs")
+        shown = {"reason_codes": f"arrayStringConcat(reason_codes, '{CSV_LIST_SEPARATOR}') AS reason_codes"}
+        columns = ", ".join((shown.get(c, c) if fmt == "csv" else c) for c in DECISION_COLUMNS if c != "inputs")
         return self.client.raw_query(
             f"SELECT {columns}, toJSONString(inputs) AS inputs_json, {self._current()} AS is_current "
             f"FROM {self.database}.{DECISIONS_TABLE} FINAL WHERE {self._where(since, until)} "
             "ORDER BY decided_at, decision_id",
             fmt=EXPORT_FORMATS[fmt],
+            settings=EXPORT_SETTINGS[fmt],
         )
 
     # Erasure (docs/privacy.md) ----------------------------------------------------------------------

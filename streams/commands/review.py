@@ -10,6 +10,7 @@ from pathlib import Path
 
 import schemas
 from streams.commands.worker_http import call_worker
+from streams.core.money import money_text
 from streams.errors import InvariantViolation
 from streams.runtime.kafka_io import read_topic, topic_names
 from streams.runtime.settings import load_settings
@@ -50,7 +51,7 @@ def cmd_review_list(args) -> int:
         return 0
     print(f"{'request':34} {'customer':14} {'kind':16} {'amount':>10}  {'requested (UTC)':16}  reasons")
     for d in waiting:
-        amount = f"${d['requested_cents'] // 100:,}.{d['requested_cents'] % 100:02d}"
+        amount = money_text(d["requested_cents"], d["currency"])  # escalated requests are often in another currency
         print(f"{d['request_id'][:34]:34} {d['customer_id'][:14]:14} {d['kind']:16} {amount:>10}  "
               f"{d['requested_at']:%Y-%m-%d %H:%M}  {', '.join(d['reason_codes'])}")
     print(f"{len(waiting)} waiting")

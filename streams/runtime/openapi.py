@@ -21,6 +21,8 @@ ERROR = {"description": "what is wrong, in `error`",
          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 DECISION = {"description": "the decision, explained",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}}
+TOTALS = {"description": "totals; every amount is cents per currency, never a sum across currencies",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FinanceTotals"}}}}
 PENDING = {"description": "not decided within the wait; poll `poll` (also in the Location header)",
            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Pending"}}}}
 
@@ -34,19 +36,23 @@ ROUTES = {
     "/metrics": ("get", "Prometheus text format (remedy_* metrics)", [], None,
                  {"200": {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}}),
     "/openapi.json": ("get", "This document", [], None, {"200": JSON_ANSWER}),
-    "/finance/totals": ("get", "Granted totals by kind and outcome, and by day, kind or reason",
+    "/finance/totals": ("get", "Granted totals by kind and outcome, and by day, kind or reason; every amount per "
+                               "currency",
                         [SINCE, UNTIL, _query("by", "breakdown", enum=["day", "kind", "reason"])], None,
-                        {"200": JSON_ANSWER, "400": ERROR}),
+                        {"200": TOTALS, "400": ERROR}),
     "/finance/decision-count": ("get", "How many decisions the ledger holds", [], None, {"200": JSON_ANSWER}),
-    "/finance/customer": ("get", "One customer's decisions, outstanding credit and account totals",
+    "/finance/customer": ("get", "One customer's decisions, outstanding credit and account totals (per currency)",
                           [_query("id", "customer_id", required=True)], None, {"200": JSON_ANSWER, "400": ERROR}),
-    "/finance/associates": ("get", "Current grants per associate, as requester and as decider, by kind", [], None,
+    "/finance/associates": ("get", "Current grants per associate, as requester and as decider, by kind (cents per "
+                                   "currency)", [], None,
                             {"200": JSON_ANSWER}),
-    "/finance/daily": ("get", "Granted count and cents per day and kind", [SINCE, UNTIL], None,
+    "/finance/daily": ("get", "Granted count and cents per currency, per day and kind", [SINCE, UNTIL], None,
                        {"200": JSON_ANSWER, "400": ERROR}),
-    "/finance/export": ("get", "Every current decision as CSV or JSON lines",
-                        [SINCE, UNTIL, _query("format", "file format", enum=["csv", "jsonl"])], None,
-                        {"200": {"description": "the export", "content": {"text/csv": {}, "application/x-ndjson": {}}},
+    "/finance/export": ("get", "Every decision (with is_current) as CSV (header row, NULL as an empty field, "
+                               "reason codes joined by ';') or Parquet; each amount next to its currency",
+                        [SINCE, UNTIL, _query("format", "file format", enum=["csv", "parquet"])], None,
+                        {"200": {"description": "the export", "content": {"text/csv": {},
+                                                                          "application/vnd.apache.parquet": {}}},
                          "400": ERROR}),
     "/projections/audit": ("get", "How far the projector got and every audit figure (for `remedy-ledger verify`)",
                            [], None, {"200": JSON_ANSWER}),
@@ -121,6 +127,23 @@ def document(route_roles: dict) -> dict:
             "reasons": {"type": "array", "items": {"type": "object", "properties": {
                 "code": {"type": "string"}, "meaning": {"type": "string"}}}},
             "next": {"type": "string"}, "decided_by": {"type": "string"}, "policy_version": {"type": "string"}}},
+        "CentsByCurrency": {"type": "object", "additionalProperties": {"type": "integer"},
+                            "description": "integer minor units per ISO 4217 currency; {} when nothing was summed",
+                            "example": {"EUR": 1500, "USD": 4500}},
+        "GrantedFigure": {"type": "object", "required": ["count", "cents"], "properties": {
+            "count": {"type": "integer", "description": "granted decisions, whatever their currency"},
+            "cents": {"$ref": "#/components/schemas/CentsByCurrency"}}},
+        "FinanceTotals": {"type": "object", "properties": {
+            "since": {"type": ["string", "null"], "format": "date"}, "until": {"type": ["string", "null"], "format": "date"},
+            "by_kind": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/GrantedFigure"}},
+            "by_outcome": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "granted": {"$ref": "#/components/schemas/GrantedFigure"},
+            "decisions": {"type": "integer"},
+            "by": {"type": "string", "enum": ["day", "kind", "reason"]},
+            "rows": {"type": "array", "items": {"type": "object", "properties": {
+                "day": {"type": "string"}, "kind": {"type": "string"}, "reason": {"type": "string"},
+                "decisions": {"type": "integer"}, "granted_count": {"type": "integer"},
+                "granted_cents": {"$ref": "#/components/schemas/CentsByCurrency"}}}}}},
         "Pending": {"type": "object", "properties": {
             "request_id": {"type": "string"}, "status": {"type": "string", "enum": ["PENDING"]},
             "poll": {"type": "string"}, "next": {"type": "string"}}},

@@ -6,6 +6,8 @@ The same Store code runs against an http(s) server; nothing below uses a chDB-on
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -15,6 +17,7 @@ import schemas
 from projections.figures import differences, fold
 from projections.projector import build_batch
 from projections.store import Store
+from streams.core.money import merged_cents
 from streams.runtime.batch import Incoming
 from streams.runtime.topics import TopicNames
 from tests.unit.test_projection_postings import KINDS, decision
@@ -142,20 +145,70 @@ def test_finance_views_answer_from_the_current_decisions(store):
     project(store, messages(decisions), batch_size=200)
     figures = fold(decisions)
     customer = store.customer("c3")
-    assert customer["credit_balance_cents"] == figures["customer_credit_balances"].get("c3", 0)
+    assert customer["credit_balance_cents"] == {
+        key.split("|")[1]: cents for key, cents in figures["customer_credit_balances"].items() if key.startswith("c3|")}
     assert sum(1 for d in customer["decisions"] if d["current"]) == sum(
         1 for d in decisions if d["customer_id"] == "c3" and d["decision_id"] not in
         {x["supersedes_decision_id"] for x in decisions})
-    associates = {(r["role"], r["associate_id"]): 0 for r in store.associates()}
+    associates: dict[str, int] = {}
     for r in store.associates():
-        associates[(r["role"], r["associate_id"])] += r["granted_cents"]
-    assert {f"{k[0]}|{k[1]}": v for k, v in associates.items()} == {
-        k: v[1] for k, v in figures["associate_grants"].items()}
+        for currency, cents in r["granted_cents"].items():
+            key = f"{r['role']}|{r['associate_id']}|{currency}"
+            associates[key] = associates.get(key, 0) + cents
+    assert associates == {k: v[1] for k, v in figures["associate_grants"].items()}
     daily = store.daily_granted()
-    assert sum(r["granted_cents"] for r in daily) == sum(
-        v[1] for k, v in figures["granted_totals"].items() if k.split("|")[2] in ("CREDIT", "RESHIP"))
-    csv = store.export("csv").decode()
-    assert csv.splitlines()[0].startswith('"decision_id"') and len(csv.splitlines()) == len(decisions) + 1
+    assert merged_cents(r["granted_cents"] for r in daily) == merged_cents(
+        {k.split("|")[6]: v[1]} for k, v in figures["granted_totals"].items() if k.split("|")[2] in ("CREDIT", "RESHIP"))
+    exported = store.export("csv").decode()
+    assert exported.splitlines()[0].startswith('"decision_id"') and len(exported.splitlines()) == len(decisions) + 1
     assert store.export("parquet")[:4] == b"PAR1"
-    grouped = {r["kind"]: r["granted_cents"] for r in store.totals(by="kind")["rows"]}
-    assert sum(grouped.values()) == store.totals()["granted"]["cents"]
+    grouped = merged_cents(r["granted_cents"] for r in store.totals(by="kind")["rows"])
+    assert grouped == store.totals()["granted"]["cents"]
+
+
+def test_a_day_of_usd_and_eur_grants_gives_exact_sums_per_currency_and_never_a_mixed_sum(store):
+    day = datetime(2026, 11, 22, 10, tzinfo=timezone.utc)
+    decisions = [
+        decision(1, cents=4500, decided_at=day, requested_by="assoc-1"),
+        decision(2, cents=1500, currency="EUR", customer_id="c-eu", decided_at=day, requested_by="assoc-1"),
+        decision(3, kind="REFUND", cents=399, currency="EUR", customer_id="c-eu", decided_at=day),
+        decision(4, kind="RESHIP", cents=2000, decided_at=day),
+        decision(5, outcome="DENIED", cents=700, currency="EUR", customer_id="c-eu", decided_at=day),
+    ]
+    project(store, messages(decisions), batch_size=10)
+    totals = store.totals(by="day")
+    assert totals["by_kind"]["CREDIT"] == {"count": 2, "cents": {"EUR": 1500, "USD": 4500}}
+    assert totals["by_kind"]["REFUND"] == {"count": 1, "cents": {"EUR": 399}}
+    assert totals["by_kind"]["RESHIP"] == {"count": 1, "cents": {"USD": 2000}}
+    assert totals["by_kind"]["GIFT_WRAP"] == {"count": 0, "cents": {}}
+    assert totals["granted"] == {"count": 4, "cents": {"EUR": 1899, "USD": 6500}}
+    assert totals["by_outcome"] == {"GRANTED": 4, "DENIED": 1, "ESCALATED": 0}
+    credit_row = next(r for r in totals["rows"] if r["kind"] == "CREDIT")
+    assert credit_row == {"day": "2026-11-22", "kind": "CREDIT", "granted_count": 2,
+                          "granted_cents": {"EUR": 1500, "USD": 4500}, "decisions": 3}
+    assert store.daily_granted() == [
+        {"day": "2026-11-22", "kind": "CREDIT", "granted_count": 2, "granted_cents": {"EUR": 1500, "USD": 4500}},
+        {"day": "2026-11-22", "kind": "RESHIP", "granted_count": 1, "granted_cents": {"USD": 2000}}]
+    assert store.associates() == [{"role": "requested", "associate_id": "assoc-1", "kind": "CREDIT",
+                                   "granted_count": 2, "granted_cents": {"EUR": 1500, "USD": 4500}}]
+    customer = store.customer("c-eu")
+    assert customer["credit_balance_cents"] == {"EUR": 1500}
+    assert customer["accounts"]["customer_credit_balance"] == {"EUR": -1500}
+    # The views finance may query directly carry the currency as well.
+    assert sorted(store.client.query(
+        "SELECT kind, currency, granted_cents FROM remedy.daily_granted_totals ORDER BY kind, currency").result_rows) == [
+        ("CREDIT", "EUR", 1500), ("CREDIT", "USD", 4500), ("REFUND", "EUR", 399), ("RESHIP", "USD", 2000)]
+    assert differences(fold(decisions), store.figures()) == []
+
+
+def test_the_csv_export_opens_cleanly_in_a_spreadsheet(store):
+    decisions = [decision(1, cents=1500, currency="EUR", incident_id=None, note=None),
+                 decision(2, outcome="DENIED", reason_codes=["CUSTOMER_30D_CAP_EXCEEDED", "NO_INCIDENT"])]
+    project(store, messages(decisions), batch_size=10)
+    exported = list(csv.DictReader(io.StringIO(store.export("csv").decode())))
+    assert [row["decision_id"] for row in exported] == ["dec-1", "dec-2"]  # a header row names the fields
+    first, second = exported
+    assert (first["incident_id"], first["note"], first["supersedes_decision_id"]) == ("", "", "")  # NULL: empty
+    assert (first["granted_cents"], first["currency"], first["reason_codes"]) == ("1500", "EUR", "WITHIN_LIMITS")
+    assert second["reason_codes"] == "CUSTOMER_30D_CAP_EXCEEDED;NO_INCIDENT"
+    assert "\\N" not in store.export("csv").decode() and "['" not in store.export("csv").decode()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from projections.store import Store
+from streams.core.money import add_cents
 from tests.integration.conftest import REPO
 from tests.support.reference import expected_decisions, write_workload
 
@@ -27,7 +28,7 @@ def assert_totals_equal_the_log(deployment) -> dict:
     totals = deployment.totals()
     by_id = {d["decision_id"]: d for d in deployment.decisions()}
     superseded = {d["supersedes_decision_id"] for d in by_id.values() if d.get("supersedes_decision_id")}
-    by_kind = {kind: {"count": 0, "cents": 0} for kind in totals["by_kind"]}
+    by_kind = {kind: {"count": 0, "cents": {}} for kind in totals["by_kind"]}
     by_outcome = {outcome: 0 for outcome in totals["by_outcome"]}
     for d in by_id.values():
         if d["decision_id"] in superseded:
@@ -35,7 +36,7 @@ def assert_totals_equal_the_log(deployment) -> dict:
         by_outcome[d["outcome"]] += 1
         if d["outcome"] == "GRANTED":
             by_kind[d["kind"]]["count"] += 1
-            by_kind[d["kind"]]["cents"] += d["granted_cents"]
+            add_cents(by_kind[d["kind"]]["cents"], d["currency"], d["granted_cents"])
     assert (totals["by_kind"], totals["by_outcome"]) == (by_kind, by_outcome)
     return totals
 

@@ -146,7 +146,9 @@ def test_the_stories(deployment, tmp_path):
     deployment.wait_for("the review's decision", lambda: current(deployment.decisions())[escalated["request_id"]]["outcome"] == "GRANTED")
     deployment.cli("wait", "--decisions", "0", "--timeout", "120")
     after = deployment.totals()
-    assert after["by_kind"]["CREDIT"]["cents"] == before["by_kind"]["CREDIT"]["cents"] + 9_000
+    currency = escalated["currency"]
+    assert after["by_kind"]["CREDIT"]["cents"] == {
+        **before["by_kind"]["CREDIT"]["cents"], currency: before["by_kind"]["CREDIT"]["cents"].get(currency, 0) + 9_000}
     assert escalated["request_id"] not in {row["request_id"] for row in json.loads(deployment.cli("review", "list", "--json").stdout)}
 
     # The limits hold after a crash: SIGKILL, restart, and the next claims are still stopped.

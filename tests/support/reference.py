@@ -132,14 +132,16 @@ def expected_totals(path: Path) -> dict:
     """The by_kind / by_outcome part of `finance totals --json` the file must produce."""
     events = load(path)
     orders = {e["order_id"]: e for e in events if e["type"] == "OrderPlaced"}
-    kinds = {e["request_id"]: e["kind"] for e in _with_proactive(events, orders, set()) if e["type"] == "RemedyRequested"}
-    by_kind = {kind: {"count": 0, "cents": 0} for kind in KINDS}
+    requests = {e["request_id"]: e for e in _with_proactive(events, orders, set()) if e["type"] == "RemedyRequested"}
+    by_kind = {kind: {"count": 0, "cents": {}} for kind in KINDS}
     by_outcome = {"GRANTED": 0, "DENIED": 0, "ESCALATED": 0}
     for request_id, (outcome, cents) in expected_decisions(path).items():
         by_outcome[outcome] += 1
         if outcome == "GRANTED":
-            by_kind[kinds[request_id]]["count"] += 1
-            by_kind[kinds[request_id]]["cents"] += cents
+            request = requests[request_id]
+            by_kind[request["kind"]]["count"] += 1
+            granted = by_kind[request["kind"]]["cents"]  # cents per currency, never added across currencies
+            granted[request["currency"]] = granted.get(request["currency"], 0) + cents
     return {"by_kind": by_kind, "by_outcome": by_outcome}
 
 
