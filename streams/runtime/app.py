@@ -559,8 +559,7 @@ class Worker:
                  "request_id": review["request_id"], "customer_id": review["customer_id"],
                  "verdict": review["verdict"], "reviewed_by": review["reviewed_by"], "reviewed_at": reviewed_at_ms,
                  "note": review.get("note")}
-        await self.producer.send_and_wait(self.names.requests, schemas.encode("RemedyReviewed", datum),
-                                          key=review["customer_id"].encode())
+        await self._publish_event(self.names.requests, review["customer_id"].encode(), "RemedyReviewed", datum)
         log.warning("review of %s: %s by %s", review["request_id"], review["verdict"], review["reviewed_by"])
         return datum
 

@@ -82,7 +82,6 @@ ROUTE_ROLES = {
 }
 # A review's note and ids: enough for a sentence, bounded so a request body stays small.
 REVIEW_TEXT_CHARS_MAX = 500
-REVIEW_BODY_BYTES_MAX = 16 * 1024
 
 
 class WebViews:
@@ -187,7 +186,7 @@ class WebViews:
         one's own request); 202 once the RemedyReviewed event is on the requests topic, and the
         decide agent records the superseding decision."""
         try:
-            body = await _json_body(request, REVIEW_BODY_BYTES_MAX)
+            body = await _json_body(request, BODY_BYTES_MAX)
             reviewer = self._reviewer(request, body)
             review = _review_fields(body)
         except InvariantViolation as error:
@@ -302,11 +301,9 @@ class WebViews:
         from streams.runtime.privacy import ErasureBusy
 
         try:
-            body = await request.json()
-        except ValueError:
-            return _json({"error": 'expected a JSON body {"customer_id": ..., "reason": ...}'}, status=400)
-        if not isinstance(body, dict):
-            return _json({"error": 'expected a JSON object {"customer_id": ..., "reason": ...}'}, status=400)
+            body = await _json_body(request, BODY_BYTES_MAX)
+        except InvariantViolation as error:
+            return _json({"error": f'{error} (expected {{"customer_id": ..., "reason": ...}})'}, status=400)
         problems = erasure_request_problems(body.get("customer_id"), body.get("reason"))
         if problems:
             return _json({"error": "; ".join(problems)}, status=400)
