@@ -36,7 +36,7 @@ from aiokafka.errors import CommitFailedError
 
 from streams.runtime.batch import Incoming
 from streams.runtime.kafka_auth import aiokafka_options
-from streams.runtime.kafka_io import RecordBatcher, idempotent_aio_producer
+from streams.runtime.kafka_io import RECORD_BATCH_LINGER_MS, RecordBatcher, idempotent_aio_producer
 from streams.runtime.settings import KafkaConnection
 
 log = logging.getLogger("remedy.loops")
@@ -58,7 +58,7 @@ RESTORE_TIMEOUT_S = 600
 
 def new_producer(kafka: KafkaConnection) -> AIOKafkaProducer:
     """The worker's one producer: idempotent, acks from every in-sync replica, set explicitly."""
-    return idempotent_aio_producer(kafka, "remedy-worker")
+    return idempotent_aio_producer(kafka, "remedy-worker", linger_ms=RECORD_BATCH_LINGER_MS)
 
 
 @dataclass

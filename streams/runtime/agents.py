@@ -163,6 +163,9 @@ class AgentShell:
         self.on_tick: Callable[[], Awaitable[None]] | None = None
         # Called with (seconds, agent name) after every batch (the batch-time histogram).
         self.observe: Callable[[float, str], None] | None = None
+        # Called with a batch's effects once Kafka acknowledged them (the synchronous API learns
+        # this worker's decisions from it without waiting for its follower's next fetch).
+        self.on_sent: Callable[[list[OutboxEntry]], None] | None = None
         self.restoring = False
         self.step = step
         self.state = state
@@ -261,6 +264,8 @@ class AgentShell:
             await batcher.flush()
         effects = [entry for values in output.states.values() for _, outbox in values.values() for entry in outbox]
         await self._send(effects + output.sends)
+        if self.on_sent is not None:
+            self.on_sent(effects + output.sends)
         if self.state is not None and output.scrubbed:
             batcher = RecordBatcher(self.producer())
             for partition, values in output.scrubbed.items():

@@ -52,7 +52,7 @@ from streams.runtime.batch import (
     state_to_bytes,
 )
 from streams.runtime.kafka_auth import aiokafka_options, faust_options
-from streams.runtime.kafka_io import idempotent_aio_producer, topic_names
+from streams.runtime.kafka_io import RECORD_BATCH_LINGER_MS, idempotent_aio_producer, topic_names
 from streams.runtime.policy_log import decode_applied
 from streams.runtime.privacy import ErasureBusy, erasure_event, erasure_for
 from streams.runtime.sequence import PROGRESS_RESEND_S, Sequencer, decide_source, limits_source, progress_datum
@@ -698,7 +698,7 @@ class Worker:
         runner = web.AppRunner(WebViews(self, tokens).app(), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.settings.web_host, self.settings.web_port).start()
-        self.producer = idempotent_aio_producer(self.settings.kafka, "remedy-worker")
+        self.producer = idempotent_aio_producer(self.settings.kafka, "remedy-worker", linger_ms=RECORD_BATCH_LINGER_MS)
         await self.producer.start()
         # The synchronous API's own producer: one record per call, sent at once (no linger), never
         # queued behind an agent's record batches.
@@ -707,6 +707,8 @@ class Worker:
         follower = DecisionFollower(self.settings.kafka, self.names.decisions, self.settings.topic_partitions)
         await follower.start()
         app = self.app = self.build_app()
+        if "decide" in self.shells:
+            self.shells["decide"].on_sent = follower.sent
         await app.start()
         self.sync_api = SyncApi(
             follower, self._publish_event, self._projected_decision if self.serves_clickhouse else None,

@@ -27,6 +27,10 @@ PRODUCER_RETRIES_MAX = 10
 PUBLISH_FLUSH_TIMEOUT_S = 120
 # Producer batching: a few ms of linger lets the producer batch without hurting latency.
 PRODUCER_LINGER_MS = 5
+# The worker's producer sends only whole record batches (RecordBatcher.flush), so lingering only
+# delays them: aiokafka holds even a finished batch for linger_ms (measured here: each changelog
+# and outbox write took 6 ms with 5 ms of linger, 1 ms without).
+RECORD_BATCH_LINGER_MS = 0
 
 
 def topic_names(settings: Settings) -> TopicNames:

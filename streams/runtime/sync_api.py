@@ -106,6 +106,13 @@ class DecisionFollower:
         finally:
             await self._consumer.stop()
 
+    def sent(self, entries) -> None:
+        """Decisions this worker's decide agent wrote and Kafka acknowledged (OutboxEntry-like:
+        `topic`, `value`): seen at once, before the follower's own fetch brings them again."""
+        for entry in entries:
+            if entry.topic == self.topic:
+                self._see(entry.value)
+
     def _see(self, value: bytes | None) -> None:
         try:
             record_name, datum = schemas.decode(value)

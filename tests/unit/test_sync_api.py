@@ -78,3 +78,36 @@ def test_a_decision_explained():
     shown = explained(decision_for(request, granted_cents=1505, reason_codes=["WITHIN_LIMITS"]))
     assert shown["granted"] == "15.05 USD" and shown["reasons"][0]["meaning"] == REASON_WORDS["WITHIN_LIMITS"]
     assert shown["next"] == NEXT_STEPS["GRANTED"]
+
+
+def test_the_follower_learns_this_workers_decisions_from_the_decide_agent_at_once():
+    """A decision the decide agent sent (and Kafka acknowledged) completes the waiter without the
+    follower's fetch; entries of other topics are not decisions and are ignored."""
+    import asyncio
+    from collections import namedtuple
+
+    import schemas
+    from streams.runtime.settings import KafkaConnection
+    from streams.runtime.sync_api import DecisionFollower
+    from tests.support.world import World
+
+    world = World()
+    world.feed({"type": "RemedyRequested", "event_id": "e1", "request_id": "r1", "customer_id": "c1",
+                "order_id": None, "incident_id": None, "kind": "CREDIT", "amount_cents": 500, "currency": "USD",
+                "requested_by": "system", "requested_at": NOW_MS, "reason": "slow"})
+    [decided] = world.decisions
+    Entry = namedtuple("Entry", "topic key value")
+
+    async def scenario():
+        follower = DecisionFollower(KafkaConnection(), "t.decisions", 4)
+        waiter = follower.waiter("r1")
+        follower.sent([Entry("t.limit-checks", b"c1", b"not a decision"),
+                       Entry("t.decisions", b"c1", schemas.encode("RemedyDecided", decided))])
+        got = await follower.outcome("r1", waiter, 0.5)
+        other = follower.waiter("r2")
+        missing = await follower.outcome("r2", other, 0.01)
+        return got, missing
+
+    got, missing = asyncio.run(scenario())
+    assert got["request_id"] == "r1" and got["outcome"] == decided["outcome"]
+    assert missing is None
