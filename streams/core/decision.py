@@ -509,6 +509,22 @@ def _refuse_conflict(request: Event, first: dict, status: str) -> None:
             f"different content: {shown}; the first stands")
 
 
+def decision_on_record(state: State | None, request: Event, policy: Policy) -> tuple[bool, Decision | None]:
+    """What a customer's state tells of a request id without deciding anything: (True, its
+    decision) when it was decided; (True, None) when it would be decided as new or is being decided
+    now; (False, None) when the state cannot tell (no state, or the request is dated at or before the
+    horizon within which decisions are remembered), so the caller must look elsewhere."""
+    if state is None:
+        return False, None
+    earlier = state["decided"].get(request["request_id"])
+    if earlier is not None:
+        return True, earlier
+    horizon = _dedup_horizon_ms(state, policy)
+    if horizon is not None and request["requested_at"] <= horizon:
+        return False, None
+    return True, None
+
+
 def _dedup_horizon_ms(state: State, policy: Policy) -> int | None:
     """Requests dated at or before this may have been decided and forgotten (pruned)."""
     if state["clock_ms"] is None:

@@ -30,7 +30,7 @@ import schemas
 from projections.projector import build_batch
 from projections.store import Store
 from streams.core import ordering
-from streams.core.decision import blocked_order_key, parked_since_ms, state_key
+from streams.core.decision import blocked_order_key, decision_on_record, parked_since_ms, state_key
 from streams.core.privacy import erasure_request_problems, pseudonym
 from streams.core.scopes import waiting_order_key
 from streams.core.policy import Policy
@@ -547,8 +547,22 @@ class Worker:
         written = await self.api_producer.send_and_wait(topic, schemas.encode(record_name, datum), key=key)
         return written.partition, written.offset
 
-    async def _projected_decision(self, request_id: str) -> dict | None:
-        return await self.on_clickhouse("current_decision", request_id)
+    async def _earlier_decision(self, request_id: str, request: dict | None) -> dict | None:
+        """A request's earlier decision: from the decide agent's state when this worker holds the
+        customer's partition (in memory, no query), else from the projection when this worker
+        projects, else None."""
+        shell = self.shells.get("decide")
+        if request is not None and shell is not None and shell.state is not None:
+            encoded = request["customer_id"].encode()
+            partition = key_partition(encoded, self.settings.topic_partitions)
+            if shell.state.owned(partition):
+                found = shell.state.get(partition, encoded)
+                told, decision = decision_on_record(state_from_bytes(found), request, self.policy)
+                if told:
+                    return decision
+        if self.serves_clickhouse:
+            return await self.on_clickhouse("current_decision", request_id)
+        return None
 
     async def publish_review(self, review: dict) -> dict:
         """Put a RemedyReviewed event (request_id, customer_id, verdict, reviewed_by, note) on the
@@ -711,7 +725,7 @@ class Worker:
             self.shells["decide"].on_sent = follower.sent
         await app.start()
         self.sync_api = SyncApi(
-            follower, self._publish_event, self._projected_decision if self.serves_clickhouse else None,
+            follower, self._publish_event, self._earlier_decision,
             self.names.requests, self.names.incidents, self.settings.sync_wait_ms / 1000,
             lambda: int(time.time() * 1000), self.metrics)
         tasks = {asyncio.ensure_future(self._follow_policy()): "policy",

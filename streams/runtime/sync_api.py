@@ -170,7 +170,8 @@ class SyncApi:
                  wait_s: float, clock_ms, metrics: WorkerMetrics | None = None):
         self.follower = follower
         self.publish = publish  # async (topic, key bytes, record name, datum) -> (partition, offset)
-        self.lookup = lookup  # async request_id -> projected decision or None; None when this worker does not project
+        # async (request_id, request or None) -> an earlier decision of the request, or None
+        self.lookup = lookup
         self.requests_topic = requests_topic
         self.incidents_topic = incidents_topic
         self.wait_s = wait_s
@@ -178,10 +179,10 @@ class SyncApi:
         self.metrics = metrics or WorkerMetrics()
         self._published: OrderedDict[str, None] = OrderedDict()  # request ids this worker sent, newest last
 
-    async def _decided(self, request_id: str) -> dict | None:
+    async def _decided(self, request_id: str, request: dict | None = None) -> dict | None:
         known = self.follower.known(request_id)
-        if known is None and self.lookup is not None:
-            known = await self.lookup(request_id)
+        if known is None:
+            known = await self.lookup(request_id, request)
         return known
 
     async def remedy_request(self, body: bytes) -> tuple[int, dict, dict]:
@@ -202,14 +203,17 @@ class SyncApi:
     async def _remedy_request(self, body: bytes, started_s: float) -> tuple[int, dict, dict]:
         request = parse_event(body, "RemedyRequested", self.clock_ms())
         request_id = request["request_id"]
-        decided = await self._decided(request_id)
+        parsed_s = time.perf_counter()
+        decided = await self._decided(request_id, request)
+        looked_s = time.perf_counter()
+        hops_ms = {"parse": (parsed_s - started_s) * 1000, "lookup": (looked_s - parsed_s) * 1000}
         if decided is not None:
             same_request_or_refuse(request, decided)
-            return *self._ok(decided), {}
+            return *self._ok(decided), hops_ms
         waiter = self.follower.waiter(request_id)
         await self.publish(self.requests_topic, request["customer_id"].encode(), "RemedyRequested", request)
         published_s = time.perf_counter()
-        hops_ms = {"publish": (published_s - started_s) * 1000}
+        hops_ms["publish"] = (published_s - looked_s) * 1000
         self._published[request_id] = None
         self._published.move_to_end(request_id)
         while len(self._published) > DECISIONS_REMEMBERED_MAX:

@@ -67,7 +67,7 @@ def test_decisions_over_http_retries_conflicts_bad_bodies_and_a_paused_worker(tm
         # Under the caps: 200 with the decision, in words.
         status, decision, headers = call(api, "POST", "/v1/remedy-requests", request_body("r-sync-1"))
         assert status == 200, decision
-        assert [part.split(";")[0] for part in headers["Server-Timing"].split(", ")] == ["publish", "decision", "total"]
+        assert [part.split(";")[0] for part in headers["Server-Timing"].split(", ")] == ["parse", "lookup", "publish", "decision", "total"]
         assert decision["outcome"] == "GRANTED" and decision["granted_cents"] == 1500
         assert decision["granted"] == "15.00 USD"
         assert decision["reasons"] == [{"code": "WITHIN_LIMITS", "meaning": "within every limit: granted in full"}]

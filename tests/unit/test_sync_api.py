@@ -111,3 +111,33 @@ def test_the_follower_learns_this_workers_decisions_from_the_decide_agent_at_onc
     got, missing = asyncio.run(scenario())
     assert got["request_id"] == "r1" and got["outcome"] == decided["outcome"]
     assert missing is None
+
+
+@pytest.mark.parametrize("queued, waited_s", [(0, 0.0), (1, 0.0), (2, 0.005), (500, 0.005)])
+def test_a_lone_event_is_handled_at_once_and_events_in_numbers_gather(queued, waited_s):
+    from streams.runtime.agents import gather_wait_s
+
+    assert gather_wait_s(queued, 0.005) == waited_s
+
+
+def test_the_customers_state_tells_a_decided_request_a_new_one_and_when_it_cannot_tell():
+    """decision_on_record: the state answers the synchronous API's lookup without a query, except
+    for a customer it has no state of, or a request dated at or before the remembered horizon."""
+    from streams.core.policy import Policy
+    from tests.support.world import World
+
+    policy = Policy()
+    world = World(policy)
+    request = {"type": "RemedyRequested", "event_id": "e1", "request_id": "r1", "customer_id": "c1", "order_id": None,
+               "incident_id": None, "kind": "CREDIT", "amount_cents": 500, "currency": "USD", "requested_by": "system",
+               "requested_at": NOW_MS, "reason": "slow"}
+    assert core.decision_on_record(None, request, policy) == (False, None)
+    world.feed(request)
+    state = world.customers["c1"]
+    told, decided = core.decision_on_record(state, request, policy)
+    assert told and decided["request_id"] == "r1" and decided == world.decisions[0]
+    horizon_ms = state["clock_ms"] - policy.request_lateness_ms_max - policy.decided_retention_ms
+    new = {**request, "request_id": "r2"}
+    assert core.decision_on_record(state, {**new, "requested_at": horizon_ms + 1}, policy) == (True, None)
+    assert core.decision_on_record(state, {**new, "requested_at": horizon_ms}, policy) == (False, None)
+    assert core.decision_on_record(state, {**new, "requested_at": horizon_ms - 1}, policy) == (False, None)
