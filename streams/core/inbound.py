@@ -408,6 +408,8 @@ def decoded_event_problems(record_name: str, datum: dict) -> list[str]:
             problems.append(f"field 'currency': must be a 3-letter ISO 4217 code, got {_shown_value(value)}")
         elif name in ENUM_FIELDS and value == "UNKNOWN":
             problems.append(f"field '{name}': a symbol this version does not know (read as UNKNOWN)")
+        elif isinstance(value, str) and not is_id_field(name) and text_problem(value):
+            problems.append(f"field '{name}': {text_problem(value)}")  # free text: reason, description, note
     for index, item in enumerate(datum.get("items") or []):
         if item["quantity"] <= 0:
             problems.append(f"field 'items[{index}].quantity': must be positive, got {item['quantity']}")

@@ -109,9 +109,9 @@ def hostile_plan(names, partitions: int) -> Plan:
     plan = Plan(names, partitions)
     requests, orders = names.requests, names.orders
 
-    def bad_request(name, customer, reason, minute=10, **fields):
+    def bad_request(name, customer, why, minute=10, **fields):
         datum = request(fields.pop("request_id", f"r-{name}"), customer, minute, **fields)
-        plan.dead(name, requests, datum["customer_id"].encode(), schemas.encode("RemedyRequested", datum), reason)
+        plan.dead(name, requests, datum["customer_id"].encode(), schemas.encode("RemedyRequested", datum), why)
 
     # A request dated 9999-12-31, then the same customer's ordinary request: the first is
     # dead-lettered and never moves the customer's clock, so the second is decided.
@@ -139,6 +139,11 @@ def hostile_plan(names, partitions: int) -> Plan:
     plan.valid_request("r-esc-after", "c-esc", 20)
     bad_request("ESC in customer_id", "c-esc\x1b]0;pwned\x07", "U+001B")
     plan.valid_request("r-esc-customer-after", "c-esc-customer", 20)
+    # Free text from a producer that is not `publish`: a reason over 2,000 characters, an ESC in one.
+    bad_request("reason of 2,001 characters", "c-long-reason", "longer than 2000 characters", reason="r" * 2001)
+    plan.valid_request("r-long-reason-after", "c-long-reason", 20)
+    bad_request("ESC in reason", "c-esc-reason", "U+001B", reason="late \x1b[2J")
+    plan.valid_request("r-esc-reason-after", "c-esc-reason", 20)
     # Money: 2^62 cents encodes as an Avro long but is far above the maximum per record.
     bad_request("amount 2^62", "c-big", "above the maximum", amount=2**62)
     plan.valid_request("r-big-after", "c-big", 20)

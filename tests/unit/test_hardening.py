@@ -281,6 +281,19 @@ def test_the_worker_applies_the_same_id_and_money_bounds_to_decoded_events():
     ]
 
 
+@pytest.mark.parametrize("reason, problem", [
+    ("r" * (STRING_CHARS_MAX - 1), None),
+    ("r" * STRING_CHARS_MAX, None),
+    ("r" * (STRING_CHARS_MAX + 1), f"field 'reason': longer than {STRING_CHARS_MAX} characters"),
+    ("late\tparcel\r\n", None),
+    ("late\x1b[31m", "field 'reason': U+001B at position 4 is a control character; text may hold tab and line breaks, no other controls"),
+])
+def test_the_worker_applies_the_free_text_rules_to_every_producers_events(reason, problem):
+    datum = {"customer_id": "c", "event_id": "e", "amount_cents": 100, "currency": "USD", "kind": "CREDIT",
+             "order_id": None, "reason": reason}
+    assert decoded_event_problems("RemedyRequested", datum) == ([problem] if problem else [])
+
+
 # JSON that Python reads but JSON does not allow --------------------------------------------------
 
 def test_duplicate_keys_are_rejected_naming_the_key():
