@@ -180,9 +180,11 @@ def is_confirmed(state: State, request: Event) -> bool:
 
 
 def recent_claims(state: State, now_ms: int, policy: Policy) -> int:
-    """Distinct customer-asserted incidents remedied in the long (90-day) window."""
+    """Customer-asserted incidents (claims made, granted or not) reported in the long (90-day)
+    window up to `now_ms`: a claimer whose claims are mostly denied by the caps still claims."""
     floor = now_ms - policy.long_window_ms
-    return len({e[4] for e in _asserted(state) if e[0] > floor and e[4]})
+    return sum(1 for i in state["incidents"].values()
+               if floor < i["reported_at"] <= now_ms and i.get("source") not in CONFIRMING_SOURCES)
 
 
 def recent_orders(state: State, now_ms: int, policy: Policy) -> int:

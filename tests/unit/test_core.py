@@ -194,14 +194,16 @@ def test_household_theft_limit_at_and_above_stops_a_porch_pirate_ring(earlier, o
 
 
 def history_state(first_order_ms, spend_cents, claims, orders, recent_days=30, confirmed=False):
-    """A customer state with `orders` orders and `claims` remedied claims placed `recent_days` ago (the
-    90-day window counts them), its first order at `first_order_ms`."""
+    """A customer state with `orders` orders and `claims` claims (incidents reported, remedied) placed
+    `recent_days` ago (the 90-day window counts them), its first order at `first_order_ms`."""
     state = core.empty_state()
     placed = T0 - recent_days * DAY_MS
     state["orders"] = {f"h{n}": {"placed_at": placed, "total_cents": 1_000, "currency": "USD", "digital": False,
                                   "shipping_address_id": "addr-1", "refunded_cents": 0, "delivered_at": None}
                        for n in range(orders)}
     state["grants"] = [[placed, 100, f"hr{n}", "CREDIT", f"hi{n}", "LATE_DELIVERY", int(confirmed)] for n in range(claims)]
+    state["incidents"] = {f"hi{n}": {"kind": "LATE_DELIVERY", "order_id": None, "reported_at": placed,
+                                     "source": "CARRIER" if confirmed else "CUSTOMER"} for n in range(claims)}
     state["history"] = {"first_order_ms": first_order_ms, "orders": orders, "spend_cents": spend_cents,
                         "claims": claims, "orders_clock_ms": placed}
     return state
@@ -296,7 +298,7 @@ def test_redelivered_checks_and_results_change_nothing():
         (5 * 365, 200_000, 0, "LOYAL"),
         (10 * 365, 1_000_000, 4, "LOYAL"),   # 4 claims over 8 orders is 50%: not above the line
         (10 * 365, 1_000_000, 5, "WATCH"),   # 5 claims over 8 orders is above 50%
-        (0, 0, 3, "NEW"),                    # fewer than watch_claims_min claims never watch
+        (0, 0, 2, "NEW"),                    # 2 claims over 8 orders: under the line
     ],
 )
 def test_trust_tiers(tenure_days, spend_cents, claims, tier):
@@ -310,6 +312,13 @@ def test_watch_compares_claims_with_recent_orders_not_a_long_history(orders_90d,
     state = history_state(T0 - 10 * 365 * DAY_MS, 1_000_000, claims=5, orders=orders_90d)
     # Hundreds of orders years ago do not dilute a burst of recent claims.
     state["history"]["orders"] = 500
+    assert core.trust_tier(state, T0, POLICY) == tier
+
+
+@pytest.mark.parametrize("claims, tier", [(2, "NEW"), (3, "WATCH"), (4, "WATCH")])
+def test_watch_claims_min_at_below_and_above(claims, tier):
+    assert POLICY.watch_claims_min == 3
+    state = history_state(T0, 0, claims=claims, orders=1)
     assert core.trust_tier(state, T0, POLICY) == tier
 
 
