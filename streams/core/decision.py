@@ -71,6 +71,14 @@ ANOTHER_VALUE_REMEDY_FOR_INCIDENT = "ANOTHER_VALUE_REMEDY_FOR_INCIDENT"
 LOST_CLAIM_AFTER_DELIVERY_SCAN = "LOST_CLAIM_AFTER_DELIVERY_SCAN"
 NEW_ACCOUNT_NON_RECEIPT_CLAIM = "NEW_ACCOUNT_NON_RECEIPT_CLAIM"
 RECOVERY_STRIKE_REVIEW = "RECOVERY_STRIKE_REVIEW"
+# The linked-accounts scope names the link that limited a claim.
+LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED = "LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED"
+LINKED_DEVICE_LIMIT_EXCEEDED = "LINKED_DEVICE_LIMIT_EXCEEDED"
+LINKED_BUILDING_LIMIT_EXCEEDED = "LINKED_BUILDING_LIMIT_EXCEEDED"
+LINKED_LIMIT_REASONS = {"payment_instrument": LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED,
+                        "device": LINKED_DEVICE_LIMIT_EXCEEDED, "building": LINKED_BUILDING_LIMIT_EXCEEDED}
+# The order fields of OrderPlaced revision 7 that link accounts, by link kind.
+LINK_FIELDS = {"payment_instrument": "payment_instrument_id", "device": "device_id", "building": "building_id"}
 
 REASON_CODES = (
     WITHIN_LIMITS,
@@ -102,6 +110,9 @@ REASON_CODES = (
     LOST_CLAIM_AFTER_DELIVERY_SCAN,
     NEW_ACCOUNT_NON_RECEIPT_CLAIM,
     RECOVERY_STRIKE_REVIEW,
+    LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED,
+    LINKED_DEVICE_LIMIT_EXCEEDED,
+    LINKED_BUILDING_LIMIT_EXCEEDED,
 )
 
 # Remedy kinds that only make sense against a known order.
@@ -368,16 +379,27 @@ def _refunded_cents(state: State, order_id: str) -> int:
     return state["orders"][order_id]["refunded_cents"] + reserved
 
 
-def scopes_for(decision: Decision) -> list[str]:
+def scopes_for(decision: Decision, state: State | None = None) -> list[str]:
     """The scopes after the customer a granted request must pass, as "scope:key" strings, in order."""
     scopes = []
     # Household limits count customer-asserted claims only: a remedy of a confirmed incident (a
     # carrier loss, a slow download the monitor saw) says nothing about the address.
     if decision["household_id"] and not decision["inputs"].get("incident_confirmed"):
         scopes.append("household:" + decision["household_id"])
+    scopes += linked_scopes(decision, state)
     if decision["origin"] == "ASSOCIATE":
         scopes.append("associate:" + decision["requested_by"])
     return scopes
+
+
+def linked_scopes(decision: Decision, state: State | None) -> list[str]:
+    """The linked-accounts scopes a granted claim passes: one per link id its order carries
+    ("linked:<link kind>:<id>", OrderPlaced revision 7), for customer-asserted claims only (as
+    the household)."""
+    order = state["orders"].get(decision["order_id"]) if state is not None and decision["order_id"] else None
+    if order is None or decision["inputs"].get("incident_confirmed") or decision["origin"] == "PROACTIVE":
+        return []
+    return [f"linked:{kind}:{order[field]}" for kind, field in LINK_FIELDS.items() if order.get(field)]
 
 
 # Not a topic's event: the shell tells a customer with parked requests how far event time has got
@@ -740,7 +762,7 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None,
         if head.get("amount_rule") == "ORDER_TOTAL":
             head = {**head, "amount_cents": state["orders"][order_id]["total_cents"], "amount_rule": None}
         decision = decide(state, head, policy)
-        scopes = scopes_for(decision) if decision["outcome"] == GRANTED else []
+        scopes = scopes_for(decision, state) if decision["outcome"] == GRANTED else []
         if scopes:
             # Dated by the event being applied; an answer's drain goes on at the last check's key.
             order_ms = max(state.get(POSITION_FIELD) or 0, state.get("order_ms_last") or 0)
@@ -866,6 +888,7 @@ def _with_order(state: State, event: Event, policy: Policy) -> State:
         "currency": event["currency"],
         "digital": event["digital"],
         "shipping_address_id": event["shipping_address_id"],
+        **{field: event[field] for field in LINK_FIELDS.values() if event.get(field)},
         "refunded_cents": 0,
         "delivered_at": None,
     }
@@ -1073,7 +1096,7 @@ def _forget_checks(state: State, customer_id: str, customer_pseudonym: str, at_m
         if customer_id not in request_id and customer_id not in (decision["incident_id"] or ""):
             continue
         renamed = erased_id(request_id, customer_id, customer_pseudonym)
-        for scope_key in scopes_for(decision):
+        for scope_key in scopes_for(decision, state):
             scope, _, key = scope_key.partition(":")
             checks.append({
                 "event_id": f"{renamed}/FORGET/{erased_id(scope_key, customer_id, customer_pseudonym)}",

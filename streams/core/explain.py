@@ -35,6 +35,9 @@ REASON_WORDS = {
     core.LOST_CLAIM_AFTER_DELIVERY_SCAN: "the carrier scanned the order as delivered before it was reported lost",
     core.NEW_ACCOUNT_NON_RECEIPT_CLAIM: "a new account's first order reported not received: a person looks",
     core.RECOVERY_STRIKE_REVIEW: "an earlier order reported lost was delivered after all: a person looks at claims",
+    core.LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED: "accounts paying with this payment instrument already had the most claims remedied",
+    core.LINKED_DEVICE_LIMIT_EXCEEDED: "accounts ordering from this device already had the most claims remedied",
+    core.LINKED_BUILDING_LIMIT_EXCEEDED: "accounts shipping to this building already had the most claims remedied",
     "CUSTOMER_ERASED": "the customer's personal data was erased; nothing more is decided for this account",
 }
 

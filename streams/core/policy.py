@@ -24,6 +24,8 @@ INCIDENT_KINDS = (
     "SERVICE_OUTAGE",
 )
 TIERS = ("NEW", "ESTABLISHED", "LOYAL", "WATCH")
+# What links accounts (OrderPlaced revision 7): one payment instrument, one device, one building.
+LINK_KINDS = ("payment_instrument", "device", "building")
 
 
 def _kind_caps() -> dict[str, int]:
@@ -74,6 +76,17 @@ def _household_incident_claims() -> dict[str, int]:
     }
 
 
+def _linked_claims() -> dict[str, int]:
+    # Distinct customer-asserted incidents remedied in 90 days across the accounts one link ties
+    # together. A card or a device is a household's at most; a building holds many households.
+    return {"payment_instrument": 6, "device": 6, "building": 24}
+
+
+def _linked_cents() -> dict[str, int]:
+    # Granted value of customer-asserted claims in 30 days across the linked accounts.
+    return {"payment_instrument": 60_000, "device": 60_000, "building": 250_000}
+
+
 def _tier_percent() -> dict[str, int]:
     # How much of each customer cents cap a tier gets, in percent (integers: no float money).
     return {"NEW": 100, "ESTABLISHED": 150, "LOYAL": 200, "WATCH": 50}
@@ -110,6 +123,8 @@ BOUNDS: dict[str, Bound] = {
     "household_claims_max_90d": _CLAIMS,
     "household_cents_max_30d": _CAP,
     "household_incident_claims_max_90d": _CLAIMS,
+    "linked_claims_max_90d": _CLAIMS,
+    "linked_cents_max_30d": _CAP,
     "associate_cents_max_per_day": _CAP,
     "remedy_cents_max_per_request": _CAP,
     "confirmed_remedy_cents_max_per_request": _CAP,
@@ -148,6 +163,8 @@ KEYED_THRESHOLDS = {
     "kind_cents_max_per_customer_30d": REMEDY_KINDS,
     "incident_claims_max_per_customer_90d": INCIDENT_KINDS,
     "household_incident_claims_max_90d": INCIDENT_KINDS,
+    "linked_claims_max_90d": LINK_KINDS,
+    "linked_cents_max_30d": LINK_KINDS,
     "tier_percent": TIERS,
 }
 # Pairs (smaller, larger) whose order is a rule: the larger limit could otherwise never be reached.
@@ -184,6 +201,13 @@ class Policy:
     household_cents_max_30d: int = 60_000
     # Household: distinct incidents of each kind remedied in 90 days (thefts above all).
     household_incident_claims_max_90d: dict = field(default_factory=_household_incident_claims)
+    # Linked accounts (OrderPlaced revision 7: payment_instrument_id, device_id, building_id): per
+    # link, distinct customer-asserted incidents remedied in 90 days and their value in 30 days
+    # across every account the link ties together (a scope per link id, like the household).
+    # Rings that rotate apartment-level addresses in one building, or open fresh accounts on one
+    # card or device, meet here.
+    linked_claims_max_90d: dict = field(default_factory=_linked_claims)
+    linked_cents_max_30d: dict = field(default_factory=_linked_cents)
     # Granted value per associate per UTC day; above it the request goes to a second person.
     associate_cents_max_per_day: int = 150_000
     # Auto-approval ceiling for a single request: above it a person looks (ESCALATED, not denied).
