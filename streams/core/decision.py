@@ -71,6 +71,11 @@ ANOTHER_VALUE_REMEDY_FOR_INCIDENT = "ANOTHER_VALUE_REMEDY_FOR_INCIDENT"
 LOST_CLAIM_AFTER_DELIVERY_SCAN = "LOST_CLAIM_AFTER_DELIVERY_SCAN"
 NEW_ACCOUNT_NON_RECEIPT_CLAIM = "NEW_ACCOUNT_NON_RECEIPT_CLAIM"
 RECOVERY_STRIKE_REVIEW = "RECOVERY_STRIKE_REVIEW"
+# The event a delivery after a remedied lost claim emits besides the flagging decision (a case for
+# the recovery team, schemas/avro/r7/RecoverySuggested.avsc). It travels in the decisions list
+# `handle` returns, marked by its "type", on the same path (state write, outbox, sends) as the
+# decisions, so it is emitted exactly when its flag is; shells route it to the recoveries topic.
+RECOVERY_SUGGESTED = "RecoverySuggested"
 # The linked-accounts scope names the link that limited a claim.
 LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED = "LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED"
 LINKED_DEVICE_LIMIT_EXCEEDED = "LINKED_DEVICE_LIMIT_EXCEEDED"
@@ -686,7 +691,7 @@ def _handle_result(state: State, result: Check, policy: Policy) -> tuple[State, 
         # the same flag a delivery after the grant raises (the check must not hide it).
         flag = _delivery_flag(decision, delivered_at)
         state = _with_strike({**state, "decided": {**state["decided"], request_id: flag}}, decision, delivered_at, policy)
-        emitted.append(flag)
+        emitted += [flag, recovery_suggested(flag, delivered_at, policy)]
     # Requests that waited for this answer are decided now, in their order, then the events that
     # arrived meanwhile are applied, until another check is in flight.
     state, released, checks = _drain(state, policy, None)
@@ -923,8 +928,25 @@ def _with_delivery(state: State, event: Event, policy: Policy) -> tuple[State, l
             flag = _delivery_flag(current, event["delivered_at"])
             state = _with_strike({**state, "decided": {**state["decided"], request_id: flag}}, current,
                                  event["delivered_at"], policy)
-            flags.append(flag)
+            flags += [flag, recovery_suggested(flag, event["delivered_at"], policy)]
     return state, released + flags, checks
+
+
+def is_recovery(emitted: dict) -> bool:
+    """Whether something `handle` emitted is a RecoverySuggested event rather than a decision."""
+    return emitted.get("type") == RECOVERY_SUGGESTED
+
+
+def recovery_suggested(flag: Decision, delivered_at_ms: int, policy: Policy) -> dict:
+    """The recovery case for a flagged grant: once per request (its id derives from the request id)."""
+    event_id = "rec-" + hashlib.sha256(("recovery-suggested/v1/" + flag["request_id"]).encode()).hexdigest()[:32]
+    return {
+        "type": RECOVERY_SUGGESTED, "event_id": event_id, "request_id": flag["request_id"],
+        "customer_id": flag["customer_id"], "order_id": flag["order_id"], "incident_id": flag["incident_id"],
+        "decision_id": flag["decision_id"], "kind": flag["kind"], "recoverable_cents": flag["granted_cents"],
+        "currency": flag["currency"], "delivered_at": delivered_at_ms,
+        "customer_asserted": not flag["inputs"].get("incident_confirmed"), "policy_version": policy.version,
+    }
 
 
 def _with_strike(state: State, granted: Decision, delivered_at_ms: int, policy: Policy) -> State:

@@ -24,7 +24,7 @@ def fold_one(event: dict, states: dict, scope_states: dict, policy: Policy, sink
     customer_id = event["customer_id"]
     state, decisions, pending = core.handle(states.get(customer_id) or core.empty_state(), event, policy)
     states[customer_id] = state
-    sink.extend(decisions)
+    sink.extend(d for d in decisions if not core.is_recovery(d))
     pending = list(pending)
     while pending:
         check = pending.pop(0)
@@ -33,7 +33,7 @@ def fold_one(event: dict, states: dict, scope_states: dict, policy: Policy, sink
             state, decisions, more = core.handle(states.get(owner) or core.empty_state(), {**check, "type": "LimitCheck"},
                                                  policy)
             states[owner] = state
-            sink.extend(decisions)
+            sink.extend(d for d in decisions if not core.is_recovery(d))
             pending.extend(more)
         else:
             key = _scope_key(check)

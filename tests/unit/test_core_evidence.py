@@ -246,3 +246,44 @@ def test_a_carrier_loss_delivered_later_is_flagged_but_is_no_strike_against_the_
     (flag,) = world.feed(delivered())
     assert core.DELIVERED_AFTER_LOST_CLAIM in flag["reason_codes"]
     assert core.recovery_strikes(world.customers["c1"], T0 + 2 * DAY_MS, POLICY) == 0
+
+
+# Recovery suggested ---------------------------------------------------------------------------------
+
+def test_a_delivery_after_a_granted_lost_claim_suggests_recovery_once():
+    import schemas
+
+    world = World()
+    world.feed(seasoned())
+    grant, flag = lost_claim_then_delivery(world)
+    (recovery,) = world.recoveries
+    assert (recovery["request_id"], recovery["decision_id"], recovery["recoverable_cents"], recovery["kind"]) == (
+        grant["request_id"], flag["decision_id"], 3_000, "REFUND")
+    assert recovery["customer_asserted"] is True and recovery["delivered_at"] == T0 + 3 * DAY_MS
+    schemas.encode("RecoverySuggested", {k: v for k, v in recovery.items() if k != "type"})
+    # A redelivered delivery, and the same request again, suggest nothing more.
+    assert world.feed(delivered("o1", at=T0 + 3 * DAY_MS)) == []
+    world.feed(request("claim-o1", 3_000, kind="REFUND", order_id="o1", incident_id="lost-o1", at=T0 + DAY_MS + 1))
+    assert len(world.recoveries) == 1
+
+
+def test_a_carrier_loss_delivered_later_suggests_recovery_without_a_strike():
+    world = World()
+    world.feed(order("o1", total=3_000))
+    world.feed(incident("lost", "LOST_IN_TRANSIT", source="CARRIER"))
+    world.feed(delivered())
+    (recovery,) = world.recoveries
+    assert recovery["customer_asserted"] is False and recovery["recoverable_cents"] == 3_000
+
+
+def test_the_worker_routes_a_recovery_to_its_own_outbox_entry_in_order():
+    from streams.runtime.batch import BatchResult, _emit
+
+    world = World()
+    world.feed(seasoned())
+    lost_claim_then_delivery(world)
+    flag, recovery = world.decisions[-1], world.recoveries[-1]
+    result = BatchResult()
+    _emit(result, "c1", {}, [flag, recovery], [])
+    assert [kind for kind, _ in result.emitted_by_key["c1"]] == ["decision", "recovery"]
+    assert result.decisions == [flag]
