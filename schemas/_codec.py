@@ -498,10 +498,12 @@ def _read_revisions(root: Path) -> dict[int, dict[str, dict[str, Any]]]:
             revisions[int(match.group(1))] = _read_revision(directory)
     if not revisions:
         raise DecodeError(f"schema root {root} has no revision directory (r1, r2, ...)")
-    expected = list(range(1, len(revisions) + 1))
-    if sorted(revisions) != expected:
+    # Revisions start at r1 and only increase; a number may be missing (a branch that reserved r6
+    # while another released r7): the effective schema of revision N still takes each type from
+    # the highest revision present that is not above N.
+    if 1 not in revisions:
         raise DecodeError(
-            f"schema root {root}: revisions must be r1..r{len(revisions)} without gaps, "
+            f"schema root {root}: revisions must start at r1, "
             f"found {['r%d' % revision for revision in sorted(revisions)]}"
         )
     short_names: dict[str, str] = {}

@@ -17,12 +17,9 @@ TOPIC_READ_TIMEOUT_S = 600
 
 def cmd_simulate(args) -> int:
     """Write a reproducible workload (publish format) and its ground-truth labels (a separate file)."""
-    from streams.measure.simulate import WorkloadConfig, write_workload
+    from streams.measure.simulate import write_workload
 
-    config = WorkloadConfig(customers=args.customers, days=args.days, seed=args.seed, abuse_rate=args.abuse_rate)
-    problems = config.problems()
-    if problems:
-        raise InvariantViolation("; ".join(problems))
+    config = _workload_config(args)
     started = time.monotonic()
     progress = lambda customers, events: print(
         f"  {customers:,} customers, {events:,} events ({time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True
@@ -65,18 +62,43 @@ def read_labels(path: Path) -> Iterator[dict]:
 def cmd_report_quality(args) -> int:
     """Decision quality against the simulator's labels: friction for the honest, excess claims stopped."""
     from streams.measure import quality
-    from streams.runtime.settings import load_settings
 
-    decisions = list(read_decisions(load_settings()))
-    report = quality.evaluate(decisions, read_labels(Path(args.labels)))
-    report["decisions_read"] = len(decisions)
+    if args.in_process:
+        report = _in_process_report(args)
+    else:
+        from streams.runtime.settings import load_settings
+
+        if not args.labels:
+            raise InvariantViolation("report quality: --labels is required (or --in-process)")
+        decisions = list(read_decisions(load_settings()))
+        report = quality.evaluate(decisions, read_labels(Path(args.labels)))
+        report["decisions_read"] = len(decisions)
     print(json.dumps(report, indent=2) if args.json else quality.render(report))
     return 0
 
 
+def _workload_config(args):
+    """The simulator configuration the arguments name, or InvariantViolation naming every problem."""
+    from streams.measure.simulate import WorkloadConfig
+
+    config = WorkloadConfig(customers=args.customers, days=args.days, seed=args.seed, abuse_rate=args.abuse_rate,
+                            profile=args.profile)
+    problems = config.problems()
+    if problems:
+        raise InvariantViolation("; ".join(problems))
+    return config
+
+
+def _in_process_report(args) -> dict:
+    """The quality of a workload simulated and decided in process (no broker; ideal ordering)."""
+    from streams.measure import in_process
+
+    return in_process.report(_workload_config(args))
+
+
 def register(sub) -> None:
     """Add the simulate and report subcommands to the root parser's subparsers."""
-    from streams.measure.simulate import ABUSE_RATE_DEFAULT
+    from streams.measure.simulate import ABUSE_RATE_DEFAULT, PROFILES
 
     simulate = sub.add_parser("simulate", help=cmd_simulate.__doc__)
     simulate.add_argument("--customers", type=int, required=True)
@@ -84,6 +106,9 @@ def register(sub) -> None:
     simulate.add_argument("--seed", type=int, required=True)
     simulate.add_argument("--abuse-rate", type=float, default=ABUSE_RATE_DEFAULT,
                           help=f"share of customers who abuse (default {ABUSE_RATE_DEFAULT})")
+    simulate.add_argument("--profile", choices=PROFILES, default="default",
+                          help="default (what the policy is tuned on) or adversarial (the holdout: abusers pace "
+                               "under every cap, rotate addresses and accounts, start clean)")
     simulate.add_argument("--out", required=True, help="events file (publish format)")
     simulate.add_argument("--labels", required=True, help="ground-truth labels file (never published)")
     simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -92,6 +117,13 @@ def register(sub) -> None:
     report = sub.add_parser("report", help="reports over the decision topic")
     report_sub = report.add_subparsers(dest="report_command", required=True)
     quality = report_sub.add_parser("quality", help=cmd_report_quality.__doc__)
-    quality.add_argument("--labels", required=True, help="labels file written by `remedy-ledger simulate`")
+    quality.add_argument("--labels", help="labels file written by `remedy-ledger simulate`")
+    quality.add_argument("--in-process", action="store_true",
+                         help="simulate --customers/--days/--seed/--profile and decide it in process (no broker)")
+    quality.add_argument("--customers", type=int, default=7_500)
+    quality.add_argument("--days", type=int, default=60)
+    quality.add_argument("--seed", type=int, default=11)
+    quality.add_argument("--abuse-rate", type=float, default=ABUSE_RATE_DEFAULT)
+    quality.add_argument("--profile", choices=PROFILES, default="default")
     quality.add_argument("--json", action="store_true")
     quality.set_defaults(run=cmd_report_quality)

@@ -12,7 +12,8 @@ customer states from the customer-state changelog. docs/audit.md explains each c
 - Every proactive remedy the policy implies for an incident on the log was decided.
 - No decision id carries two different contents (identical redeliveries are counted, not flagged).
 - No customer holds a reservation for a request that already has a final decision.
-- No cap was exceeded at any moment of event time: customer 30/90-day and per-kind sums,
+- No cap was exceeded at any moment of event time: customer 30/90-day and per-kind sums (of
+  remedies of asserted claims; remedies of confirmed incidents against their own 30-day room),
   household 30-day sum and 90-day distinct incidents, associate daily budget.
 """
 
@@ -143,7 +144,7 @@ class LeakedReservation:
 class CapBreach:
     """A window of event time in which grants exceeded a cap: `sum` and `cap` are in `unit`."""
 
-    scope: str  # customer, customer_kind, household, household_claims, associate
+    scope: str  # customer, customer_kind, customer_confirmed, household, household_claims, associate
     key: str
     window: str  # 30d, 90d, day
     at_ms: int
@@ -303,6 +304,9 @@ class _Grant:
     inputs: Mapping[str, int]
     policy_version: str
     trust_tier: str | None
+    # A remedy of a confirmed incident (issue 12): held to the confirmed 30-day room, not the
+    # customer's abuse caps, and never counted at a household.
+    confirmed: bool = False
 
 
 def _distinct(decisions: Sequence[Decision]) -> tuple[dict[str, Decision], dict[str, int], list[Conflict], int]:
@@ -353,6 +357,7 @@ def _grant(final: Decision, first: Mapping[str, Decision], position: Mapping[str
         claim=final.get("incident_id") or final["request_id"], cents=final["granted_cents"], at_ms=taking["decided_at"],
         by_policy=taking["decided_by"] == "policy", position=position[taking["decision_id"]],
         inputs=taking.get("inputs") or {}, policy_version=taking["policy_version"], trust_tier=taking.get("trust_tier"),
+        confirmed=bool((taking.get("inputs") or {}).get("incident_confirmed")),
     )
 
 
@@ -430,7 +435,17 @@ def _cap_breaches(grants: list[_Grant], policy: Policy, policies: Mapping[str, P
     by_customer: dict[str, list[_Grant]] = {}
     for grant in grants:
         by_customer.setdefault(grant.customer_id, []).append(grant)
-    for customer_id, mine in sorted(by_customer.items()):
+    for customer_id, theirs in sorted(by_customer.items()):
+        confirmed = [g for g in theirs if g.confirmed]
+        if confirmed:
+            breaches += _rolling_breaches(
+                confirmed, "customer_confirmed", customer_id, "30d", short_ms,
+                lambda g: g.inputs.get("confirmed_cap_cents_30d",
+                                       _policy_for(g, policy, policies).confirmed_remedy_cents_max_per_customer_30d),
+                _seen_by, _cents)
+        mine = [g for g in theirs if not g.confirmed]
+        if not mine:
+            continue
         breaches += _rolling_breaches(mine, "customer", customer_id, "30d", short_ms,
                                       customer_cap("customer_cap_cents_30d"), _seen_by, _cents)
         breaches += _rolling_breaches(mine, "customer", customer_id, "90d", long_ms,
@@ -447,7 +462,7 @@ def _cap_breaches(grants: list[_Grant], policy: Policy, policies: Mapping[str, P
     for grant in grants:
         if not grant.by_policy:
             continue
-        if grant.household_id:
+        if grant.household_id and not grant.confirmed:
             by_household.setdefault(grant.household_id, []).append(grant)
         if grant.origin == "ASSOCIATE":
             by_associate_day.setdefault((grant.requested_by, grant.at_ms // DAY_MS), []).append(grant)

@@ -21,7 +21,14 @@ import hashlib
 from typing import Any
 
 from streams.errors import InvariantViolation
-from streams.core.policy import DAY_MS, Policy
+from streams.core.policy import (
+    ACCOMPANYING_REMEDY_KINDS,
+    CONFIRMING_SOURCES,
+    DAY_MS,
+    NON_RECEIPT_INCIDENT_KINDS,
+    VALUE_REMEDY_KINDS,
+    Policy,
+)
 from streams.core.privacy import erased_id
 
 State = dict[str, Any]
@@ -57,6 +64,26 @@ APPROVED_BY_REVIEW = "APPROVED_BY_REVIEW"
 DENIED_BY_REVIEW = "DENIED_BY_REVIEW"
 DELIVERED_AFTER_LOST_CLAIM = "DELIVERED_AFTER_LOST_CLAIM"
 CUSTOMER_ERASED = "CUSTOMER_ERASED"
+# Issue 12: evidence-weighted claims and abuse signals.
+CONFIRMED_REMEDY_CEILING = "CONFIRMED_REMEDY_CEILING"
+CONFIRMED_30D_CAP_EXCEEDED = "CONFIRMED_30D_CAP_EXCEEDED"
+ANOTHER_VALUE_REMEDY_FOR_INCIDENT = "ANOTHER_VALUE_REMEDY_FOR_INCIDENT"
+LOST_CLAIM_AFTER_DELIVERY_SCAN = "LOST_CLAIM_AFTER_DELIVERY_SCAN"
+NEW_ACCOUNT_NON_RECEIPT_CLAIM = "NEW_ACCOUNT_NON_RECEIPT_CLAIM"
+RECOVERY_STRIKE_REVIEW = "RECOVERY_STRIKE_REVIEW"
+# The event a delivery after a remedied lost claim emits besides the flagging decision (a case for
+# the recovery team, schemas/avro/r7/RecoverySuggested.avsc). It travels in the decisions list
+# `handle` returns, marked by its "type", on the same path (state write, outbox, sends) as the
+# decisions, so it is emitted exactly when its flag is; shells route it to the recoveries topic.
+RECOVERY_SUGGESTED = "RecoverySuggested"
+# The linked-accounts scope names the link that limited a claim.
+LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED = "LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED"
+LINKED_DEVICE_LIMIT_EXCEEDED = "LINKED_DEVICE_LIMIT_EXCEEDED"
+LINKED_BUILDING_LIMIT_EXCEEDED = "LINKED_BUILDING_LIMIT_EXCEEDED"
+LINKED_LIMIT_REASONS = {"payment_instrument": LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED,
+                        "device": LINKED_DEVICE_LIMIT_EXCEEDED, "building": LINKED_BUILDING_LIMIT_EXCEEDED}
+# The order fields of OrderPlaced revision 7 that link accounts, by link kind.
+LINK_FIELDS = {"payment_instrument": "payment_instrument_id", "device": "device_id", "building": "building_id"}
 
 REASON_CODES = (
     WITHIN_LIMITS,
@@ -82,6 +109,15 @@ REASON_CODES = (
     DENIED_BY_REVIEW,
     DELIVERED_AFTER_LOST_CLAIM,
     CUSTOMER_ERASED,
+    CONFIRMED_REMEDY_CEILING,
+    CONFIRMED_30D_CAP_EXCEEDED,
+    ANOTHER_VALUE_REMEDY_FOR_INCIDENT,
+    LOST_CLAIM_AFTER_DELIVERY_SCAN,
+    NEW_ACCOUNT_NON_RECEIPT_CLAIM,
+    RECOVERY_STRIKE_REVIEW,
+    LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED,
+    LINKED_DEVICE_LIMIT_EXCEEDED,
+    LINKED_BUILDING_LIMIT_EXCEEDED,
 )
 
 # Remedy kinds that only make sense against a known order.
@@ -93,7 +129,8 @@ def empty_state() -> State:
     return {
         "orders": {},
         "incidents": {},
-        # [decided_at_ms, cents, request_id, kind, incident_id, incident_kind] per grant and reservation.
+        # [decided_at_ms, cents, request_id, kind, incident_id, incident_kind, confirmed] per grant and
+        # reservation; confirmed is 1 for a remedy of a confirmed incident (absent in older states: 0).
         "grants": [],
         "reservations": {},
         "decided": {},
@@ -127,22 +164,61 @@ def _counted(state: State) -> list[list]:
     return state["grants"] + [r["entry"] for r in state["reservations"].values()]
 
 
-def granted_in_window_cents(state: State, now_ms: int, window_ms: int, kind: str | None = None) -> int:
-    """Sum of grants and reservations that still count at `now_ms` in a rolling window."""
+def _is_confirmed_entry(entry: list) -> bool:
+    return len(entry) > 6 and bool(entry[6])
+
+
+def _asserted(state: State) -> list[list]:
+    """Room taken by remedies of asserted claims (and requests without an incident): what abuse caps count."""
+    return [e for e in _counted(state) if not _is_confirmed_entry(e)]
+
+
+def granted_in_window_cents(state: State, now_ms: int, window_ms: int, kind: str | None = None,
+                            confirmed: bool = False) -> int:
+    """Sum of grants and reservations that still count at `now_ms` in a rolling window: those of
+    asserted claims (the abuse caps), or with confirmed=True those of confirmed incidents."""
     floor = now_ms - window_ms
-    return sum(e[1] for e in _counted(state) if e[0] > floor and (kind is None or e[3] == kind))
+    return sum(e[1] for e in _counted(state)
+               if e[0] > floor and (kind is None or e[3] == kind) and _is_confirmed_entry(e) == confirmed)
 
 
 def incident_claims(state: State, now_ms: int, window_ms: int, incident_kind: str) -> int:
-    """Distinct incidents of a kind remedied in the window (a reship and gift wrap for one loss count once)."""
+    """Distinct asserted incidents of a kind remedied in the window (a reship and gift wrap for one loss count once)."""
     floor = now_ms - window_ms
-    return len({e[4] for e in _counted(state) if e[0] > floor and e[5] == incident_kind and e[4]})
+    return len({e[4] for e in _asserted(state) if e[0] > floor and e[5] == incident_kind and e[4]})
+
+
+def is_confirmed(state: State, request: Event) -> bool:
+    """Whether the request remedies an incident someone other than the customer confirmed
+    (reported by a source in CONFIRMING_SOURCES: carrier, QoS monitor, our systems)."""
+    incident = state["incidents"].get(request.get("incident_id")) if request.get("incident_id") else None
+    return incident is not None and incident.get("source") in CONFIRMING_SOURCES
+
+
+def recent_claims(state: State, now_ms: int, policy: Policy) -> int:
+    """Customer-asserted incidents (claims made, granted or not) reported in the long (90-day)
+    window up to `now_ms`: a claimer whose claims are mostly denied by the caps still claims."""
+    floor = now_ms - policy.long_window_ms
+    return sum(1 for i in state["incidents"].values()
+               if floor < i["reported_at"] <= now_ms and i.get("source") not in CONFIRMING_SOURCES)
+
+
+def recent_orders(state: State, now_ms: int, policy: Policy) -> int:
+    """Orders placed in the long (90-day) window up to `now_ms`."""
+    floor = now_ms - policy.long_window_ms
+    return sum(1 for o in state["orders"].values() if floor < o["placed_at"] <= now_ms)
+
+
+def recovery_strikes(state: State, now_ms: int, policy: Policy) -> int:
+    """Strikes in the strike window: orders delivered after the customer's lost claim was remedied."""
+    floor = now_ms - policy.recovery_strike_window_ms
+    return sum(1 for at in state["history"].get("strikes_ms", []) if floor < at <= now_ms)
 
 
 def trust_tier(state: State, now_ms: int, policy: Policy) -> str:
     """The customer's trust tier from their history: WATCH outranks LOYAL, ESTABLISHED and NEW."""
     history = state["history"]
-    claims, orders = history["claims"], history["orders"]
+    claims, orders = recent_claims(state, now_ms, policy), recent_orders(state, now_ms, policy)
     if claims >= policy.watch_claims_min and claims * 100 > orders * policy.watch_claims_percent_of_orders_min:
         return "WATCH"
     first = history["first_order_ms"]
@@ -216,6 +292,13 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
     incident_id = request.get("incident_id")
     if incident_id and any(e[4] == incident_id and e[3] == kind for e in _counted(state)):
         return outcome(DENIED, DUPLICATE_REMEDY_FOR_INCIDENT)
+    if another_value_remedy(state, request, policy):
+        return outcome(DENIED, ANOTHER_VALUE_REMEDY_FOR_INCIDENT)
+    if incident_id is not None:
+        inputs["incident_confirmed"] = int(is_confirmed(state, request))
+        if inputs["incident_confirmed"]:
+            reason = _confirmed_verdict(state, request, policy, now_ms, inputs)
+            return outcome(GRANTED if reason == WITHIN_LIMITS else ESCALATED, reason)
     if inputs["customer_granted_cents_30d"] + amount > cap_30d:
         return outcome(DENIED, CUSTOMER_30D_CAP_EXCEEDED)
     if inputs["customer_granted_cents_90d"] + amount > cap_90d:
@@ -231,7 +314,65 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
         return outcome(ESCALATED, ABOVE_AUTO_APPROVAL_CEILING)
     if tier == "WATCH" and incident_id and policy.watch_claims_escalated and origin_of(request) != "PROACTIVE":
         return outcome(ESCALATED, WATCH_TIER_REVIEW)
+    signal = claim_signal(state, request, policy, now_ms, inputs)
+    if signal is not None:
+        return outcome(ESCALATED, signal)
     return outcome(GRANTED, WITHIN_LIMITS)
+
+
+def another_value_remedy(state: State, request: Event, policy: Policy) -> bool:
+    """One remedy of value per incident: whether a remedy of value of another kind was already
+    granted (or is reserved) for the request's incident. Accompanying kinds never conflict."""
+    incident_id, kind = request.get("incident_id"), request["kind"]
+    if not (policy.one_value_remedy_per_incident and incident_id and kind in VALUE_REMEDY_KINDS):
+        return False
+    return any(e[4] == incident_id and e[3] in VALUE_REMEDY_KINDS and e[3] != kind for e in _counted(state))
+
+
+def _confirmed_verdict(state: State, request: Event, policy: Policy, now_ms: int, inputs: dict) -> str:
+    """A remedy of a confirmed incident: not judged by the abuse caps, only by the confirmed
+    ceiling per request and the confirmed room in 30 days (both escalate: a person looks)."""
+    amount = request["amount_cents"]
+    inputs["confirmed_granted_cents_30d"] = granted_in_window_cents(state, now_ms, policy.customer_window_ms,
+                                                                    confirmed=True)
+    inputs["confirmed_cap_cents_30d"] = policy.confirmed_remedy_cents_max_per_customer_30d
+    inputs["confirmed_ceiling_cents"] = policy.confirmed_remedy_cents_max_per_request
+    if inputs["confirmed_granted_cents_30d"] + amount > policy.confirmed_remedy_cents_max_per_customer_30d:
+        return CONFIRMED_30D_CAP_EXCEEDED
+    if amount > policy.confirmed_remedy_cents_max_per_request:
+        return CONFIRMED_REMEDY_CEILING
+    return WITHIN_LIMITS
+
+
+def claim_signal(state: State, request: Event, policy: Policy, now_ms: int, inputs: dict) -> str | None:
+    """The abuse signal that sends a customer-asserted claim to a person, or None.
+
+    Only claims (requests naming an incident) that nobody but the customer confirmed, and that the
+    service did not start itself, are looked at: a lost claim on an order the carrier scanned as
+    delivered; a "never received" claim on a new account's first orders; any claim of a customer
+    with a recovery strike (an order delivered after its lost claim was remedied).
+    """
+    incident_id = request.get("incident_id")
+    if incident_id is None or origin_of(request) == "PROACTIVE" or is_confirmed(state, request):
+        return None
+    incident = state["incidents"].get(incident_id)
+    order = state["orders"].get(request.get("order_id") or incident.get("order_id") or "")
+    strikes = recovery_strikes(state, now_ms, policy)
+    inputs["recovery_strikes"] = strikes
+    if strikes >= policy.recovery_strikes_escalate_min:
+        return RECOVERY_STRIKE_REVIEW
+    if (policy.lost_claim_after_delivery_scan_escalated and incident["kind"] == "LOST_IN_TRANSIT" and order is not None
+            and order["delivered_at"] is not None and order["delivered_at"] <= incident["reported_at"]):
+        inputs["delivered_at_ms"] = order["delivered_at"]
+        return LOST_CLAIM_AFTER_DELIVERY_SCAN
+    first = state["history"]["first_order_ms"]
+    if incident["kind"] in NON_RECEIPT_INCIDENT_KINDS and first is not None:
+        account_days = (now_ms - first) // DAY_MS
+        inputs["account_age_days"] = account_days
+        inputs["account_orders"] = state["history"]["orders"]
+        if account_days < policy.new_account_days_max and state["history"]["orders"] <= policy.new_account_orders_max:
+            return NEW_ACCOUNT_NON_RECEIPT_CLAIM
+    return None
 
 
 def _refunded_cents(state: State, order_id: str) -> int:
@@ -243,14 +384,27 @@ def _refunded_cents(state: State, order_id: str) -> int:
     return state["orders"][order_id]["refunded_cents"] + reserved
 
 
-def scopes_for(decision: Decision) -> list[str]:
+def scopes_for(decision: Decision, state: State | None = None) -> list[str]:
     """The scopes after the customer a granted request must pass, as "scope:key" strings, in order."""
     scopes = []
-    if decision["household_id"]:
+    # Household limits count customer-asserted claims only: a remedy of a confirmed incident (a
+    # carrier loss, a slow download the monitor saw) says nothing about the address.
+    if decision["household_id"] and not decision["inputs"].get("incident_confirmed"):
         scopes.append("household:" + decision["household_id"])
+    scopes += linked_scopes(decision, state)
     if decision["origin"] == "ASSOCIATE":
         scopes.append("associate:" + decision["requested_by"])
     return scopes
+
+
+def linked_scopes(decision: Decision, state: State | None) -> list[str]:
+    """The linked-accounts scopes a granted claim passes: one per link id its order carries
+    ("linked:<link kind>:<id>", OrderPlaced revision 7), for customer-asserted claims only (as
+    the household)."""
+    order = state["orders"].get(decision["order_id"]) if state is not None and decision["order_id"] else None
+    if order is None or decision["inputs"].get("incident_confirmed") or decision["origin"] == "PROACTIVE":
+        return []
+    return [f"linked:{kind}:{order[field]}" for kind, field in LINK_FIELDS.items() if order.get(field)]
 
 
 # Not a topic's event: the shell tells a customer with parked requests how far event time has got
@@ -552,8 +706,8 @@ def _handle_result(state: State, result: Check, policy: Policy) -> tuple[State, 
         # The order was delivered while this lost-in-transit reshipment was at its later scopes:
         # the same flag a delivery after the grant raises (the check must not hide it).
         flag = _delivery_flag(decision, delivered_at)
-        state = {**state, "decided": {**state["decided"], request_id: flag}}
-        emitted.append(flag)
+        state = _with_strike({**state, "decided": {**state["decided"], request_id: flag}}, decision, delivered_at, policy)
+        emitted += [flag, recovery_suggested(flag, delivered_at, policy)]
     # Requests that waited for this answer are decided now, in their order, then the events that
     # arrived meanwhile are applied, until another check is in flight.
     state, released, checks = _drain(state, policy, None)
@@ -562,7 +716,8 @@ def _handle_result(state: State, result: Check, policy: Policy) -> tuple[State, 
 
 
 def _is_lost_reship(decision: Decision) -> bool:
-    return decision["kind"] == "RESHIP" and decision["incident_kind"] == "LOST_IN_TRANSIT"
+    """A reshipment or a refund granted for a lost-in-transit claim (a delivery contradicts either)."""
+    return decision["kind"] in ("RESHIP", "REFUND") and decision["incident_kind"] == "LOST_IN_TRANSIT"
 
 
 def _delivery_flag(current: Decision, delivered_at_ms: int) -> Decision:
@@ -628,7 +783,7 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None,
         if head.get("amount_rule") == "ORDER_TOTAL":
             head = {**head, "amount_cents": state["orders"][order_id]["total_cents"], "amount_rule": None}
         decision = decide(state, head, policy)
-        scopes = scopes_for(decision) if decision["outcome"] == GRANTED else []
+        scopes = scopes_for(decision, state) if decision["outcome"] == GRANTED else []
         if scopes:
             # Dated by the event being applied; an answer's drain goes on at the last check's key.
             order_ms = max(state.get(POSITION_FIELD) or 0, state.get("order_ms_last") or 0)
@@ -714,7 +869,7 @@ def _decision(
 
 def _entry(request: Event, decision: Decision) -> list:
     return [decision["decided_at"], decision["granted_cents"], request["request_id"], request["kind"],
-            request.get("incident_id"), decision["incident_kind"]]
+            request.get("incident_id"), decision["incident_kind"], int(bool(decision["inputs"].get("incident_confirmed")))]
 
 
 def _with_reservation(state: State, request: Event, decision: Decision, check: Check) -> State:
@@ -754,6 +909,7 @@ def _with_order(state: State, event: Event, policy: Policy) -> State:
         "currency": event["currency"],
         "digital": event["digital"],
         "shipping_address_id": event["shipping_address_id"],
+        **{field: event[field] for field in LINK_FIELDS.values() if event.get(field)},
         "refunded_cents": 0,
         "delivered_at": None,
     }
@@ -786,9 +942,38 @@ def _with_delivery(state: State, event: Event, policy: Policy) -> tuple[State, l
         if (current["order_id"] == event["order_id"] and current["outcome"] == GRANTED and _is_lost_reship(current)
                 and DELIVERED_AFTER_LOST_CLAIM not in current["reason_codes"]):
             flag = _delivery_flag(current, event["delivered_at"])
-            state = {**state, "decided": {**state["decided"], request_id: flag}}
-            flags.append(flag)
+            state = _with_strike({**state, "decided": {**state["decided"], request_id: flag}}, current,
+                                 event["delivered_at"], policy)
+            flags += [flag, recovery_suggested(flag, event["delivered_at"], policy)]
     return state, released + flags, checks
+
+
+def is_recovery(emitted: dict) -> bool:
+    """Whether something `handle` emitted is a RecoverySuggested event rather than a decision."""
+    return emitted.get("type") == RECOVERY_SUGGESTED
+
+
+def recovery_suggested(flag: Decision, delivered_at_ms: int, policy: Policy) -> dict:
+    """The recovery case for a flagged grant: once per request (its id derives from the request id)."""
+    event_id = "rec-" + hashlib.sha256(("recovery-suggested/v1/" + flag["request_id"]).encode()).hexdigest()[:32]
+    return {
+        "type": RECOVERY_SUGGESTED, "event_id": event_id, "request_id": flag["request_id"],
+        "customer_id": flag["customer_id"], "order_id": flag["order_id"], "incident_id": flag["incident_id"],
+        "decision_id": flag["decision_id"], "kind": flag["kind"], "recoverable_cents": flag["granted_cents"],
+        "currency": flag["currency"], "delivered_at": delivered_at_ms,
+        "customer_asserted": not flag["inputs"].get("incident_confirmed"), "policy_version": policy.version,
+    }
+
+
+def _with_strike(state: State, granted: Decision, delivered_at_ms: int, policy: Policy) -> State:
+    """A delivery contradicted a customer-asserted lost claim that was remedied: a recovery strike,
+    which sends the customer's later claims to a person (RECOVERY_STRIKE_REVIEW). A carrier that
+    reported a loss and then delivered made its own mistake: no strike for the customer."""
+    if granted["inputs"].get("incident_confirmed"):
+        return state
+    floor = delivered_at_ms - policy.recovery_strike_window_ms
+    kept = [at for at in state["history"].get("strikes_ms", []) if at > floor]
+    return {**state, "history": {**state["history"], "strikes_ms": kept + [delivered_at_ms]}}
 
 
 def _superseding(current: Decision, id_seed: str, outcome: str, granted_cents: int, reasons: list[str],
@@ -879,7 +1064,8 @@ def _proactive_request(event: Event, policy: Policy) -> Event | None:
 def _with_incident(state: State, event: Event, policy: Policy) -> State:
     if event["incident_id"] in state["incidents"]:
         return state
-    incident = {"kind": event["kind"], "order_id": event.get("order_id"), "reported_at": event["reported_at"]}
+    incident = {"kind": event["kind"], "order_id": event.get("order_id"), "reported_at": event["reported_at"],
+                "source": event["source"]}
     incidents = {**state["incidents"], event["incident_id"]: incident}
     if len(incidents) > policy.orders_max_per_customer:
         oldest = min(incidents, key=lambda iid: (incidents[iid]["reported_at"], iid))
@@ -948,7 +1134,7 @@ def _forget_checks(state: State, customer_id: str, customer_pseudonym: str, at_m
         if customer_id not in request_id and customer_id not in (decision["incident_id"] or ""):
             continue
         renamed = erased_id(request_id, customer_id, customer_pseudonym)
-        for scope_key in scopes_for(decision):
+        for scope_key in scopes_for(decision, state):
             scope, _, key = scope_key.partition(":")
             checks.append({
                 "event_id": f"{renamed}/FORGET/{erased_id(scope_key, customer_id, customer_pseudonym)}",

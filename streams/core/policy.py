@@ -24,6 +24,8 @@ INCIDENT_KINDS = (
     "SERVICE_OUTAGE",
 )
 TIERS = ("NEW", "ESTABLISHED", "LOYAL", "WATCH")
+# What links accounts (OrderPlaced revision 7): one payment instrument, one device, one building.
+LINK_KINDS = ("payment_instrument", "device", "building")
 
 
 def _kind_caps() -> dict[str, int]:
@@ -52,6 +54,17 @@ def _proactive_rules() -> dict[str, dict]:
 
 
 INCIDENT_SOURCES = ("CUSTOMER", "CARRIER", "QOS_MONITOR", "ASSOCIATE", "SYSTEM")
+# Evidence (issue 12): an incident a carrier, our download monitor or our own systems reported is
+# confirmed by someone other than the customer; one the customer (or an associate on the
+# customer's word) reported is asserted. Abuse caps judge asserted claims; confirmed ones have
+# their own, much wider room (confirmed_remedy_cents_max_*).
+CONFIRMING_SOURCES = ("CARRIER", "QOS_MONITOR", "SYSTEM")
+# Remedies of value: one incident gets at most one of them, whatever the kind (a replacement or a
+# refund, not both). The accompanying kinds may go with it (a reshipment gift-wrapped and upgraded).
+VALUE_REMEDY_KINDS = ("REFUND", "RESHIP", "CREDIT")
+ACCOMPANYING_REMEDY_KINDS = ("SHIPPING_UPGRADE", "GIFT_WRAP")
+# "It never came": the incident kinds that claim the goods were not received.
+NON_RECEIPT_INCIDENT_KINDS = ("LOST_IN_TRANSIT", "STOLEN_AFTER_DELIVERY")
 
 
 def _household_incident_claims() -> dict[str, int]:
@@ -61,6 +74,17 @@ def _household_incident_claims() -> dict[str, int]:
         "LOST_IN_TRANSIT": 4, "STOLEN_AFTER_DELIVERY": 2, "DAMAGED": 6, "LATE_DELIVERY": 12, "WRONG_ITEM": 6,
         "SLOW_DOWNLOAD": 12, "SERVICE_OUTAGE": 24,
     }
+
+
+def _linked_claims() -> dict[str, int]:
+    # Distinct customer-asserted incidents remedied in 90 days across the accounts one link ties
+    # together. A card or a device is a household's at most; a building holds many households.
+    return {"payment_instrument": 6, "device": 6, "building": 24}
+
+
+def _linked_cents() -> dict[str, int]:
+    # Granted value of customer-asserted claims in 30 days across the linked accounts.
+    return {"payment_instrument": 60_000, "device": 60_000, "building": 250_000}
 
 
 def _tier_percent() -> dict[str, int]:
@@ -99,8 +123,18 @@ BOUNDS: dict[str, Bound] = {
     "household_claims_max_90d": _CLAIMS,
     "household_cents_max_30d": _CAP,
     "household_incident_claims_max_90d": _CLAIMS,
+    "linked_claims_max_90d": _CLAIMS,
+    "linked_cents_max_30d": _CAP,
     "associate_cents_max_per_day": _CAP,
     "remedy_cents_max_per_request": _CAP,
+    "confirmed_remedy_cents_max_per_request": _CAP,
+    "confirmed_remedy_cents_max_per_customer_30d": _CAP,
+    "one_value_remedy_per_incident": _SWITCH,
+    "lost_claim_after_delivery_scan_escalated": _SWITCH,
+    "new_account_days_max": _TENURE,
+    "new_account_orders_max": Bound(1, 100, "orders: an account with more than 100 orders is not new"),
+    "recovery_strikes_escalate_min": _CLAIMS,
+    "recovery_strike_window_ms": _WINDOW,
     "flag_delivery_after_lost_claim": _SWITCH,
     "tier_percent": Bound(1, 1_000, "percent of a customer cap: at most 10 times it, so a scaled cap stays under 10^12 cents"),
     "established_tenure_days_min": _TENURE,
@@ -129,11 +163,15 @@ KEYED_THRESHOLDS = {
     "kind_cents_max_per_customer_30d": REMEDY_KINDS,
     "incident_claims_max_per_customer_90d": INCIDENT_KINDS,
     "household_incident_claims_max_90d": INCIDENT_KINDS,
+    "linked_claims_max_90d": LINK_KINDS,
+    "linked_cents_max_30d": LINK_KINDS,
     "tier_percent": TIERS,
 }
 # Pairs (smaller, larger) whose order is a rule: the larger limit could otherwise never be reached.
 RELATIONS = (
     ("remedy_cents_max_per_request", "remedy_cents_max_per_customer_30d"),
+    ("remedy_cents_max_per_request", "confirmed_remedy_cents_max_per_request"),
+    ("confirmed_remedy_cents_max_per_request", "confirmed_remedy_cents_max_per_customer_30d"),
     ("remedy_cents_max_per_customer_30d", "remedy_cents_max_per_customer_90d"),
     ("customer_window_ms", "long_window_ms"),
     ("order_wait_ms_max", "order_wait_by_requests_ms_max"),
@@ -163,6 +201,13 @@ class Policy:
     household_cents_max_30d: int = 60_000
     # Household: distinct incidents of each kind remedied in 90 days (thefts above all).
     household_incident_claims_max_90d: dict = field(default_factory=_household_incident_claims)
+    # Linked accounts (OrderPlaced revision 7: payment_instrument_id, device_id, building_id): per
+    # link, distinct customer-asserted incidents remedied in 90 days and their value in 30 days
+    # across every account the link ties together (a scope per link id, like the household).
+    # Rings that rotate apartment-level addresses in one building, or open fresh accounts on one
+    # card or device, meet here.
+    linked_claims_max_90d: dict = field(default_factory=_linked_claims)
+    linked_cents_max_30d: dict = field(default_factory=_linked_cents)
     # Granted value per associate per UTC day; above it the request goes to a second person.
     associate_cents_max_per_day: int = 150_000
     # Auto-approval ceiling for a single request: above it a person looks (ESCALATED, not denied).
@@ -171,6 +216,30 @@ class Policy:
     remedy_cents_max_per_request: int = 25_000
     # Proactive remedies by incident kind (see _proactive_rules); decided by the same limits.
     proactive_rules: dict = field(default_factory=_proactive_rules)
+    # Confirmed incidents (CONFIRMING_SOURCES: the carrier, the QoS monitor or our systems said so)
+    # are not judged by the abuse caps above: a carrier-confirmed $400 loss is reshipped even for a
+    # customer at the cap. They go to a person only above this much higher ceiling ($1,500) ...
+    confirmed_remedy_cents_max_per_request: int = 150_000
+    # ... or past this room for confirmed remedies in any 30 days ($3,000): a carrier losing more
+    # for one account in a month is itself worth a look.
+    confirmed_remedy_cents_max_per_customer_30d: int = 300_000
+    # 1: one remedy of value (VALUE_REMEDY_KINDS) per incident, whatever the kind: a refund after a
+    # reshipment of the same incident is DENIED (ANOTHER_VALUE_REMEDY_FOR_INCIDENT). Gift wrap and
+    # a shipping upgrade (ACCOMPANYING_REMEDY_KINDS) may accompany it. 0: only the same kind twice is refused.
+    one_value_remedy_per_incident: int = 1
+    # 1: a customer-asserted LOST_IN_TRANSIT claim on an order the carrier already scanned as
+    # delivered goes to a person (LOST_CLAIM_AFTER_DELIVERY_SCAN).
+    lost_claim_after_delivery_scan_escalated: int = 1
+    # A new account: first order less than this many days ago and at most new_account_orders_max
+    # orders. Its customer-asserted "never received" claims (NON_RECEIPT_INCIDENT_KINDS) go to a
+    # person (NEW_ACCOUNT_NON_RECEIPT_CLAIM).
+    new_account_days_max: int = 30
+    new_account_orders_max: int = 1
+    # A strike: an order delivered after the customer claimed it lost and was remedied. With at
+    # least this many strikes in the strike window, the customer's asserted claims go to a person
+    # (RECOVERY_STRIKE_REVIEW).
+    recovery_strikes_escalate_min: int = 1
+    recovery_strike_window_ms: int = 365 * DAY_MS
     # When an order claimed LOST_IN_TRANSIT is delivered after all, flag the reshipment for
     # review (the customer is never charged); 0 turns the flag off.
     flag_delivery_after_lost_claim: int = 1
@@ -181,9 +250,12 @@ class Policy:
     established_spend_cents_min: int = 50_000
     loyal_tenure_days_min: int = 5 * 365
     loyal_spend_cents_min: int = 200_000
-    # WATCH: at least this many remedied incidents, and more remedied incidents than this percent
-    # of orders (lifetime). Outranks the other tiers.
-    watch_claims_min: int = 4
+    # WATCH: at least this many customer-asserted incidents remedied in the long (90-day) window,
+    # and more of them than this percent of the orders placed in that window (recent orders, not
+    # lifetime: a long history no longer dilutes a burst of claims). Outranks the other tiers.
+    # 3 claims: on the default simulated profile, 2 put unlucky honest customers on WATCH and 4
+    # let serial claimers through longer (README "Decision quality").
+    watch_claims_min: int = 3
     watch_claims_percent_of_orders_min: int = 50
     # 1: every claim (a request naming an incident) of a WATCH customer goes to a person instead
     # of being granted automatically; 0: WATCH only scales the caps.

@@ -1,6 +1,7 @@
-"""Household and associate limits: the scopes a request passes after the customer (pure).
+"""Household, linked-accounts and associate limits: the scopes a request passes after the customer (pure).
 
-Each scope key ("household:<shipping_address_id>", "associate:<id>") has a single writer: the
+Each scope key ("household:<shipping_address_id>", "linked:<payment_instrument|device|building>:<id>",
+"associate:<id>") has a single writer: the
 partition of the limit-checks topic that owns the key. A RESERVE either takes room and moves on
 to the next scope (or answers PASSED to the customer when it was the last), or answers FAILED to
 the customer and RELEASEs the scopes reserved before it. Every message is idempotent: a
@@ -20,6 +21,7 @@ from streams.core.decision import (
     HOUSEHOLD_30D_CAP_EXCEEDED,
     HOUSEHOLD_CLAIMS_EXCEEDED,
     HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED,
+    LINKED_LIMIT_REASONS,
 )
 from streams.core.policy import DAY_MS, Policy
 from streams.core.privacy import erased_id
@@ -217,6 +219,8 @@ def _verdict(state: ScopeState, check: Check, policy: Policy) -> tuple[str | Non
         if cents + amount > policy.household_cents_max_30d:
             return HOUSEHOLD_30D_CAP_EXCEEDED, inputs
         return None, inputs
+    if check["scope"] == "linked":
+        return _linked_verdict(state, check, policy)
     if check["scope"] == "associate":
         day = at // DAY_MS
         if "days" in state:
@@ -228,6 +232,23 @@ def _verdict(state: ScopeState, check: Check, policy: Policy) -> tuple[str | Non
             return ASSOCIATE_DAILY_BUDGET_EXCEEDED, inputs
         return None, inputs
     raise ValueError(f"unknown scope {check['scope']!r}")
+
+
+def _linked_verdict(state: ScopeState, check: Check, policy: Policy) -> tuple[str | None, dict]:
+    """Accounts tied by one payment instrument, device or building (the key "<link kind>:<id>"):
+    distinct incidents remedied in 90 days and value in 30 days, against that link kind's caps.
+    A refusal names the link kind in its reason code (LINKED_<KIND>_LIMIT_EXCEEDED)."""
+    at, amount = check["at"], check["amount_cents"]
+    kind = check["scope_key"].partition(":")[0]
+    floor_90d, floor_30d = at - policy.long_window_ms, at - policy.customer_window_ms
+    incidents = {r[2] or rid for rid, r in state["reservations"].items() if r[0] > floor_90d}
+    cents = sum(r[1] for r in state["reservations"].values() if r[0] > floor_30d)
+    inputs = {"linked_claims_90d": len(incidents), "linked_claims_max_90d": policy.linked_claims_max_90d[kind],
+              "linked_granted_cents_30d": cents, "linked_cap_cents_30d": policy.linked_cents_max_30d[kind]}
+    new_claim = (check["incident_id"] or check["request_id"]) not in incidents
+    if (new_claim and len(incidents) + 1 > policy.linked_claims_max_90d[kind]) or cents + amount > policy.linked_cents_max_30d[kind]:
+        return LINKED_LIMIT_REASONS[kind], inputs
+    return None, inputs
 
 
 def _result(check: Check, passed: bool, outcome: str, reasons: list[str], inputs: dict) -> Check:
@@ -268,7 +289,7 @@ def _newest_ms(state: ScopeState) -> int:
 
 def _detail_ms(policy: Policy, scope: str) -> int:
     """How far before its newest entry a scope keeps each reservation and answer."""
-    return (policy.long_window_ms if scope == "household" else DAY_MS) + policy.request_lateness_ms_max
+    return (policy.long_window_ms if scope in ("household", "linked") else DAY_MS) + policy.request_lateness_ms_max
 
 
 def _memory_ms(policy: Policy, scope: str, state: ScopeState) -> int:
@@ -290,6 +311,8 @@ def _forgotten_verdict(check: Check, policy: Policy) -> tuple[str, dict]:
     inputs = {"scope_memory_exceeded": 1}
     if check["scope"] == "associate":
         return ASSOCIATE_DAILY_BUDGET_EXCEEDED, inputs
+    if check["scope"] == "linked":
+        return LINKED_LIMIT_REASONS[check["scope_key"].partition(":")[0]], inputs
     return HOUSEHOLD_30D_CAP_EXCEEDED, inputs
 
 

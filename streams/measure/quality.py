@@ -89,9 +89,11 @@ def evaluate(decisions: Iterable[dict], labels: Iterable[dict]) -> dict:
     finals = final_decisions(decisions)
     honest, excess, genuine = _bucket(), _bucket(), _bucket()
     by_scheme: dict[str, dict] = {}
+    by_group: dict[str, dict] = {}  # honest groups (labels of issue 12's simulator; older labels: "ordinary")
     by_reason: dict[str, dict] = {}
     labelled: set[str] = set()
     population_of: dict[str, str] = {}
+    group_of: dict[str, str] = {}
     run = None
     for label in labels:
         kind = label.get("label")
@@ -99,12 +101,14 @@ def evaluate(decisions: Iterable[dict], labels: Iterable[dict]) -> dict:
             run = label
         if kind == "customer":
             population_of[label["customer_id"]] = label["population"]
+            group_of[label["customer_id"]] = label.get("group") or "ordinary"
         if kind != "request":
             continue
         labelled.add(label["request_id"])
         decision = finals.get(label["request_id"])
         if label["population"] == "honest":
             group, target = "honest", honest
+            _add(by_group.setdefault(label.get("group") or "ordinary", _bucket()), label, decision)
         elif label["excess"]:
             group, target = "excess", excess
             _add(by_scheme.setdefault(label["scheme"], _bucket()), label, decision)
@@ -128,13 +132,19 @@ def evaluate(decisions: Iterable[dict], labels: Iterable[dict]) -> dict:
         label = {"requested_cents": decision["requested_cents"]}
         group, target = ("honest", honest) if population == "honest" else ("abuser_genuine", genuine)
         _add(target, label, decision)
+        if population == "honest":
+            _add(by_group.setdefault(group_of.get(decision["customer_id"], "ordinary"), _bucket()), label, decision)
         _add_reasons(by_reason, group, decision)
 
     honest_share = _share(honest["granted_full"], honest["decided"])
     stopped = excess["denied"] + excess["escalated"]
     stopped_share = _share(stopped, excess["decided"])
+    stopped_cents_share = _share(excess["denied_cents"] + excess["escalated_cents"], _decided_cents(excess))
     for bucket in by_scheme.values():
         bucket["stopped_share"] = _share(bucket["denied"] + bucket["escalated"], bucket["decided"])
+        bucket["stopped_cents_share"] = _share(bucket["denied_cents"] + bucket["escalated_cents"], _decided_cents(bucket))
+    for bucket in by_group.values():
+        bucket["frictionless_share"] = _share(bucket["granted_full"], bucket["decided"])
     return {
         "run": run,
         "honest": {
@@ -150,15 +160,23 @@ def evaluate(decisions: Iterable[dict], labels: Iterable[dict]) -> dict:
             "stopped_share": stopped_share,
             "target": EXCESS_STOPPED_SHARE_TARGET,
             "meets_target": stopped_share is not None and stopped_share >= EXCESS_STOPPED_SHARE_TARGET,
+            "stopped_cents_share": stopped_cents_share,
+            "meets_cents_target": stopped_cents_share is not None and stopped_cents_share >= EXCESS_STOPPED_SHARE_TARGET,
             "prevented_cents": excess["denied_cents"],
             "leaked_cents": excess["granted_cents"],
         },
         "abuser_genuine": genuine,
         "by_scheme": dict(sorted(by_scheme.items())),
+        "by_honest_group": dict(sorted(by_group.items())),
         "by_reason": dict(sorted(by_reason.items())),
         "engine_initiated_decisions": engine_initiated,
         "decisions_without_label": unlabelled,
     }
+
+
+def _decided_cents(bucket: dict) -> int:
+    """Cents asked by the decided requests of a bucket (granted + denied + escalated)."""
+    return bucket["granted_cents"] + bucket["denied_cents"] + bucket["escalated_cents"]
 
 
 def _money(cents: int) -> str:
@@ -176,7 +194,7 @@ def render(report: dict) -> str:
     run = report.get("run")
     if run:
         lines.append(f"workload: {run['customers']:,} customers, {run['days']} days, seed {run['seed']}, "
-                     f"abuse rate {run['abuse_rate']}")
+                     f"abuse rate {run['abuse_rate']}, profile {run.get('profile') or 'default'}")
     verdict = lambda ok: "meets target" if ok else "MISSES target"
     lines += [
         "",
@@ -189,6 +207,8 @@ def render(report: dict) -> str:
         f"abusers' excess claims {excess['requests']:>9,}  decided {excess['decided']:,}  asked {_money(excess['requested_cents'])}",
         f"  stopped              {excess['stopped']:>9,}  {_pct(excess['stopped_share'])}"
         f"  (target >= {_pct(excess['target'])}: {verdict(excess['meets_target'])})",
+        f"  stopped, by cents              {_pct(excess['stopped_cents_share'])}"
+        f"  (target >= {_pct(excess['target'])}: {verdict(excess['meets_cents_target'])})",
         f"  denied (prevented)   {excess['denied']:>9,}  {_money(excess['prevented_cents'])}",
         f"  escalated (held)     {excess['escalated']:>9,}  {_money(excess['escalated_cents'])}",
         f"  granted (leaked)     {excess['granted']:>9,}  {_money(excess['leaked_cents'])}",
@@ -196,10 +216,16 @@ def render(report: dict) -> str:
         f"abusers' genuine claims {genuine['requests']:>8,}  granted {genuine['granted']:,}  "
         f"denied {genuine['denied']:,}  escalated {genuine['escalated']:,}",
         "",
-        f"{'scheme':22} {'claims':>8} {'stopped':>9} {'granted':>14}",
+        f"{'scheme':22} {'claims':>8} {'stopped':>9} {'by cents':>9} {'asked':>14} {'granted':>14}",
     ]
     for scheme, bucket in report["by_scheme"].items():
-        lines.append(f"{scheme:22} {bucket['decided']:>8,} {_pct(bucket['stopped_share']):>9} {_money(bucket['granted_cents']):>14}")
+        lines.append(f"{scheme:22} {bucket['decided']:>8,} {_pct(bucket['stopped_share']):>9} "
+                     f"{_pct(bucket.get('stopped_cents_share')):>9} {_money(bucket['requested_cents']):>14} "
+                     f"{_money(bucket['granted_cents']):>14}")
+    lines += ["", f"{'honest group':22} {'requests':>8} {'no friction':>11} {'denied $':>14} {'escalated $':>14}"]
+    for group, bucket in report.get("by_honest_group", {}).items():
+        lines.append(f"{group:22} {bucket['decided']:>8,} {_pct(bucket['frictionless_share']):>11} "
+                     f"{_money(bucket['denied_cents']):>14} {_money(bucket['escalated_cents']):>14}")
     lines += ["", f"{'reason code':28} {'honest':>9} {'honest $':>14} {'excess':>9} {'excess $':>14} {'genuine':>8}"]
     for reason, row in report["by_reason"].items():
         h, x, g = (row.get(k, {"decisions": 0, "requested_cents": 0}) for k in ("honest", "excess", "abuser_genuine"))

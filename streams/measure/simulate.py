@@ -59,25 +59,96 @@ SHARED_ADDRESS_RATE = 0.05  # honest customers living with the previous honest c
 ASSOCIATES = 60
 # The outage: one per run, at a random moment in the middle of the period.
 OUTAGE_AFFECTED_SHARE = 0.20
-# Abusers: how the abusive minority splits between schemes.
 ABUSE_RATE_DEFAULT = 0.01
-SERIAL_CLAIMER_SHARE = 0.50
-HOUSEHOLD_RING_SHARE = 0.35  # the rest are the over-generous associate's friends
 HOUSEHOLD_ACCOUNTS_MIN, HOUSEHOLD_ACCOUNTS_MAX = 3, 5
-ORDERS_PER_DAY_SERIAL = 0.30
-SERIAL_CLAIM_RATE = 0.70  # of their orders
-ORDERS_PER_DAY_HOUSEHOLD = 0.15
-HOUSEHOLD_CLAIM_RATE = 0.60  # of their delivered orders
-FRIEND_CREDITS_PER_DAY = 0.25  # large goodwill credits from the over-generous associate
-FRIEND_CREDIT_CENTS_MIN, FRIEND_CREDIT_CENTS_MAX = 4_000, 12_000
 
 HONEST = "honest"
 SERIAL_CLAIMER = "serial_claimer"
 HOUSEHOLD_RING = "household_ring"
 GENEROUS_ASSOCIATE = "generous_associate"
-SCHEMES = (SERIAL_CLAIMER, HOUSEHOLD_RING, GENEROUS_ASSOCIATE)
+NEVER_ARRIVED = "never_arrived"  # "lost" claims on parcels the carrier delivers (before or after the scan)
+FRESH_ACCOUNT_RING = "fresh_account_ring"  # new accounts in one building claiming their first orders
+DOUBLE_DIPPER = "double_dipper"  # a replacement and a refund for one incident
+SCHEMES = (SERIAL_CLAIMER, HOUSEHOLD_RING, GENEROUS_ASSOCIATE, NEVER_ARRIVED, FRESH_ACCOUNT_RING, DOUBLE_DIPPER)
+# Honest groups: customers whose bad luck or habits stress the limits (reported apart).
+ORDINARY = "ordinary"
+FAMILY = "family"  # shares an address with another honest account
+HIGH_VALUE = "high_value"  # expensive orders: carrier-confirmed losses above the ceiling happen
+GIFT_GIVER = "gift_giver"  # many parcels to many addresses: several genuine losses a month
+DIGITAL_HEAVY = "digital_heavy"  # mostly downloads: slow-download refunds and goodwill credits
+HONEST_GROUPS = (ORDINARY, FAMILY, HIGH_VALUE, GIFT_GIVER, DIGITAL_HEAVY)
+PROFILES = ("default", "adversarial")
 # Event fields holding timestamps: integer ms inside, ISO-8601 UTC in the publish format.
 TIMESTAMP_FIELDS = ("placed_at", "delivered_at", "reported_at", "requested_at")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How abusers behave and how the honest groups are mixed: one set per profile.
+
+    "default" is what the policy defaults are tuned on. "adversarial" is parameterised apart, as
+    a holdout: its abusers know every configured cap and pace under it, rotate addresses and
+    accounts, and start from clean histories; its honest groups are mixed differently too.
+    """
+
+    name: str
+    # Share of abusive units per scheme (they sum to 1).
+    scheme_shares: tuple
+    # Share of honest customers per group other than ordinary (family is SHARED_ADDRESS_RATE-like).
+    honest_shares: tuple
+    serial_orders_per_day: float
+    serial_claim_rate: float
+    # Least days between two claims of one abusive account (0: no pacing).
+    pace_days: int
+    # Part of the order total an abuser asks for, in percent (min, max).
+    claim_percent: tuple
+    ring_orders_per_day: float
+    ring_claim_rate: float
+    # Abusive ring accounts: each at its own apartment of one building (rotating addresses) or all at one address.
+    ring_rotates_addresses: bool
+    friend_credits_per_day: float
+    friend_credit_cents: tuple
+    never_arrived_orders_per_day: float
+    never_arrived_claim_rate: float
+    # Share of never-arrived claims made after the carrier's delivery scan (the rest before it).
+    never_arrived_after_scan_share: float
+    fresh_accounts: tuple  # (min, max) accounts per fresh-account ring
+    # Orders a fresh account places before the one it claims on (0: claims its first order).
+    fresh_orders_before_claim: int
+    # Days a fresh account waits after its first order before it claims.
+    fresh_wait_days: tuple
+    dipper_orders_per_day: float
+    dipper_claim_rate: float
+
+
+DEFAULT_PROFILE = Profile(
+    name="default",
+    scheme_shares=((SERIAL_CLAIMER, 0.30), (HOUSEHOLD_RING, 0.20), (GENEROUS_ASSOCIATE, 0.15),
+                   (NEVER_ARRIVED, 0.15), (FRESH_ACCOUNT_RING, 0.10), (DOUBLE_DIPPER, 0.10)),
+    honest_shares=((HIGH_VALUE, 0.04), (GIFT_GIVER, 0.03), (DIGITAL_HEAVY, 0.05)),
+    serial_orders_per_day=0.30, serial_claim_rate=0.70, pace_days=0, claim_percent=(100, 100),
+    ring_orders_per_day=0.15, ring_claim_rate=0.60, ring_rotates_addresses=False,
+    friend_credits_per_day=0.25, friend_credit_cents=(4_000, 12_000),
+    never_arrived_orders_per_day=0.25, never_arrived_claim_rate=0.50, never_arrived_after_scan_share=0.6,
+    fresh_accounts=(4, 8), fresh_orders_before_claim=0, fresh_wait_days=(0, 3),
+    dipper_orders_per_day=0.20, dipper_claim_rate=0.50,
+)
+ADVERSARIAL_PROFILE = Profile(
+    name="adversarial",
+    scheme_shares=((SERIAL_CLAIMER, 0.25), (HOUSEHOLD_RING, 0.15), (GENEROUS_ASSOCIATE, 0.15),
+                   (NEVER_ARRIVED, 0.15), (FRESH_ACCOUNT_RING, 0.20), (DOUBLE_DIPPER, 0.10)),
+    honest_shares=((HIGH_VALUE, 0.06), (GIFT_GIVER, 0.05), (DIGITAL_HEAVY, 0.08)),
+    # Paced: a claim at most every 35 days per account (under the 30-day caps), for part of the
+    # order (under the kind caps), on a steady stream of orders (under the claims-per-orders line).
+    serial_orders_per_day=0.20, serial_claim_rate=0.60, pace_days=35, claim_percent=(40, 90),
+    ring_orders_per_day=0.12, ring_claim_rate=0.50, ring_rotates_addresses=True,
+    # Under the $100 credit cap in any 30 days, under the associate's daily budget.
+    friend_credits_per_day=1 / 32, friend_credit_cents=(4_000, 9_500),
+    never_arrived_orders_per_day=0.15, never_arrived_claim_rate=0.40, never_arrived_after_scan_share=0.0,
+    fresh_accounts=(5, 10), fresh_orders_before_claim=1, fresh_wait_days=(31, 45),
+    dipper_orders_per_day=0.15, dipper_claim_rate=0.40,
+)
+PROFILE_BY_NAME = {DEFAULT_PROFILE.name: DEFAULT_PROFILE, ADVERSARIAL_PROFILE.name: ADVERSARIAL_PROFILE}
 
 
 @dataclass(frozen=True)
@@ -89,6 +160,7 @@ class WorkloadConfig:
     seed: int
     abuse_rate: float = ABUSE_RATE_DEFAULT
     start_ms: int = START_MS_DEFAULT
+    profile: str = "default"
 
     def problems(self) -> list[str]:
         """Every reason this configuration cannot be simulated; empty when it is sound."""
@@ -99,6 +171,8 @@ class WorkloadConfig:
             found.append(f"--days: must be positive, got {self.days}")
         if not 0.0 <= self.abuse_rate <= 1.0:
             found.append(f"--abuse-rate: must be between 0 and 1, got {self.abuse_rate}")
+        if self.profile not in PROFILE_BY_NAME:
+            found.append(f"--profile: must be one of {', '.join(PROFILES)}, got {self.profile!r}")
         return found
 
 
@@ -131,11 +205,13 @@ class _Customer:
     address_id: str
     scheme: str  # HONEST or one of SCHEMES
     household_id: str | None = None
+    group: str = ORDINARY  # the honest group (abusers: their scheme)
     events: list = field(default_factory=list)  # (time_ms, seq, event)
     labels: list = field(default_factory=list)
     orders: int = 0
     incidents: int = 0
     requests: int = 0
+    last_claim_ms: int | None = None
 
 
 class _Generator:
@@ -143,6 +219,7 @@ class _Generator:
 
     def __init__(self, config: WorkloadConfig):
         self.config = config
+        self.profile = PROFILE_BY_NAME[config.profile]
         self.rng = random.Random(config.seed)
         rng = self.rng
         self.end_ms = config.start_ms + config.days * DAY_MS
@@ -152,30 +229,35 @@ class _Generator:
         self.next_index = 1
         self.last_honest_address: str | None = None
 
-    # -- units: one customer, or a household ring of several accounts --------------------------
+    # -- units: one customer, or a ring of several accounts ---------------------------------------
 
     def units(self) -> Iterator[list[_Customer]]:
-        """Customers in index order, households together; stops at exactly `customers`."""
-        rng, config = self.rng, self.config
-        # A household ring is several accounts, so abusive units are rolled less often than
-        # abuse_rate: the expected share of abusive *accounts* is then abuse_rate.
-        accounts_per_unit = (
-            SERIAL_CLAIMER_SHARE + HOUSEHOLD_RING_SHARE * (HOUSEHOLD_ACCOUNTS_MIN + HOUSEHOLD_ACCOUNTS_MAX) / 2
-            + (1 - SERIAL_CLAIMER_SHARE - HOUSEHOLD_RING_SHARE)
-        )
+        """Customers in index order, rings together; stops at exactly `customers`."""
+        rng, config, profile = self.rng, self.config, self.profile
+        ring_sizes = {HOUSEHOLD_RING: (HOUSEHOLD_ACCOUNTS_MIN, HOUSEHOLD_ACCOUNTS_MAX),
+                      FRESH_ACCOUNT_RING: profile.fresh_accounts}
+        # A ring is several accounts, so abusive units are rolled less often than abuse_rate: the
+        # expected share of abusive *accounts* is then abuse_rate.
+        accounts_per_unit = sum(share * (sum(ring_sizes[scheme]) / 2 if scheme in ring_sizes else 1)
+                                for scheme, share in profile.scheme_shares)
         unit_rate = config.abuse_rate / (accounts_per_unit - (accounts_per_unit - 1) * config.abuse_rate)
         while self.next_index <= config.customers:
             if rng.random() < unit_rate:
-                roll = rng.random()
-                if roll < SERIAL_CLAIMER_SHARE:
-                    yield [self._customer(SERIAL_CLAIMER)]
-                elif roll < SERIAL_CLAIMER_SHARE + HOUSEHOLD_RING_SHARE:
+                roll, scheme = rng.random(), profile.scheme_shares[-1][0]
+                for name, share in profile.scheme_shares:
+                    if roll < share:
+                        scheme = name
+                        break
+                    roll -= share
+                if scheme in ring_sizes:
                     remaining = config.customers - self.next_index + 1
-                    size = min(remaining, rng.randint(HOUSEHOLD_ACCOUNTS_MIN, HOUSEHOLD_ACCOUNTS_MAX))
-                    household = f"addr-ring-{self.next_index:07d}"
-                    yield [self._customer(HOUSEHOLD_RING, household) for _ in range(size)]
+                    size = min(remaining, rng.randint(*ring_sizes[scheme]))
+                    building = f"addr-ring-{self.next_index:07d}"
+                    rotate = scheme == FRESH_ACCOUNT_RING or profile.ring_rotates_addresses
+                    yield [self._customer(scheme, f"{building}-apt-{n + 1}" if rotate else building)
+                           for n in range(size)]
                 else:
-                    yield [self._customer(GENEROUS_ASSOCIATE)]
+                    yield [self._customer(scheme)]
             else:
                 yield [self._customer(HONEST)]
 
@@ -183,43 +265,69 @@ class _Generator:
         index = self.next_index
         self.next_index += 1
         customer_id = f"cust-{index:07d}"
+        group = scheme
+        if scheme == HONEST:
+            group, roll = ORDINARY, self.rng.random()
+            for name, share in self.profile.honest_shares:
+                if roll < share:
+                    group = name
+                    break
+                roll -= share
         if household is not None:
             address = household
         elif scheme == HONEST and self.last_honest_address and self.rng.random() < SHARED_ADDRESS_RATE:
             address = self.last_honest_address  # an honest family: two accounts, one address
+            group = FAMILY
         else:
             address = f"addr-{index:07d}"
         if scheme == HONEST:
             self.last_honest_address = address
-        customer = _Customer(index, customer_id, address, scheme, household)
+        customer = _Customer(index, customer_id, address, scheme, household, group)
         self._fill(customer)
         return customer
 
     # -- one customer's history ------------------------------------------------------------------
 
     def _fill(self, c: _Customer) -> None:
-        rng = self.rng
-        rate = {SERIAL_CLAIMER: ORDERS_PER_DAY_SERIAL, HOUSEHOLD_RING: ORDERS_PER_DAY_HOUSEHOLD}.get(
-            c.scheme, ORDERS_PER_DAY_HONEST
-        )
-        for placed_ms in self._arrivals(rate):
-            self._order(c, placed_ms)
+        rng, p = self.rng, self.profile
+        if c.scheme == FRESH_ACCOUNT_RING:
+            self._fresh_account(c)
+        else:
+            rate = {SERIAL_CLAIMER: p.serial_orders_per_day, HOUSEHOLD_RING: p.ring_orders_per_day,
+                    NEVER_ARRIVED: p.never_arrived_orders_per_day, DOUBLE_DIPPER: p.dipper_orders_per_day,
+                    }.get(c.scheme, {GIFT_GIVER: 0.25, DIGITAL_HEAVY: 0.20}.get(c.group, ORDERS_PER_DAY_HONEST))
+            for placed_ms in self._arrivals(rate):
+                self._order(c, placed_ms)
         if rng.random() < OUTAGE_AFFECTED_SHARE:
             self._outage(c)
-        for at_ms in self._arrivals(GOODWILL_CREDITS_PER_DAY):
+        goodwill = GOODWILL_CREDITS_PER_DAY * (3 if c.group == DIGITAL_HEAVY else 1)
+        for at_ms in self._arrivals(goodwill):
             associate = f"assoc-{rng.randint(1, ASSOCIATES)}"
             self._request(c, at_ms, None, None, "CREDIT", rng.randint(5, 25) * 100, associate,
                           "goodwill: the moment called for it", excess=False)
         if c.scheme == GENEROUS_ASSOCIATE:
-            for at_ms in self._arrivals(FRIEND_CREDITS_PER_DAY):
-                amount = rng.randint(FRIEND_CREDIT_CENTS_MIN // 100, FRIEND_CREDIT_CENTS_MAX // 100) * 100
+            low, high = p.friend_credit_cents
+            for at_ms in self._arrivals(p.friend_credits_per_day):
+                amount = rng.randint(low // 100, high // 100) * 100
                 self._request(c, at_ms, None, None, "CREDIT", amount, self.generous_associate,
                               "goodwill: valued customer", excess=True)
         c.labels.insert(0, {
             "label": "customer", "customer_id": c.customer_id, "population": _population(c.scheme),
             "scheme": None if c.scheme == HONEST else c.scheme, "shipping_address_id": c.address_id,
             "associate_id": self.generous_associate if c.scheme == GENEROUS_ASSOCIATE else None,
+            "group": c.group,
         })
+
+    def _fresh_account(self, c: _Customer) -> None:
+        """A new account in a ring: a few orders (or one), then a "never received" claim."""
+        rng, p = self.rng, self.profile
+        span = max(1, self.config.days - 1)
+        first_ms = self.config.start_ms + rng.randint(0, span * 24 - 1) * HOUR_MS
+        for n in range(p.fresh_orders_before_claim):
+            self._order(c, first_ms + n * DAY_MS, claim=False)
+        claim_at = first_ms + rng.randint(*p.fresh_wait_days) * DAY_MS if p.fresh_orders_before_claim else first_ms
+        if claim_at < self.end_ms:
+            self._order(c, claim_at, claim=True)
 
     def _arrivals(self, per_day: float) -> Iterator[int]:
         """Event times of a Poisson process over the simulated period."""
@@ -230,13 +338,29 @@ class _Generator:
                 return
             yield t
 
-    def _order(self, c: _Customer, placed_ms: int) -> None:
-        rng = self.rng
-        abuser = c.scheme in (SERIAL_CLAIMER, HOUSEHOLD_RING)
-        digital = (not abuser) and rng.random() < DIGITAL_SHARE
+    def _paced(self, c: _Customer, at_ms: int) -> bool:
+        """Whether an abusive account may claim at `at_ms` under its profile's pacing; records it."""
+        pace = self.profile.pace_days
+        if pace and c.last_claim_ms is not None and at_ms - c.last_claim_ms < pace * DAY_MS:
+            return False
+        c.last_claim_ms = at_ms
+        return True
+
+    def _claim_amount(self, total: int) -> int:
+        low, high = self.profile.claim_percent
+        return max(100, total * self.rng.randint(low, high) // 100)
+
+    def _order(self, c: _Customer, placed_ms: int, claim: bool | None = None) -> None:
+        rng, p = self.rng, self.profile
+        abuser = c.scheme != HONEST and c.scheme != GENEROUS_ASSOCIATE
+        digital_share = 0.9 if c.group == DIGITAL_HEAVY else DIGITAL_SHARE
+        digital = (not abuser) and rng.random() < digital_share
         if abuser:
             # Abusers learn the auto-approval ceiling: one item, priced to stay under it.
             items = [{"sku": f"sku-{rng.randint(100, 999)}", "quantity": 1, "unit_price_cents": rng.randint(30, 140) * 100 - 1}]
+        elif c.group == HIGH_VALUE:
+            items = [{"sku": f"sku-{rng.randint(100, 999)}", "quantity": 1, "unit_price_cents": rng.randint(150, 600) * 100 - 1}
+                     for _ in range(rng.choice((1, 1, 2)))]
         else:
             items = [
                 {"sku": f"sku-{rng.randint(100, 999)}", "quantity": rng.choice((1, 1, 1, 2)),
@@ -246,10 +370,13 @@ class _Generator:
         total = sum(i["quantity"] * i["unit_price_cents"] for i in items)
         c.orders += 1
         order_id = f"ord-{c.customer_id}-{c.orders}"
+        address = c.address_id
+        if c.group == GIFT_GIVER and rng.random() < 0.7:
+            address = f"addr-gift-{c.index:07d}-{c.orders}"  # a present, sent to the recipient
         self._emit(c, placed_ms, {
             "type": "OrderPlaced", "event_id": f"ev-{order_id}", "order_id": order_id, "customer_id": c.customer_id,
             "placed_at": placed_ms, "total_cents": total, "currency": "USD", "items": items,
-            "shipping_address_id": c.address_id, "digital": digital,
+            "shipping_address_id": address, "digital": digital,
         })
         if digital:
             if rng.random() < SLOW_DOWNLOAD_RATE:
@@ -258,25 +385,74 @@ class _Generator:
                 self._incident(c, placed_ms + rng.randint(1, 120) * MINUTE_MS, order_id, "SLOW_DOWNLOAD", "QOS_MONITOR")
             return
         transit_ms = rng.randint(DELIVERY_DAYS_MIN * 24, DELIVERY_DAYS_MAX * 24) * HOUR_MS
-        if rng.random() < LOST_IN_TRANSIT_RATE:
+        lost_rate = LOST_IN_TRANSIT_RATE * {HIGH_VALUE: 3, GIFT_GIVER: 2}.get(c.group, 1)
+        if rng.random() < lost_rate:
             # A carrier-reported loss is reshipped proactively by the engine: the incident is all upstream sends.
             self._incident(c, placed_ms + transit_ms + 3 * DAY_MS, order_id, "LOST_IN_TRANSIT", "CARRIER")
             return
         delivered_ms = placed_ms + transit_ms
-        self._emit(c, delivered_ms, {
-            "type": "OrderDelivered", "event_id": f"ev-{order_id}-delivered", "order_id": order_id,
-            "customer_id": c.customer_id, "delivered_at": delivered_ms,
-        })
-        if abuser:
-            claim_rate = SERIAL_CLAIM_RATE if c.scheme == SERIAL_CLAIMER else HOUSEHOLD_CLAIM_RATE
-            if rng.random() < claim_rate:
-                kind = "STOLEN_AFTER_DELIVERY" if c.scheme == HOUSEHOLD_RING else rng.choice(
-                    ("STOLEN_AFTER_DELIVERY", "DAMAGED", "WRONG_ITEM"))
-                at = delivered_ms + rng.randint(2, 48) * HOUR_MS
-                incident = self._incident(c, at, order_id, kind, "CUSTOMER")
-                self._request(c, at + rng.randint(1, 30) * MINUTE_MS, order_id, incident, "REFUND", total,
-                              self._handler(), f"{kind.lower().replace('_', ' ')}", excess=True)
-                return
+        if abuser and self._abusive_claim(c, order_id, total, placed_ms, delivered_ms, claim):
+            return
+        self._emit(c, delivered_ms, self._delivered(c, order_id, delivered_ms))
+        self._ordinary_luck(c, order_id, total, delivered_ms)
+
+    def _delivered(self, c: _Customer, order_id: str, delivered_ms: int) -> dict:
+        return {"type": "OrderDelivered", "event_id": f"ev-{order_id}-delivered", "order_id": order_id,
+                "customer_id": c.customer_id, "delivered_at": delivered_ms}
+
+    def _abusive_claim(self, c: _Customer, order_id: str, total: int, placed_ms: int, delivered_ms: int,
+                       claim: bool | None) -> bool:
+        """An abuse scheme's claim on this order (True: the order's story is told, delivery included)."""
+        rng, p = self.rng, self.profile
+        rate = {SERIAL_CLAIMER: p.serial_claim_rate, HOUSEHOLD_RING: p.ring_claim_rate,
+                NEVER_ARRIVED: p.never_arrived_claim_rate, DOUBLE_DIPPER: p.dipper_claim_rate}.get(c.scheme, 0.0)
+        wants = claim if claim is not None else rng.random() < rate
+        if not wants:
+            return False
+        if c.scheme == NEVER_ARRIVED or c.scheme == FRESH_ACCOUNT_RING and rng.random() < 0.5:
+            after_scan = rng.random() < p.never_arrived_after_scan_share
+            at = delivered_ms + rng.randint(2, 48) * HOUR_MS if after_scan else delivered_ms - rng.randint(6, 20) * HOUR_MS
+            if c.scheme != FRESH_ACCOUNT_RING and not self._paced(c, at):
+                return False
+            at = max(at, placed_ms + HOUR_MS)
+            if after_scan:
+                self._emit(c, delivered_ms, self._delivered(c, order_id, delivered_ms))
+            incident = self._incident(c, at, order_id, "LOST_IN_TRANSIT", "CUSTOMER")
+            self._request(c, at + rng.randint(1, 30) * MINUTE_MS, order_id, incident, rng.choice(("RESHIP", "REFUND")),
+                          self._claim_amount(total), self._handler(), "never arrived", excess=True)
+            if not after_scan:
+                # The parcel was never lost: the carrier's scan comes after the claim.
+                scan = at + rng.randint(1, 3) * DAY_MS
+                self._emit(c, scan, self._delivered(c, order_id, scan))
+            return True
+        at = delivered_ms + rng.randint(2, 48) * HOUR_MS
+        if c.scheme != FRESH_ACCOUNT_RING and not self._paced(c, at):
+            return False
+        self._emit(c, delivered_ms, self._delivered(c, order_id, delivered_ms))
+        if c.scheme in (HOUSEHOLD_RING, FRESH_ACCOUNT_RING):
+            kind = "STOLEN_AFTER_DELIVERY"
+        elif c.scheme == DOUBLE_DIPPER:
+            kind = "DAMAGED"
+        else:
+            kind = rng.choice(("STOLEN_AFTER_DELIVERY", "DAMAGED", "WRONG_ITEM") if not p.pace_days
+                              else ("DAMAGED", "WRONG_ITEM"))
+        incident = self._incident(c, at, order_id, kind, "CUSTOMER")
+        amount = self._claim_amount(total)
+        first_kind = "RESHIP" if c.scheme == DOUBLE_DIPPER else "REFUND"
+        self._request(c, at + rng.randint(1, 30) * MINUTE_MS, order_id, incident, first_kind, amount,
+                      self._handler(), f"{kind.lower().replace('_', ' ')}", excess=True)
+        if c.scheme == DOUBLE_DIPPER:
+            later = at + rng.randint(1, 3) * DAY_MS
+            if p.pace_days:
+                # Adapted: a second, different incident on the same order for the refund.
+                incident = self._incident(c, later - HOUR_MS, order_id, "WRONG_ITEM", "CUSTOMER")
+            self._request(c, later, order_id, incident, "REFUND", amount, self._handler(), "refund as well",
+                          excess=True)
+        return True
+
+    def _ordinary_luck(self, c: _Customer, order_id: str, total: int, delivered_ms: int) -> None:
+        """What happens to a delivered order by chance: late, damaged, stolen, the wrong item, or nothing."""
+        rng = self.rng
         roll = rng.random()
         if roll < LATE_DELIVERY_RATE:
             incident = self._incident(c, delivered_ms, order_id, "LATE_DELIVERY", "CARRIER")
@@ -342,7 +518,7 @@ class _Generator:
         c.labels.append({
             "label": "request", "request_id": request_id, "customer_id": c.customer_id,
             "population": _population(c.scheme), "scheme": c.scheme if excess else None, "excess": excess,
-            "requested_cents": amount,
+            "requested_cents": amount, "group": c.group,
         })
 
     def _emit(self, c: _Customer, at_ms: int, event: dict) -> None:
@@ -403,7 +579,7 @@ def write_workload(
     next_report = PROGRESS_EVERY_CUSTOMERS
     with open(events_path, "w", encoding="utf-8") as events_out, open(labels_path, "w", encoding="utf-8") as labels_out:
         labels_out.write(json.dumps({"label": "run", "customers": config.customers, "days": config.days,
-                                     "seed": config.seed, "abuse_rate": config.abuse_rate,
+                                     "seed": config.seed, "abuse_rate": config.abuse_rate, "profile": config.profile,
                                      "start": iso_ms(config.start_ms)}, separators=(",", ":")) + "\n")
         for events, labels in generate(config):
             events_out.write("".join(publish_line(e) + "\n" for e in events))

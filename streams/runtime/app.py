@@ -178,6 +178,9 @@ class Worker:
     def _encoded(self, kind: str, datum: dict) -> OutboxEntry:
         if kind == "decision":
             return OutboxEntry(self.names.decisions, datum["customer_id"].encode(), schemas.encode("RemedyDecided", datum))
+        if kind == "recovery":
+            event = {name: value for name, value in datum.items() if name != "type"}
+            return OutboxEntry(self.names.recoveries, datum["customer_id"].encode(), schemas.encode("RecoverySuggested", event))
         topic = self.names.limit_results if datum["action"] == "RESULT" else self.names.limit_checks
         return OutboxEntry(topic, scope_key_of(datum).encode(), schemas.encode("LimitCheck", datum))
 

@@ -116,11 +116,12 @@ def key_partition(key: bytes, partitions: int) -> int:
 
 def _emit(result: BatchResult, key: str, state: dict, decisions: list, checks: list) -> None:
     result.states[key] = state
-    result.decisions.extend(decisions)
+    result.decisions.extend(d for d in decisions if not core.is_recovery(d))
     result.checks.extend(checks)
     if decisions or checks:
         emitted = result.emitted_by_key.setdefault(key, [])
-        emitted.extend(("decision", decision) for decision in decisions)
+        # A RecoverySuggested event travels with the decisions, in order, in the same outbox.
+        emitted.extend(("recovery" if core.is_recovery(d) else "decision", d) for d in decisions)
         emitted.extend(("check", check) for check in checks)
 
 

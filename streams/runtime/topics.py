@@ -54,6 +54,11 @@ class TopicNames:
         return f"{self.prefix}.remedy-decisions.v1"
 
     @property
+    def recoveries(self) -> str:
+        """RecoverySuggested events the worker emits (a delivery after a remedied lost claim), keyed by customer_id."""
+        return f"{self.prefix}.recoveries.v1"
+
+    @property
     def dead_letter(self) -> str:
         """DeadLetter records: the original bytes, the reason and the source position."""
         return f"{self.prefix}.dead-letter.v1"
@@ -107,6 +112,7 @@ class TopicNames:
             (self.incidents, partitions, log),
             (self.requests, partitions, log),
             (self.decisions, partitions, log),
+            (self.recoveries, partitions, log),
             (self.dead_letter, partitions, log),
             (self.limit_checks, partitions, {**log, "retention.ms": LIMIT_CHECKS_RETENTION_MS}),
             (self.limit_results, partitions, log),

@@ -19,6 +19,7 @@ class World:
         self.scopes: dict[str, dict] = {}
         self.in_flight: list[dict] = []
         self.decisions: list[dict] = []
+        self.recoveries: list[dict] = []  # RecoverySuggested events (routed apart from decisions, as the worker does)
         self.rejected: list[tuple[dict, str]] = []  # what the worker would dead-letter
 
     def feed(self, event: dict, deliver: bool = True) -> list[dict]:
@@ -38,7 +39,8 @@ class World:
             self.rejected.append((event, str(error)))
             return
         self.customers[customer] = state
-        self.decisions.extend(decisions)
+        self.decisions.extend(d for d in decisions if not core.is_recovery(d))
+        self.recoveries.extend(d for d in decisions if core.is_recovery(d))
         self.in_flight.extend(checks)
 
     def deliver_one(self, index: int = 0) -> None:

@@ -47,6 +47,12 @@ def request(request_id, amount, kind="CREDIT", order_id=None, customer="c1", at=
     }
 
 
+def seasoned(customer="c1"):
+    """An earlier order, months back, so the customer is not a new account (its first-order claims
+    would go to a person: NEW_ACCOUNT_NON_RECEIPT_CLAIM)."""
+    return order(f"o-old-{customer}", customer=customer, at=T0 - 60 * DAY_MS, address=f"addr-old-{customer}")
+
+
 def world_after(*events, policy=POLICY):
     """A world that has seen these events, with every limit check delivered."""
     world = World(policy)
@@ -142,11 +148,12 @@ def test_escalated_and_denied_requests_do_not_use_the_cap():
 def test_theft_claims_per_customer_at_and_above(earlier, outcome):
     limit = POLICY.incident_claims_max_per_customer_90d["STOLEN_AFTER_DELIVERY"]
     assert limit == 2
-    events = [order()]
+    events = [seasoned(), order()]
     for i in range(earlier):
-        events += [incident(f"i{i}", "STOLEN_AFTER_DELIVERY"), request(f"r{i}", 1_000, incident_id=f"i{i}", at=T0 + i)]
+        events += [incident(f"i{i}", "STOLEN_AFTER_DELIVERY", source="CUSTOMER"),
+                   request(f"r{i}", 1_000, incident_id=f"i{i}", at=T0 + i)]
     world = world_after(*events)
-    world.feed(incident("iX", "STOLEN_AFTER_DELIVERY"))
+    world.feed(incident("iX", "STOLEN_AFTER_DELIVERY", source="CUSTOMER"))
     (decision,) = world.feed(request("rX", 1_000, incident_id="iX", at=T0 + 10))
     assert decision["outcome"] == outcome
     assert decision["inputs"]["customer_incident_claims_90d"] == earlier
@@ -155,7 +162,7 @@ def test_theft_claims_per_customer_at_and_above(earlier, outcome):
 
 
 def test_one_remedy_of_each_kind_per_incident_but_several_kinds_are_fine():
-    world = world_after(order(), incident("i1", source="CUSTOMER"))
+    world = world_after(seasoned(), order(), incident("i1", source="CUSTOMER"))
     first = world.feed(request("r1", 5_000, kind="RESHIP", order_id="o1", incident_id="i1"))
     wrap = world.feed(request("r2", 499, kind="GIFT_WRAP", order_id="o1", incident_id="i1", at=T0 + 1))
     again = world.feed(request("r3", 5_000, kind="RESHIP", order_id="o1", incident_id="i1", at=T0 + 2))
@@ -174,6 +181,7 @@ def test_household_theft_limit_at_and_above_stops_a_porch_pirate_ring(earlier, o
     world = World()
     for n in range(earlier + 1):
         customer = f"acct{n}"
+        world.feed(seasoned(customer))
         world.feed(order(f"o{n}", customer=customer, address="porch-1"))
         world.feed(incident(f"i{n}", "STOLEN_AFTER_DELIVERY", customer=customer, order_id=f"o{n}", source="CUSTOMER"))
         decisions = world.feed(request(f"r{n}", 2_000, kind="RESHIP", order_id=f"o{n}", customer=customer,
@@ -185,9 +193,24 @@ def test_household_theft_limit_at_and_above_stops_a_porch_pirate_ring(earlier, o
         assert last["reason_codes"] == [core.HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED]
 
 
-def test_a_watch_customer_s_claims_go_to_a_person_but_goodwill_and_proactive_remedies_do_not():
+def history_state(first_order_ms, spend_cents, claims, orders, recent_days=30, confirmed=False):
+    """A customer state with `orders` orders and `claims` claims (incidents reported, remedied) placed
+    `recent_days` ago (the 90-day window counts them), its first order at `first_order_ms`."""
     state = core.empty_state()
-    state["history"] = {"first_order_ms": T0, "orders": 4, "spend_cents": 1_000, "claims": 4, "orders_clock_ms": T0}
+    placed = T0 - recent_days * DAY_MS
+    state["orders"] = {f"h{n}": {"placed_at": placed, "total_cents": 1_000, "currency": "USD", "digital": False,
+                                  "shipping_address_id": "addr-1", "refunded_cents": 0, "delivered_at": None}
+                       for n in range(orders)}
+    state["grants"] = [[placed, 100, f"hr{n}", "CREDIT", f"hi{n}", "LATE_DELIVERY", int(confirmed)] for n in range(claims)]
+    state["incidents"] = {f"hi{n}": {"kind": "LATE_DELIVERY", "order_id": None, "reported_at": placed,
+                                     "source": "CARRIER" if confirmed else "CUSTOMER"} for n in range(claims)}
+    state["history"] = {"first_order_ms": first_order_ms, "orders": orders, "spend_cents": spend_cents,
+                        "claims": claims, "orders_clock_ms": placed}
+    return state
+
+
+def test_a_watch_customer_s_claims_go_to_a_person_but_goodwill_and_proactive_remedies_do_not():
+    state = history_state(T0 - 60 * DAY_MS, 1_000, claims=4, orders=4)
     world = World(WIDE)
     world.customers["c1"] = state
     world.feed(incident("i9", "DAMAGED", order_id=None, source="CUSTOMER"))
@@ -275,15 +298,39 @@ def test_redelivered_checks_and_results_change_nothing():
         (5 * 365, 200_000, 0, "LOYAL"),
         (10 * 365, 1_000_000, 4, "LOYAL"),   # 4 claims over 8 orders is 50%: not above the line
         (10 * 365, 1_000_000, 5, "WATCH"),   # 5 claims over 8 orders is above 50%
-        (0, 0, 3, "NEW"),                    # fewer than watch_claims_min claims never watch
+        (0, 0, 2, "NEW"),                    # 2 claims over 8 orders: under the line
     ],
 )
 def test_trust_tiers(tenure_days, spend_cents, claims, tier):
-    state = core.empty_state()
-    orders = 8 if claims else 1
-    state["history"] = {"first_order_ms": T0 - tenure_days * DAY_MS, "orders": orders, "spend_cents": spend_cents,
-                        "claims": claims}
+    state = history_state(T0 - tenure_days * DAY_MS, spend_cents, claims, 8 if claims else 1)
     assert core.trust_tier(state, T0, POLICY) == tier
+
+
+@pytest.mark.parametrize("orders_90d, tier", [(11, "LOYAL"), (10, "LOYAL"), (9, "WATCH")])
+def test_watch_compares_claims_with_recent_orders_not_a_long_history(orders_90d, tier):
+    # 5 claims in 90 days against 10 orders in 90 days is 50%: at the line, not above it.
+    state = history_state(T0 - 10 * 365 * DAY_MS, 1_000_000, claims=5, orders=orders_90d)
+    # Hundreds of orders years ago do not dilute a burst of recent claims.
+    state["history"]["orders"] = 500
+    assert core.trust_tier(state, T0, POLICY) == tier
+
+
+@pytest.mark.parametrize("claims, tier", [(2, "NEW"), (3, "WATCH"), (4, "WATCH")])
+def test_watch_claims_min_at_below_and_above(claims, tier):
+    assert POLICY.watch_claims_min == 3
+    state = history_state(T0, 0, claims=claims, orders=1)
+    assert core.trust_tier(state, T0, POLICY) == tier
+
+
+@pytest.mark.parametrize("recent_days, tier", [(89, "WATCH"), (91, "LOYAL")])
+def test_watch_forgets_claims_older_than_the_long_window(recent_days, tier):
+    state = history_state(T0 - 10 * 365 * DAY_MS, 1_000_000, claims=5, orders=5, recent_days=recent_days)
+    assert core.trust_tier(state, T0, POLICY) == tier
+
+
+def test_confirmed_incidents_never_put_a_customer_on_watch():
+    state = history_state(T0 - 10 * 365 * DAY_MS, 1_000_000, claims=8, orders=2, confirmed=True)
+    assert core.trust_tier(state, T0, POLICY) == "LOYAL"
 
 
 @pytest.mark.parametrize("tier, percent", [("NEW", 100), ("ESTABLISHED", 150), ("LOYAL", 200), ("WATCH", 50)])
@@ -291,7 +338,7 @@ def test_each_tier_scales_the_customer_caps(tier, percent):
     state = core.empty_state()
     history = {"NEW": (T0, 1, 0, 0), "ESTABLISHED": (T0 - 400 * DAY_MS, 2, 60_000, 0),
                "LOYAL": (T0 - 3_000 * DAY_MS, 10, 300_000, 0), "WATCH": (T0, 4, 1_000, 4)}[tier]
-    state["history"] = dict(zip(("first_order_ms", "orders", "spend_cents", "claims"), history))
+    state = history_state(history[0], history[2], claims=history[3], orders=history[1])
     cap = POLICY.remedy_cents_max_per_customer_30d * percent // 100
     world = World(WIDE)
     world.customers["c1"] = state
@@ -564,8 +611,12 @@ def test_delivery_after_a_lost_claim_flags_the_reshipment_and_charges_nothing():
 
 def test_a_delivery_while_the_reshipment_is_at_its_household_check_still_flags_it():
     world = World()
+    world.feed(seasoned())
     world.feed(order("o1", total=2_000))
-    assert world.feed(incident("i1", "LOST_IN_TRANSIT", source="CARRIER"), deliver=False) == []  # at the household
+    # A customer-asserted loss: it is checked at the household (a carrier-confirmed one is not).
+    world.feed(incident("i1", "LOST_IN_TRANSIT", source="CUSTOMER"))
+    claim = request("r1", 2_000, kind="RESHIP", order_id="o1", incident_id="i1", at=T0 + 1)
+    assert world.feed(claim, deliver=False) == []  # at the household
     delivered = {"type": "OrderDelivered", "event_id": "d1", "order_id": "o1", "customer_id": "c1", "delivered_at": T0 + DAY_MS}
     assert world.feed(delivered, deliver=False) == []
     before = len(world.decisions)
@@ -655,7 +706,8 @@ def test_a_proactive_remedy_comes_first_whether_its_incident_or_a_request_naming
     request_first = world_after(events[0], events[2], events[1]).final_decisions()
     assert incident_first == request_first
     assert incident_first["proactive:lost:c1:RESHIP"]["outcome"] == "GRANTED"
-    assert incident_first["wrap"]["reason_codes"] == [core.CUSTOMER_30D_CAP_EXCEEDED]
+    # One remedy of value per incident: the carrier's loss was reshipped, so no credit for it too.
+    assert incident_first["wrap"]["reason_codes"] == [core.ANOTHER_VALUE_REMEDY_FOR_INCIDENT]
 
 
 @pytest.mark.parametrize("clock_after_ms, escalated", [(DAY_MS - 1, False), (DAY_MS, False), (DAY_MS + 1, True)])

@@ -139,6 +139,7 @@ def test_the_widest_valid_policy_still_yields_decisions_avro_can_encode():
     widest = Policy.from_document({
         "remedy_cents_max_per_customer_30d": cap, "remedy_cents_max_per_customer_90d": cap,
         "remedy_cents_max_per_request": cap, "household_cents_max_30d": cap, "associate_cents_max_per_day": cap,
+        "confirmed_remedy_cents_max_per_request": cap, "confirmed_remedy_cents_max_per_customer_30d": cap,
         "kind_cents_max_per_customer_30d": {kind: cap for kind in REMEDY_KINDS},
         "tier_percent": {tier: BOUNDS["tier_percent"].maximum for tier in TIERS},
         "customer_window_ms": 400 * DAY_MS, "long_window_ms": 400 * DAY_MS,

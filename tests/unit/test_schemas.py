@@ -177,6 +177,9 @@ EXAMPLES = [
                         "pseudonym": "erased:0123456789abcdef0123456789abcdef", "erased_at": T0_MS}),
     ("LimitCheck", limit_check(action="FORGET", pseudonym="erased:0123456789abcdef0123456789abcdef")),
     ("DeadLetter", dead_letter(source_timestamp_ms=None, key=None, original_value=b"")),
+    ("RecoverySuggested", {"event_id": "rec-1", "request_id": "req-77", "customer_id": "cus-42", "order_id": "ord-1",
+                           "incident_id": "inc-9", "decision_id": "dec-2", "kind": "RESHIP", "recoverable_cents": 4599,
+                           "currency": "USD", "delivered_at": T0_MS, "customer_asserted": True, "policy_version": "p1-x"}),
 ]
 
 
@@ -233,7 +236,7 @@ def test_every_schema_file_is_one_documented_named_type(path: Path) -> None:
 
 def test_the_package_schemas_load_and_name_the_expected_records() -> None:
     assert schemas.record_names() == tuple(sorted(set(FINGERPRINTS_R1) | {"LimitCheck", "RemedyReviewed", "PolicyApplied",
-                                                                          "CustomerErased"}))
+                                                                          "CustomerErased", "RecoverySuggested"}))
     assert len(list((SCHEMA_ROOT_DEFAULT / "r1").glob("*.avsc"))) == 11
 
 

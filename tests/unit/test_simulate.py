@@ -21,6 +21,14 @@ def written(tmp_path: Path, name: str, config: WorkloadConfig) -> tuple[Path, Pa
     return events, labels
 
 
+def collect(config: WorkloadConfig) -> tuple[list[dict], list[dict]]:
+    events, labels = [], []
+    for chunk_events, chunk_labels in generate(config):
+        events.extend(chunk_events)
+        labels.extend(chunk_labels)
+    return events, labels
+
+
 @pytest.fixture(scope="module")
 def big():
     """Twenty thousand customers over 30 days, generated once for the rate tests."""
@@ -80,12 +88,14 @@ def test_rates_are_roughly_as_configured(big):
     assert 0.006 < sum(abusers.values()) / len(customers) < 0.015
     assert set(abusers) == set(simulate.SCHEMES)
     orders = [e for e in events if e["type"] == "OrderPlaced"]
-    honest = {label["customer_id"] for label in customers if label["population"] == "honest"}
+    # The ordinary honest groups (high-value, gift-giving and digital-heavy customers order more).
+    honest = {label["customer_id"] for label in customers
+              if label["population"] == "honest" and label["group"] in (simulate.ORDINARY, simulate.FAMILY)}
     honest_orders = [o for o in orders if o["customer_id"] in honest]
     # About 0.08 orders a day for 30 days.
     assert 2.0 < len(honest_orders) / len(honest) < 2.8
     assert 0.20 < sum(o["digital"] for o in honest_orders) / len(honest_orders) < 0.30
-    incidents = Counter(e["kind"] for e in events if e["type"] == "IncidentReported")
+    incidents = Counter(e["kind"] for e in events if e["type"] == "IncidentReported" and e["customer_id"] in honest)
     physical = sum(not o["digital"] for o in honest_orders)
     assert 0.006 < incidents["LOST_IN_TRANSIT"] / physical < 0.015
     assert 0.035 < incidents["LATE_DELIVERY"] / physical < 0.065
@@ -132,3 +142,29 @@ def test_generation_streams_in_bounded_chunks():
 ])
 def test_an_impossible_configuration_is_refused(config, problem):
     assert any(p.startswith(problem) for p in config.problems())
+
+
+def test_every_honest_group_and_both_profiles_are_generated():
+    for profile in simulate.PROFILES:
+        _, labels = collect(WorkloadConfig(customers=6_000, days=30, seed=4, profile=profile, abuse_rate=0.05))
+        customers = [label for label in labels if label["label"] == "customer"]
+        assert {c["group"] for c in customers if c["population"] == "honest"} == set(simulate.HONEST_GROUPS)
+        assert {c["scheme"] for c in customers if c["population"] == "abuser"} == set(simulate.SCHEMES)
+
+
+def test_the_adversarial_profile_rotates_addresses_and_paces_its_claims():
+    events, labels = collect(WorkloadConfig(customers=6_000, days=60, seed=4, profile="adversarial", abuse_rate=0.05))
+    rings = [c for c in labels if c["label"] == "customer" and c["scheme"] == simulate.HOUSEHOLD_RING]
+    assert len({c["shipping_address_id"] for c in rings}) == len(rings)  # one apartment per account
+    serial = {c["customer_id"] for c in labels if c["label"] == "customer" and c["scheme"] == simulate.SERIAL_CLAIMER}
+    excess = {label["request_id"] for label in labels if label["label"] == "request" and label["excess"]}
+    claims: dict[str, list[int]] = {}
+    for e in events:
+        if e["type"] == "RemedyRequested" and e["customer_id"] in serial and e["request_id"] in excess:
+            claims.setdefault(e["customer_id"], []).append(e["requested_at"])
+    gaps = [b - a for times in claims.values() for a, b in zip(sorted(times), sorted(times)[1:])]
+    assert gaps and min(gaps) >= simulate.ADVERSARIAL_PROFILE.pace_days * simulate.DAY_MS - 2 * simulate.DAY_MS
+
+
+def test_an_unknown_profile_is_refused():
+    assert any(p.startswith("--profile") for p in WorkloadConfig(customers=1, days=1, seed=1, profile="x").problems())

@@ -1,0 +1,114 @@
+"""Issue 12: accounts linked by a payment instrument, a device or a building (OrderPlaced revision 7)
+share the linked scope's limits on customer-asserted claims; the decision names the link."""
+
+from __future__ import annotations
+
+import pytest
+
+import schemas
+from streams.core import decision as core
+from streams.core.policy import Policy
+from tests.support.world import World
+from tests.unit.test_core import T0, incident, order, request, seasoned
+
+POLICY = Policy()
+
+
+def linked_order(order_id, customer, total=3_000, payment=None, device=None, building=None, at=T0):
+    return {**order(order_id, customer=customer, total=total, at=at, address=f"apt-{customer}"),
+            "payment_instrument_id": payment, "device_id": device, "building_id": building}
+
+
+def claim(world, n, customer, source="CUSTOMER", **links):
+    """An account with its own address orders on the link and claims the order damaged."""
+    world.feed(seasoned(customer))
+    world.feed(linked_order(f"o{n}", customer, **links))
+    world.feed(incident(f"i{n}", "DAMAGED", customer=customer, order_id=f"o{n}", source=source, at=T0 + n))
+    return world.feed(request(f"r{n}", 3_000, kind="REFUND", order_id=f"o{n}", customer=customer,
+                              incident_id=f"i{n}", at=T0 + n))
+
+
+@pytest.mark.parametrize("earlier, outcome", [(4, "GRANTED"), (5, "GRANTED"), (6, "DENIED")])
+def test_accounts_linked_by_one_payment_instrument_hit_the_linked_claims_cap(earlier, outcome):
+    limit = POLICY.linked_claims_max_90d["payment_instrument"]
+    assert limit == 6
+    world = World()
+    for n in range(earlier):
+        (granted,) = claim(world, n, f"acct{n}", payment="card-1")
+        assert granted["outcome"] == "GRANTED"
+    (last,) = claim(world, earlier, f"acct{earlier}", payment="card-1")
+    assert last["outcome"] == outcome
+    assert last["inputs"]["linked_claims_90d"] == earlier
+    if outcome == "DENIED":
+        assert last["reason_codes"] == [core.LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED]  # names the link
+        # The denied account's own room was given back.
+        assert core.granted_in_window_cents(world.customers[f"acct{earlier}"], T0 + 100, POLICY.customer_window_ms) == 0
+    # Another card is another link, with its own room.
+    (other,) = claim(world, 50, "acct-other", payment="card-2")
+    assert other["outcome"] == "GRANTED"
+
+
+@pytest.mark.parametrize("amount, outcome", [(999, "GRANTED"), (1_000, "GRANTED"), (1_001, "DENIED")])
+def test_linked_30d_cents_cap_at_below_and_above(amount, outcome):
+    policy = Policy(linked_cents_max_30d={"payment_instrument": 10_000, "device": 60_000, "building": 250_000})
+    world = World(policy)
+    for n in range(3):
+        claim(world, n, f"acct{n}", payment="card-1")  # 3 x $30
+    world.feed(seasoned("accX"))
+    world.feed(linked_order("oX", "accX", total=amount, payment="card-1"))
+    world.feed(incident("iX", "DAMAGED", customer="accX", order_id="oX", source="CUSTOMER", at=T0 + 10))
+    (last,) = world.feed(request("rX", amount, kind="REFUND", order_id="oX", customer="accX", incident_id="iX", at=T0 + 10))
+    assert last["inputs"]["linked_granted_cents_30d"] == 9_000
+    assert last["outcome"] == outcome
+
+
+def test_a_building_links_rotating_apartment_addresses_with_its_own_wider_cap():
+    policy = Policy(linked_claims_max_90d={"payment_instrument": 6, "device": 6, "building": 2})
+    world = World(policy)
+    results = [claim(world, n, f"flat{n}", building="bldg-9")[0] for n in range(3)]
+    assert [d["outcome"] for d in results] == ["GRANTED", "GRANTED", "DENIED"]
+    assert results[-1]["reason_codes"] == [core.LINKED_BUILDING_LIMIT_EXCEEDED]
+    assert "linked:building:bldg-9" in world.scopes and "household:apt-flat0" in world.scopes
+
+
+def test_a_device_link_and_confirmed_incidents():
+    policy = Policy(linked_claims_max_90d={"payment_instrument": 6, "device": 1, "building": 24})
+    world = World(policy)
+    assert claim(world, 0, "a0", device="dev-1")[0]["outcome"] == "GRANTED"
+    assert claim(world, 1, "a1", device="dev-1")[0]["reason_codes"] == [core.LINKED_DEVICE_LIMIT_EXCEEDED]
+    # A remedy of an incident the carrier confirmed never reaches a linked scope.
+    world.feed(linked_order("o9", "a9", total=3_000, device="dev-1"))
+    (reship,) = world.feed(incident("lost9", "LOST_IN_TRANSIT", customer="a9", order_id="o9", source="CARRIER"))
+    assert reship["outcome"] == "GRANTED"
+
+
+def test_orders_without_links_pass_no_linked_scope_and_revision_7_carries_the_ids():
+    world = World()
+    claim(world, 0, "plain")
+    assert not any(key.startswith("linked:") for key in world.scopes)
+    placed = {k: v for k, v in linked_order("o1", "c1", payment="card-1", device="dev-1", building="bldg-1").items()
+              if k != "type"}
+    name, decoded = schemas.decode(schemas.encode("OrderPlaced", placed))
+    assert (decoded["payment_instrument_id"], decoded["device_id"], decoded["building_id"]) == ("card-1", "dev-1", "bldg-1")
+    old = {k: v for k, v in placed.items() if k not in ("payment_instrument_id", "device_id", "building_id")}
+    assert schemas.decode(schemas.encode("OrderPlaced", old))[1]["payment_instrument_id"] is None
+
+
+def test_the_codec_reads_revisions_with_a_number_missing(tmp_path):
+    # r6 belongs to another branch: a tree with r7 and no r6 loads, and r7 is the current revision.
+    import shutil
+    from pathlib import Path
+
+    from schemas._codec import SchemaSet
+    from streams.errors import DecodeError
+
+    source = Path(schemas.__file__).resolve().parent / "avro"
+    assert not (source / "r6").exists() or (source / "r7").exists()
+    root = tmp_path / "avro"
+    shutil.copytree(source / "r1", root / "r1")
+    shutil.copytree(source / "r7", root / "r3")  # r2 missing
+    loaded = SchemaSet.load(root)
+    assert loaded.revisions == (1, 3) and loaded.current_revision == 3
+    shutil.rmtree(root / "r1")
+    with pytest.raises(DecodeError, match="start at r1"):
+        SchemaSet.load(root)
