@@ -177,14 +177,26 @@ def render_customer(result: dict) -> str:
     parts = [f"Customer {result['customer_id']}: outstanding credit {credit}", ""]
     rows = [[d["decided_at"][:19], d["decision_id"][:16], d["kind"], d["outcome"],
              money_text(d["granted_cents"], d["currency"]),
-             ",".join(d["reason_codes"]), "" if d["current"] else "superseded"] for d in result["decisions"]]
-    parts.append(_table(["decided at (UTC)", "decision", "kind", "outcome", "granted", "reasons", ""], rows)
-                 if rows else "no decisions")
+             ",".join(d["reason_codes"]), detail_text(d), "" if d["current"] else "superseded"]
+            for d in result["decisions"]]
+    parts.append(_table(["decided at (UTC)", "decision", "kind", "outcome", "granted", "reasons", "what, where", ""],
+                        rows) if rows else "no decisions")
     if result["accounts"]:
         parts += ["", _table(["account", "balance (debit +)"],
                              [row for account, cents in result["accounts"].items()
                               for row in _money_rows([account], cents)])]
     return "\n".join(parts)
+
+
+def detail_text(decision: dict) -> str:
+    """What a decision covers, for people: "scarf x1, book x2 -> addr-9 EXPRESS, gift-wrapped"
+    ("whole order" when it names no items; the destination only for goods that ship)."""
+    items = decision.get("items")
+    what = "whole order" if items is None else ", ".join(f"{i['sku']} x{i['quantity']}" for i in items)
+    if not decision.get("shipping_address_id"):
+        return what if items is not None else ""
+    where = f"{what} -> {decision['shipping_address_id']} {decision.get('shipping_speed') or 'STANDARD'}"
+    return where + (", gift-wrapped" if decision.get("gift_message") is not None else "")
 
 
 def render_associates(rows: list[dict]) -> str:

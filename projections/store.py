@@ -6,6 +6,8 @@ everything goes through clickhouse-connect's client API; nothing here is chDB-sp
 
 from __future__ import annotations
 
+import json
+
 import re
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -38,7 +40,7 @@ CSV_LIST_SEPARATOR = ";"
 # Erased customers' pseudonyms (migration 0003; docs/privacy.md).
 ERASED_TABLE = "erased_customers"
 # Columns of personal data an erasure empties (address ids and free text), where a table has them.
-ERASED_NULL_COLUMNS = ("household_id", "note")
+ERASED_NULL_COLUMNS = ("household_id", "note", "shipping_address_id", "gift_message")
 # Rewrites of a customer's rows before an erasure gives up: a second pass catches a batch another
 # projector wrote between the erasure's record and its first rewrite.
 ERASE_PASSES_MAX = 3
@@ -329,12 +331,14 @@ class Store:
         """One customer's decisions (current and superseded), outstanding credit and account totals."""
         db = self.database
         columns = ("decision_id", "request_id", "kind", "outcome", "granted_cents", "currency", "reason_codes",
-                   "decided_at", "origin", "decided_by", "supersedes_decision_id", "current")
+                   "decided_at", "origin", "decided_by", "supersedes_decision_id", "items", "shipping_address_id",
+                   "shipping_speed", "gift_message", "current")
         decisions = [
             dict(zip(columns, row))
             for row in self.client.query(
                 f"SELECT decision_id, request_id, kind, outcome, granted_cents, currency, reason_codes, "
-                f"toString(decided_at), origin, decided_by, supersedes_decision_id, {self._current()} "
+                f"toString(decided_at), origin, decided_by, supersedes_decision_id, items_json, shipping_address_id, "
+                f"shipping_speed, gift_message, {self._current()} "
                 f"FROM {db}.{DECISIONS_TABLE} FINAL WHERE customer_id = {{c:String}} ORDER BY decided_at, decision_id",
                 parameters={"c": customer_id},
             ).result_rows
@@ -343,6 +347,7 @@ class Store:
             decision["current"] = bool(decision["current"])
             decision["granted_cents"] = int(decision["granted_cents"])
             decision["reason_codes"] = list(decision["reason_codes"])
+            decision["items"] = json.loads(decision["items"]) if decision["items"] is not None else None
         accounts: dict[str, dict[str, int]] = {}
         for account, currency, cents in self.client.query(
             f"SELECT account, currency, sum(amount_cents) FROM {db}.{POSTINGS_TABLE} FINAL "

@@ -23,6 +23,7 @@ from typing import Any
 from streams.errors import InvariantViolation
 from streams.core.policy import DAY_MS, Policy
 from streams.core.privacy import erased_id
+from streams.core import remedy_detail as detail
 
 State = dict[str, Any]
 Event = dict[str, Any]
@@ -82,6 +83,7 @@ REASON_CODES = (
     DENIED_BY_REVIEW,
     DELIVERED_AFTER_LOST_CLAIM,
     CUSTOMER_ERASED,
+    *detail.ITEM_REASON_CODES,
 )
 
 # Remedy kinds that only make sense against a known order.
@@ -213,8 +215,11 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
         return outcome(DENIED, RESHIP_OF_DIGITAL_ORDER)
     if kind == "REFUND" and inputs["order_refunded_cents"] + amount > order["total_cents"]:
         return outcome(DENIED, REFUND_EXCEEDS_ORDER_TOTAL)
+    items_problem = _items_problem(order, request, incident_kind)
+    if items_problem is not None:
+        return outcome(DENIED, items_problem)
     incident_id = request.get("incident_id")
-    if incident_id and any(e[4] == incident_id and e[3] == kind for e in _counted(state)):
+    if incident_id and _duplicate_for_incident(state, request):
         return outcome(DENIED, DUPLICATE_REMEDY_FOR_INCIDENT)
     if inputs["customer_granted_cents_30d"] + amount > cap_30d:
         return outcome(DENIED, CUSTOMER_30D_CAP_EXCEEDED)
@@ -232,6 +237,27 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
     if tier == "WATCH" and incident_id and policy.watch_claims_escalated and origin_of(request) != "PROACTIVE":
         return outcome(ESCALATED, WATCH_TIER_REVIEW)
     return outcome(GRANTED, WITHIN_LIMITS)
+
+
+def _items_problem(order: dict | None, request: Event, incident_kind: str | None) -> str | None:
+    """The reason code why the request's items cannot be granted (ORDER_REQUIRED when it names
+    items but no known order), or None (remedy_detail.item_problem)."""
+    if request.get("items") is not None and order is None:
+        return ORDER_REQUIRED
+    return detail.item_problem(order, request, incident_kind)
+
+
+def _duplicate_for_incident(state: State, request: Event) -> bool:
+    """Whether a remedy of this kind was already granted (or reserved) for the request's incident
+    on an order line it names too (a request without items names every line)."""
+    reserved = {rid: r["request"] for rid, r in state["reservations"].items()}
+    for entry in _counted(state):
+        if entry[4] != request["incident_id"] or entry[3] != request["kind"]:
+            continue
+        earlier = state["decided"].get(entry[2]) or reserved.get(entry[2]) or {}
+        if detail.overlaps(earlier.get("items"), request.get("items")):
+            return True
+    return False
 
 
 def _refunded_cents(state: State, order_id: str) -> int:
@@ -609,7 +635,9 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None,
             state = _with_decision(rest, head, decision)
             decisions.append(decision)
             continue
-        if head.get("amount_rule") == "ORDER_TOTAL":
+        if head.get("amount_rule") == "ORDER_TOTAL" and head["kind"] == "RESHIP":
+            head = detail.priced_lost_reship(head, state["orders"][order_id])
+        elif head.get("amount_rule") == "ORDER_TOTAL":
             head = {**head, "amount_cents": state["orders"][order_id]["total_cents"], "amount_rule": None}
         decision = decide(state, head, policy)
         scopes = scopes_for(decision) if decision["outcome"] == GRANTED else []
@@ -693,6 +721,7 @@ def _decision(
         "trust_tier": context.get("trust_tier"),
         "household_id": context.get("household_id"),
         "note": None,
+        **detail.detail_of(request, context.get("household_id")),
     }
 
 
@@ -740,6 +769,7 @@ def _with_order(state: State, event: Event, policy: Policy) -> State:
         "shipping_address_id": event["shipping_address_id"],
         "refunded_cents": 0,
         "delivered_at": None,
+        "lines": detail.order_lines(event),
     }
     orders = {**state["orders"], event["order_id"]: order}
     if len(orders) > policy.orders_max_per_customer:
@@ -760,6 +790,13 @@ def _with_delivery(state: State, event: Event, policy: Policy) -> tuple[State, l
     order = state["orders"].get(event["order_id"])
     if order is None or order["delivered_at"] is not None:
         return _drain(state, policy, None)
+    if event.get("items") is not None:
+        # A delivery in part (OrderDelivered r6 naming its items): kept per sku; a lost-item claim
+        # is judged on what has not arrived. The order counts as delivered once every line has.
+        so_far = detail.delivered_lines(order.get("delivered_items") or {}, event, order.get("lines") or {})
+        order = {**order, "delivered_items": so_far}
+        if detail.missing_lines(order):
+            return _drain({**state, "orders": {**state["orders"], event["order_id"]: order}}, policy, None)
     delivered = {**order, "delivered_at": event["delivered_at"]}
     state = {**state, "orders": {**state["orders"], event["order_id"]: delivered}}
     state, released, checks = _drain(state, policy, None)

@@ -34,6 +34,7 @@ from streams.core.decision import blocked_order_key, parked_since_ms, state_key
 from streams.core.privacy import erasure_request_problems, pseudonym
 from streams.core.scopes import waiting_order_key
 from streams.core.policy import Policy
+from streams.core.remedy_detail import instruction_key
 from streams.errors import InvariantViolation, RemedyLedgerError
 from streams.runtime import faust_fix
 from streams.runtime.agents import AgentShell, StepOutput
@@ -178,6 +179,12 @@ class Worker:
     def _encoded(self, kind: str, datum: dict) -> OutboxEntry:
         if kind == "decision":
             return OutboxEntry(self.names.decisions, datum["customer_id"].encode(), schemas.encode("RemedyDecided", datum))
+        if kind == "instruction":
+            return OutboxEntry(self.names.instructions, instruction_key(datum).encode(),
+                               schemas.encode("RemedyInstruction", datum))
+        if kind == "notification":
+            return OutboxEntry(self.names.notifications, datum["customer_id"].encode(),
+                               schemas.encode("CustomerNotification", datum))
         topic = self.names.limit_results if datum["action"] == "RESULT" else self.names.limit_checks
         return OutboxEntry(topic, scope_key_of(datum).encode(), schemas.encode("LimitCheck", datum))
 

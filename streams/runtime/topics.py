@@ -54,6 +54,22 @@ class TopicNames:
         return f"{self.prefix}.remedy-decisions.v1"
 
     @property
+    def instructions(self) -> str:
+        """RemedyInstruction events: what the warehouse, payments or accounts must do for a grant;
+        keyed target:customer_id (schemas/README.md, "Topics the worker writes for other systems")."""
+        return f"{self.prefix}.remedy-instructions.v1"
+
+    @property
+    def notifications(self) -> str:
+        """CustomerNotification events: a granted proactive remedy or outage credit to tell the customer about."""
+        return f"{self.prefix}.customer-notifications.v1"
+
+    @property
+    def periods(self) -> str:
+        """PeriodClosed events: the accounting months finance closed (one partition, kept forever)."""
+        return f"{self.prefix}.finance-periods.v1"
+
+    @property
     def dead_letter(self) -> str:
         """DeadLetter records: the original bytes, the reason and the source position."""
         return f"{self.prefix}.dead-letter.v1"
@@ -107,6 +123,9 @@ class TopicNames:
             (self.incidents, partitions, log),
             (self.requests, partitions, log),
             (self.decisions, partitions, log),
+            (self.instructions, partitions, log),
+            (self.notifications, partitions, log),
+            (self.periods, 1, log),
             (self.dead_letter, partitions, log),
             (self.limit_checks, partitions, {**log, "retention.ms": LIMIT_CHECKS_RETENTION_MS}),
             (self.limit_results, partitions, log),
