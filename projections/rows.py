@@ -89,7 +89,13 @@ DECISION_COLUMNS = (
     "gift_message",
     "source_partition",
     "source_offset",
+    # Posting (migration 0006; projections/periods.py): filled by ProjectionBatch.posted_rows.
+    "posted_at",
+    "posting_date",
+    "posting_mark",
 )
+# The posting columns at the end of a decisions_v2 row.
+POSTING_FIELDS = 3
 # The columns of postings_v2 (migration 0002), in the order posting_row writes them.
 POSTING_COLUMNS = (
     "decision_id",
@@ -126,6 +132,10 @@ def decision_row(decision: dict, partition: int, offset: int) -> list:
         decision.get("gift_message"),
         partition,
         offset,
+        # Posting: the event date until ProjectionBatch.posted_rows places it (projections/periods.py).
+        _utc(decision["decided_at"]),
+        _utc(decision["decided_at"]).date(),
+        "",
     ]
 
 

@@ -7,12 +7,4 @@ ALTER TABLE {db}.decisions_v2
     ADD COLUMN IF NOT EXISTS shipping_address_id Nullable(String),
     ADD COLUMN IF NOT EXISTS shipping_speed Nullable(String),
     ADD COLUMN IF NOT EXISTS gift_message Nullable(String);
-
--- 0002's view, recreated so that `SELECT *` includes the new columns.
-CREATE OR REPLACE VIEW {db}.current_decisions AS
-SELECT *
-FROM {db}.decisions_v2 FINAL
-WHERE decision_id NOT IN (
-    SELECT assumeNotNull(supersedes_decision_id) FROM {db}.decisions_v2 FINAL
-    WHERE supersedes_decision_id IS NOT NULL
-);
+-- current_decisions (SELECT *) is recreated by 0006, after its columns too.
