@@ -22,8 +22,18 @@ def cmd_finance_totals(args) -> int:
     """Print granted totals by kind and decisions by outcome, optionally grouped by day, kind or reason."""
     from projections import finance
 
-    result = finance.totals(load_settings(), args.since, args.until, args.by)
+    result = finance.totals(load_settings(), args.since, args.until, args.by, args.dates)
     print(json.dumps(result, indent=2) if args.json else finance.render_totals(result))
+    return 0
+
+
+def cmd_finance_close_period(args) -> int:
+    """Close an accounting month: later decisions dated in it post to the first open month (LATE_POSTING)."""
+    from projections import finance
+
+    event = finance.close_period(load_settings(), args.period, args.by)
+    offsets = ", ".join(f"{p}:{o}" for p, o in sorted(event["decision_offsets"].items(), key=lambda i: int(i[0])))
+    print(f"closed {event['period']} by {event['closed_by']} at decision offsets {offsets or 'none'}")
     return 0
 
 
@@ -155,8 +165,15 @@ def register(sub) -> None:
     totals.add_argument("--since", help="first UTC day, YYYY-MM-DD (inclusive)")
     totals.add_argument("--until", help="last UTC day, YYYY-MM-DD (inclusive)")
     totals.add_argument("--by", choices=["day", "kind", "reason"])
+    totals.add_argument("--dates", choices=["posting", "event"], default="posting",
+                        help="date decisions by posting date (default: closed months never change) or event date")
     totals.add_argument("--json", action="store_true")
     totals.set_defaults(run=cmd_finance_totals)
+
+    close = finance_sub.add_parser("close-period", help=cmd_finance_close_period.__doc__)
+    close.add_argument("period", help="the month to close, YYYY-MM (UTC)")
+    close.add_argument("--by", required=True, help="who closes it")
+    close.set_defaults(run=cmd_finance_close_period)
 
     customer = finance_sub.add_parser("customer", help=cmd_finance_customer.__doc__)
     customer.add_argument("customer_id")

@@ -54,18 +54,41 @@ def _direct(settings: Settings) -> Store:
     return store
 
 
-def totals(settings: Settings, since: str | None, until: str | None, by: str | None) -> dict:
-    """Finance totals: from the worker when one runs (it owns embedded ClickHouse), else directly."""
+def totals(settings: Settings, since: str | None, until: str | None, by: str | None,
+           dates: str = "posting") -> dict:
+    """Finance totals: from the worker when one runs (it owns embedded ClickHouse), else directly;
+    days are posting dates, or event dates with dates="event"."""
     since_day, until_day = parse_day(since, "--since"), parse_day(until, "--until")
     if settings.embedded_clickhouse:
-        answer = _from_worker(settings, "/finance/totals", {"since": since, "until": until, "by": by})
+        answer = _from_worker(settings, "/finance/totals", {"since": since, "until": until, "by": by, "dates": dates})
         if answer is not None:
             return answer
     store = _direct(settings)
     try:
-        return store.totals(since_day, until_day, by)
+        return store.totals(since_day, until_day, by, dates)
     finally:
         store.close()
+
+
+def close_period(settings: Settings, period: str, closed_by: str) -> dict:
+    """Close a month: through the worker when one answers (it projects, so no batch is half written
+    when the offsets are taken), else directly, then the PeriodClosed goes on the finance-periods topic."""
+    answer = _worker_request(settings, "/finance/close-period", {"period": period, "by": closed_by}, "POST")
+    if answer is not None:
+        return json.loads(answer)
+    import time
+
+    import schemas
+    from streams.runtime.kafka_io import Publisher, topic_names
+
+    store = _direct(settings)
+    try:
+        event = store.close_period(period, closed_by, int(time.time() * 1000))  # the shell's clock, shown only
+    finally:
+        store.close()
+    with Publisher(settings) as publisher:
+        publisher.publish_raw(topic_names(settings).periods, period.encode(), schemas.encode("PeriodClosed", event))
+    return event
 
 
 def decision_count(settings: Settings) -> int:
@@ -97,7 +120,9 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 def render_totals(result: dict) -> str:
     """A human-readable view of a totals result."""
     span = f"{result.get('since') or 'beginning'} .. {result.get('until') or 'now'}"
-    parts = [f"Remedy totals, {span} (UTC days)", ""]
+    basis = "event dates" if result.get("dates") == "event" else "posting dates"
+    late = f"; {result['late_postings']} with LATE_POSTING" if result.get("late_postings") else ""
+    parts = [f"Remedy totals, {span} (UTC days, by {basis}{late})", ""]
     kind_rows = [row for kind, v in result["by_kind"].items() for row in _money_rows([kind, str(v["count"])], v["cents"])]
     kind_rows += _money_rows(["TOTAL granted", str(result["granted"]["count"])], result["granted"]["cents"])
     parts += [_table(["granted kind", "count", "amount"], kind_rows), ""]
@@ -177,14 +202,27 @@ def render_customer(result: dict) -> str:
     parts = [f"Customer {result['customer_id']}: outstanding credit {credit}", ""]
     rows = [[d["decided_at"][:19], d["decision_id"][:16], d["kind"], d["outcome"],
              money_text(d["granted_cents"], d["currency"]),
-             ",".join(d["reason_codes"]), "" if d["current"] else "superseded"] for d in result["decisions"]]
-    parts.append(_table(["decided at (UTC)", "decision", "kind", "outcome", "granted", "reasons", ""], rows)
-                 if rows else "no decisions")
+             ",".join(d["reason_codes"]), detail_text(d), f"{d.get('posting_date') or ''} {d.get('posting_mark') or ''}".strip(),
+             "" if d["current"] else "superseded"]
+            for d in result["decisions"]]
+    parts.append(_table(["decided at (UTC)", "decision", "kind", "outcome", "granted", "reasons", "what, where",
+                         "posted", ""], rows) if rows else "no decisions")
     if result["accounts"]:
         parts += ["", _table(["account", "balance (debit +)"],
                              [row for account, cents in result["accounts"].items()
                               for row in _money_rows([account], cents)])]
     return "\n".join(parts)
+
+
+def detail_text(decision: dict) -> str:
+    """What a decision covers, for people: "scarf x1, book x2 -> addr-9 EXPRESS, gift-wrapped"
+    ("whole order" when it names no items; the destination only for goods that ship)."""
+    items = decision.get("items")
+    what = "whole order" if items is None else ", ".join(f"{i['sku']} x{i['quantity']}" for i in items)
+    if not decision.get("shipping_address_id"):
+        return what if items is not None else ""
+    where = f"{what} -> {decision['shipping_address_id']} {decision.get('shipping_speed') or 'STANDARD'}"
+    return where + (", gift-wrapped" if decision.get("gift_message") is not None else "")
 
 
 def render_associates(rows: list[dict]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 LEDGER_COLUMNS = (
@@ -82,9 +83,19 @@ DECISION_COLUMNS = (
     "trust_tier",
     "household_id",
     "note",
+    "items_json",
+    "shipping_address_id",
+    "shipping_speed",
+    "gift_message",
     "source_partition",
     "source_offset",
+    # Posting (migration 0006; projections/periods.py): filled by ProjectionBatch.posted_rows.
+    "posted_at",
+    "posting_date",
+    "posting_mark",
 )
+# The posting columns at the end of a decisions_v2 row.
+POSTING_FIELDS = 3
 # The columns of postings_v2 (migration 0002), in the order posting_row writes them.
 POSTING_COLUMNS = (
     "decision_id",
@@ -104,7 +115,7 @@ POSTING_COLUMNS = (
 
 
 def decision_row(decision: dict, partition: int, offset: int) -> list:
-    """One decisions_v2 row for a decoded RemedyDecided datum (r1 data reads with r2 defaults)."""
+    """One decisions_v2 row for a decoded RemedyDecided datum (older revisions read with the defaults)."""
     base = ledger_row(decision, partition, offset)
     return [
         *base[:-2],
@@ -115,9 +126,25 @@ def decision_row(decision: dict, partition: int, offset: int) -> list:
         decision.get("trust_tier"),
         decision.get("household_id"),
         decision.get("note"),
+        items_json(decision.get("items")),
+        decision.get("shipping_address_id"),
+        decision.get("shipping_speed"),
+        decision.get("gift_message"),
         partition,
         offset,
+        # Posting: the event date until ProjectionBatch.posted_rows places it (projections/periods.py).
+        _utc(decision["decided_at"]),
+        _utc(decision["decided_at"]).date(),
+        "",
     ]
+
+
+def items_json(items: list[dict] | None) -> str | None:
+    """A decision's items as compact JSON in sku order of the request (None: the whole order)."""
+    if items is None:
+        return None
+    return json.dumps([{"sku": i["sku"], "quantity": i["quantity"], "unit_price_cents": i["unit_price_cents"]}
+                       for i in items], separators=(",", ":"))
 
 
 def posting_row(posting, decision: dict, partition: int, offset: int) -> list:

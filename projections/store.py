@@ -6,6 +6,8 @@ everything goes through clickhouse-connect's client API; nothing here is chDB-sp
 
 from __future__ import annotations
 
+import json
+
 import re
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -17,7 +19,9 @@ from clickhouse_connect.driver.exceptions import OperationalError
 from projections.figures import FIGURE_NAMES
 from projections.rows import DECISION_COLUMNS, OUTCOMES, POSTING_COLUMNS, REMEDY_KINDS
 from streams.core.money import add_cents, merged_cents
+from streams.core.inbound import id_problem
 from streams.core.privacy import ERASED_ID_FIELDS
+from projections.periods import LATE_POSTING, decision_offsets, period_problem
 from streams.redaction import scrubbed
 from streams.errors import InvariantViolation, TransientError
 
@@ -37,8 +41,12 @@ EXPORT_SETTINGS = {"csv": {"format_csv_null_representation": ""}, "parquet": {}}
 CSV_LIST_SEPARATOR = ";"
 # Erased customers' pseudonyms (migration 0003; docs/privacy.md).
 ERASED_TABLE = "erased_customers"
+# Closed months (migration 0006; projections/periods.py).
+CLOSED_TABLE = "closed_periods"
+# What `finance totals --dates` dates a decision by: its posting date (default) or its event date.
+DATE_BASES = {"posting": "posting_date", "event": "toDate(decided_at)"}
 # Columns of personal data an erasure empties (address ids and free text), where a table has them.
-ERASED_NULL_COLUMNS = ("household_id", "note")
+ERASED_NULL_COLUMNS = ("household_id", "note", "shipping_address_id", "gift_message")
 # Rewrites of a customer's rows before an erasure gives up: a second pass catches a batch another
 # projector wrote between the erasure's record and its first rewrite.
 ERASE_PASSES_MAX = 3
@@ -138,7 +146,9 @@ class Store:
         postings = batch.posting_rows(known)
         if postings:
             self._insert(POSTINGS_TABLE + suffix, postings, POSTING_COLUMNS, batch.token)
-        self._insert(DECISIONS_TABLE + suffix, batch.ledger_rows, DECISION_COLUMNS, batch.token)
+        earlier = self.postings_by_id({d["decision_id"] for d, _, _ in batch.decisions}, suffix)
+        rows = batch.posted_rows(self.closes(), earlier)
+        self._insert(DECISIONS_TABLE + suffix, rows, DECISION_COLUMNS, batch.token)
 
     def insert_decisions(self, rows: list[list], token: str) -> None:
         """Insert decisions_v2 rows (no postings); a retry with the same token is a no-op on the server."""
@@ -169,6 +179,59 @@ class Store:
         keys = ("decision_id", "kind", "outcome", "granted_cents", "currency")
         return {row[0]: dict(zip(keys, row)) for row in result.result_rows}
 
+    def postings_by_id(self, decision_ids: set[str], suffix: str = "") -> dict[str, tuple]:
+        """(posted_at, posting_date, posting_mark) of these decisions where the ledger has them already."""
+        if not decision_ids:
+            return {}
+        result = self.client.query(
+            f"SELECT decision_id, posted_at, posting_date, posting_mark FROM {self.database}.{DECISIONS_TABLE}{suffix} "
+            "FINAL WHERE decision_id IN {ids:Array(String)}",
+            parameters={"ids": sorted(decision_ids)},
+        )
+        return {row[0]: (row[1], row[2], row[3]) for row in result.result_rows}
+
+    # Closed periods (projections/periods.py) ---------------------------------------------------
+
+    def closes(self) -> dict[str, dict[int, int]]:
+        """Every closed month with the decision-topic offsets its figures end at, per partition."""
+        rows = self.client.query(f"SELECT period, decision_offsets FROM {self.database}.{CLOSED_TABLE} FINAL").result_rows
+        return {period: {int(p): int(o) for p, o in offsets.items()} for period, offsets in rows}
+
+    def closed_periods(self) -> list[dict]:
+        """The closed months, oldest first: who closed each, when, and its offsets."""
+        rows = self.client.query(
+            f"SELECT period, closed_by, toUnixTimestamp64Milli(closed_at), decision_offsets "
+            f"FROM {self.database}.{CLOSED_TABLE} FINAL ORDER BY period").result_rows
+        return [{"period": p, "closed_by": by, "closed_at": int(at), "decision_offsets": dict(offsets)}
+                for p, by, at, offsets in rows]
+
+    def close_period(self, period: str, closed_by: str, closed_at_ms: int) -> dict:
+        """Close a month at the projector's position now (a PeriodClosed datum, also recorded here).
+
+        Run on the thread that projects (the worker's ClickHouse thread), so no batch is half
+        written: every decision below the offsets is in the figures, every later one posts late."""
+        problem = period_problem(period)
+        if problem:
+            raise InvariantViolation(f"field 'period': {problem}")
+        if not isinstance(closed_by, str) or id_problem(closed_by):
+            raise InvariantViolation(f"field 'closed_by': {id_problem(closed_by) if isinstance(closed_by, str) else 'required'}")
+        if period in self.closes():
+            raise InvariantViolation(f"field 'period': {period} is already closed; a closed month stays closed")
+        event = {"event_id": f"period-closed:{period}", "period": period, "closed_by": closed_by,
+                 "closed_at": closed_at_ms, "decision_offsets": decision_offsets(self.projected_positions())}
+        self.record_close(event)
+        return event
+
+    def record_close(self, event: dict) -> None:
+        """Record a PeriodClosed (idempotent: a month's first close stands)."""
+        if event["period"] in self.closes():
+            return
+        at = event["closed_at"]
+        closed_at = at if isinstance(at, datetime) else datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=at)
+        self.client.insert(f"{self.database}.{CLOSED_TABLE}",
+                           [[event["period"], event["closed_by"], closed_at, dict(event["decision_offsets"])]],
+                           column_names=["period", "closed_by", "closed_at", "decision_offsets"])
+
     # Reads ----------------------------------------------------------------------------------
 
     def _where(self, since: date | None, until: date | None) -> str:
@@ -184,15 +247,30 @@ class Store:
         """Distinct decisions in the ledger."""
         return int(self.client.command(f"SELECT uniqExact(decision_id) FROM {self.database}.{DECISIONS_TABLE}"))
 
-    def totals(self, since: date | None = None, until: date | None = None, by: str | None = None) -> dict:
+    @staticmethod
+    def _dated(since: date | None, until: date | None, day: str) -> str:
+        """Between two days (inclusive) on a Date expression."""
+        clauses = ["1"]
+        if since is not None:
+            clauses.append(f"{day} >= toDate('{since.isoformat()}')")
+        if until is not None:
+            clauses.append(f"{day} <= toDate('{until.isoformat()}')")
+        return " AND ".join(clauses)
+
+    def totals(self, since: date | None = None, until: date | None = None, by: str | None = None,
+               dates: str = "posting") -> dict:
         """Finance totals between two dates (inclusive, UTC): by kind, by outcome, and optional rows.
 
         Every amount is per currency: `{"count": n, "cents": {"EUR": 1500, "USD": 4500}}` (`{}` when
-        nothing was granted); counts are decisions, whatever their currency.
+        nothing was granted); counts are decisions, whatever their currency. Days are posting dates
+        by default (a closed month's figures never change), event dates with `dates="event"`.
         """
         if by is not None and by not in GROUPINGS:
             raise InvariantViolation(f"--by: expected one of {', '.join(GROUPINGS)}, got {by!r}")
-        db, where = self.database, self._where(since, until)
+        if dates not in DATE_BASES:
+            raise InvariantViolation(f"--dates: expected one of {', '.join(DATE_BASES)}, got {dates!r}")
+        db, day = self.database, DATE_BASES[dates]
+        where = self._dated(since, until, day)
         rows = self.client.query(
             f"SELECT kind, outcome, currency, count(), sum(granted_cents) FROM {db}.current_decisions "
             f"WHERE {where} GROUP BY kind, outcome, currency ORDER BY kind, outcome, currency"
@@ -205,9 +283,14 @@ class Store:
                 by_kind.setdefault(kind, {"count": 0, "cents": {}})
                 by_kind[kind]["count"] += int(count)
                 add_cents(by_kind[kind]["cents"], currency, cents)
+        late = self.client.query(
+            f"SELECT count() FROM {db}.current_decisions WHERE {where} AND posting_mark = '{LATE_POSTING}'"
+        ).result_rows[0][0]
         result = {
             "since": since.isoformat() if since else None,
             "until": until.isoformat() if until else None,
+            "dates": dates,
+            "late_postings": int(late),
             "by_kind": by_kind,
             "by_outcome": by_outcome,
             "granted": {
@@ -218,16 +301,16 @@ class Store:
         }
         if by is not None:
             result["by"] = by
-            result["rows"] = self._grouped(by, where)
+            result["rows"] = self._grouped(by, where, day)
         return result
 
-    def _grouped(self, by: str, where: str) -> list[dict]:
+    def _grouped(self, by: str, where: str, day: str) -> list[dict]:
         """Rows of `totals --by`: decisions, granted count and granted cents per currency of each group."""
         db = self.database
         granted = "countIf(outcome = 'GRANTED'), sumIf(granted_cents, outcome = 'GRANTED'), count()"
         if by == "day":
             sql = (
-                f"SELECT toString(toDate(decided_at)) AS day, kind, currency, {granted} FROM {db}.current_decisions "
+                f"SELECT toString({day}) AS day, kind, currency, {granted} FROM {db}.current_decisions "
                 f"WHERE {where} GROUP BY day, kind, currency ORDER BY day, kind, currency"
             )
             keys = ("day", "kind")
@@ -329,12 +412,14 @@ class Store:
         """One customer's decisions (current and superseded), outstanding credit and account totals."""
         db = self.database
         columns = ("decision_id", "request_id", "kind", "outcome", "granted_cents", "currency", "reason_codes",
-                   "decided_at", "origin", "decided_by", "supersedes_decision_id", "current")
+                   "decided_at", "origin", "decided_by", "supersedes_decision_id", "items", "shipping_address_id",
+                   "shipping_speed", "gift_message", "posting_date", "posting_mark", "current")
         decisions = [
             dict(zip(columns, row))
             for row in self.client.query(
                 f"SELECT decision_id, request_id, kind, outcome, granted_cents, currency, reason_codes, "
-                f"toString(decided_at), origin, decided_by, supersedes_decision_id, {self._current()} "
+                f"toString(decided_at), origin, decided_by, supersedes_decision_id, items_json, shipping_address_id, "
+                f"shipping_speed, gift_message, toString(posting_date), posting_mark, {self._current()} "
                 f"FROM {db}.{DECISIONS_TABLE} FINAL WHERE customer_id = {{c:String}} ORDER BY decided_at, decision_id",
                 parameters={"c": customer_id},
             ).result_rows
@@ -343,6 +428,7 @@ class Store:
             decision["current"] = bool(decision["current"])
             decision["granted_cents"] = int(decision["granted_cents"])
             decision["reason_codes"] = list(decision["reason_codes"])
+            decision["items"] = json.loads(decision["items"]) if decision["items"] is not None else None
         accounts: dict[str, dict[str, int]] = {}
         for account, currency, cents in self.client.query(
             f"SELECT account, currency, sum(amount_cents) FROM {db}.{POSTINGS_TABLE} FINAL "

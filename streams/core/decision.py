@@ -30,6 +30,7 @@ from streams.core.policy import (
     Policy,
 )
 from streams.core.privacy import erased_id
+from streams.core import remedy_detail as detail
 
 State = dict[str, Any]
 Event = dict[str, Any]
@@ -118,6 +119,7 @@ REASON_CODES = (
     LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED,
     LINKED_DEVICE_LIMIT_EXCEEDED,
     LINKED_BUILDING_LIMIT_EXCEEDED,
+    *detail.ITEM_REASON_CODES,
 )
 
 # Remedy kinds that only make sense against a known order.
@@ -289,8 +291,11 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
         return outcome(DENIED, RESHIP_OF_DIGITAL_ORDER)
     if kind == "REFUND" and inputs["order_refunded_cents"] + amount > order["total_cents"]:
         return outcome(DENIED, REFUND_EXCEEDS_ORDER_TOTAL)
+    items_problem = _items_problem(order, request, incident_kind)
+    if items_problem is not None:
+        return outcome(DENIED, items_problem)
     incident_id = request.get("incident_id")
-    if incident_id and any(e[4] == incident_id and e[3] == kind for e in _counted(state)):
+    if incident_id and _duplicate_for_incident(state, request):
         return outcome(DENIED, DUPLICATE_REMEDY_FOR_INCIDENT)
     if another_value_remedy(state, request, policy):
         return outcome(DENIED, ANOTHER_VALUE_REMEDY_FOR_INCIDENT)
@@ -373,6 +378,25 @@ def claim_signal(state: State, request: Event, policy: Policy, now_ms: int, inpu
         if account_days < policy.new_account_days_max and state["history"]["orders"] <= policy.new_account_orders_max:
             return NEW_ACCOUNT_NON_RECEIPT_CLAIM
     return None
+def _items_problem(order: dict | None, request: Event, incident_kind: str | None) -> str | None:
+    """The reason code why the request's items cannot be granted (ORDER_REQUIRED when it names
+    items but no known order), or None (remedy_detail.item_problem)."""
+    if request.get("items") is not None and order is None:
+        return ORDER_REQUIRED
+    return detail.item_problem(order, request, incident_kind)
+
+
+def _duplicate_for_incident(state: State, request: Event) -> bool:
+    """Whether a remedy of this kind was already granted (or reserved) for the request's incident
+    on an order line it names too (a request without items names every line)."""
+    reserved = {rid: r["request"] for rid, r in state["reservations"].items()}
+    for entry in _counted(state):
+        if entry[4] != request["incident_id"] or entry[3] != request["kind"]:
+            continue
+        earlier = state["decided"].get(entry[2]) or reserved.get(entry[2]) or {}
+        if detail.overlaps(earlier.get("items"), request.get("items")):
+            return True
+    return False
 
 
 def _refunded_cents(state: State, order_id: str) -> int:
@@ -780,7 +804,9 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None,
             state = _with_decision(rest, head, decision)
             decisions.append(decision)
             continue
-        if head.get("amount_rule") == "ORDER_TOTAL":
+        if head.get("amount_rule") == "ORDER_TOTAL" and head["kind"] == "RESHIP":
+            head = detail.priced_lost_reship(head, state["orders"][order_id])
+        elif head.get("amount_rule") == "ORDER_TOTAL":
             head = {**head, "amount_cents": state["orders"][order_id]["total_cents"], "amount_rule": None}
         decision = decide(state, head, policy)
         scopes = scopes_for(decision, state) if decision["outcome"] == GRANTED else []
@@ -864,6 +890,7 @@ def _decision(
         "trust_tier": context.get("trust_tier"),
         "household_id": context.get("household_id"),
         "note": None,
+        **detail.detail_of(request, context.get("household_id")),
     }
 
 
@@ -912,6 +939,7 @@ def _with_order(state: State, event: Event, policy: Policy) -> State:
         **{field: event[field] for field in LINK_FIELDS.values() if event.get(field)},
         "refunded_cents": 0,
         "delivered_at": None,
+        "lines": detail.order_lines(event),
     }
     orders = {**state["orders"], event["order_id"]: order}
     if len(orders) > policy.orders_max_per_customer:
@@ -932,6 +960,13 @@ def _with_delivery(state: State, event: Event, policy: Policy) -> tuple[State, l
     order = state["orders"].get(event["order_id"])
     if order is None or order["delivered_at"] is not None:
         return _drain(state, policy, None)
+    if event.get("items") is not None:
+        # A delivery in part (OrderDelivered r6 naming its items): kept per sku; a lost-item claim
+        # is judged on what has not arrived. The order counts as delivered once every line has.
+        so_far = detail.delivered_lines(order.get("delivered_items") or {}, event, order.get("lines") or {})
+        order = {**order, "delivered_items": so_far}
+        if detail.missing_lines(order):
+            return _drain({**state, "orders": {**state["orders"], event["order_id"]: order}}, policy, None)
     delivered = {**order, "delivered_at": event["delivered_at"]}
     state = {**state, "orders": {**state["orders"], event["order_id"]: delivered}}
     state, released, checks = _drain(state, policy, None)

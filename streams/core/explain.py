@@ -4,6 +4,7 @@ next. Pure: the synchronous API (streams/runtime/sync_api.py) and any console sh
 from __future__ import annotations
 
 from streams.core import decision as core
+from streams.core import remedy_detail as detail
 
 # What each reason code means, in a sentence an associate can read to a customer.
 REASON_WORDS = {
@@ -39,6 +40,12 @@ REASON_WORDS = {
     core.LINKED_DEVICE_LIMIT_EXCEEDED: "accounts ordering from this device already had the most claims remedied",
     core.LINKED_BUILDING_LIMIT_EXCEEDED: "accounts shipping to this building already had the most claims remedied",
     "CUSTOMER_ERASED": "the customer's personal data was erased; nothing more is decided for this account",
+    detail.ITEM_NOT_IN_ORDER: "an item named is not part of the order",
+    detail.ITEM_QUANTITY_EXCEEDS_ORDER: "more of an item was named than the order holds",
+    detail.ITEM_PRICE_NOT_ORDER_PRICE: "an item's unit price is not the price paid for it in the order",
+    detail.RESHIP_AMOUNT_NOT_ITEMS_VALUE: "a reshipment's amount must be the value of the items reshipped",
+    detail.REFUND_EXCEEDS_ITEMS_VALUE: "the refund is more than the items named are worth",
+    detail.ITEM_ALREADY_DELIVERED: "an item named has already been delivered; only the missing items can be claimed lost",
 }
 
 # What happens next, by outcome.

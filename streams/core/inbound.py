@@ -388,7 +388,7 @@ def _datetime_ms(value: datetime) -> int:
 
 
 # Enum-typed fields of the input events; UNKNOWN is what a newer producer's symbol decodes to.
-ENUM_FIELDS = ("kind", "source", "verdict")
+ENUM_FIELDS = ("kind", "source", "verdict", "shipping_speed")
 
 
 def decoded_event_problems(record_name: str, datum: dict) -> list[str]:

@@ -53,8 +53,9 @@ def erased_id(text: str | None, customer_id: str, customer_pseudonym: str) -> st
 
 def erased_decision(decision: dict[str, Any], customer_pseudonym: str) -> dict[str, Any]:
     """A RemedyDecided datum as projections keep it for an erased customer: the pseudonym for the
-    customer id (also inside its request, order and incident ids), no household (address) id and no
-    free-text note; money, kinds, outcomes, reason codes, dates and decision ids stay."""
+    customer id (also inside its request, order and incident ids), no household or destination
+    (address) id, no free-text note or gift message; money, kinds, outcomes, reason codes, items,
+    dates and decision ids stay."""
     customer_id = decision["customer_id"]
     return {
         **decision,
@@ -63,6 +64,8 @@ def erased_decision(decision: dict[str, Any], customer_pseudonym: str) -> dict[s
            for name in ERASED_ID_FIELDS},
         "household_id": None,
         "note": None,
+        "shipping_address_id": None,
+        "gift_message": None,
     }
 
 

@@ -34,6 +34,7 @@ from streams.core.decision import blocked_order_key, decision_on_record, parked_
 from streams.core.privacy import erasure_request_problems, pseudonym
 from streams.core.scopes import waiting_order_key
 from streams.core.policy import Policy
+from streams.core.remedy_detail import instruction_key
 from streams.errors import InvariantViolation, RemedyLedgerError
 from streams.runtime import faust_fix
 from streams.runtime.agents import AgentShell, StepOutput
@@ -52,7 +53,7 @@ from streams.runtime.batch import (
     state_to_bytes,
 )
 from streams.runtime.kafka_auth import aiokafka_options, faust_options
-from streams.runtime.kafka_io import RECORD_BATCH_LINGER_MS, idempotent_aio_producer, topic_names
+from streams.runtime.kafka_io import RECORD_BATCH_LINGER_MS, idempotent_aio_producer, read_topic, topic_names
 from streams.runtime.policy_log import decode_applied
 from streams.runtime.privacy import ErasureBusy, erasure_event, erasure_for
 from streams.runtime.sequence import PROGRESS_RESEND_S, Sequencer, decide_source, limits_source, progress_datum
@@ -70,6 +71,8 @@ ROLES = ("decide", "limits", "project")
 # On SIGTERM, longest the worker waits for the batches in flight before it leaves anyway
 # (an unfinished batch is not acked and is redelivered to the next owner).
 STOP_BATCH_WAIT_S = 20
+# Longest the worker reads the finance-periods topic (a handful of records) when it opens ClickHouse.
+PERIODS_READ_S_MAX = 30
 # Session timeout: a crashed worker's partitions move on after 10 s (heartbeats every 3 s).
 SESSION_TIMEOUT_S = 10.0
 HEARTBEAT_INTERVAL_S = 3.0
@@ -165,8 +168,20 @@ class Worker:
             settings = self.settings
             store = Store(settings.clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_attempts_max)
             store.migrate()
+            # The closed months' source of truth is the finance-periods topic: a ClickHouse that lost
+            # them (a new volume) learns them again before it projects anything.
+            for message in read_topic(settings.kafka, self.names.periods, PERIODS_READ_S_MAX, "remedy-periods",
+                                      missing_ok=True):
+                store.record_close(schemas.decode(message.value)[1])
             self.store = store
         return self.store
+
+    async def close_period(self, period: str | None, closed_by: str | None) -> dict:
+        """Close a month on the ClickHouse thread (between project batches), then put the PeriodClosed
+        on the finance-periods topic (recorded first: a month the store refuses is never published)."""
+        event = await self.on_clickhouse("close_period", period, closed_by, int(time.time() * 1000))
+        await self._publish_event(self.names.periods, period.encode(), "PeriodClosed", event)
+        return event
 
     async def on_clickhouse(self, method: str, *args):
         """Run a Store method on the ClickHouse thread."""
@@ -181,6 +196,12 @@ class Worker:
         if kind == "recovery":
             event = {name: value for name, value in datum.items() if name != "type"}
             return OutboxEntry(self.names.recoveries, datum["customer_id"].encode(), schemas.encode("RecoverySuggested", event))
+        if kind == "instruction":
+            return OutboxEntry(self.names.instructions, instruction_key(datum).encode(),
+                               schemas.encode("RemedyInstruction", datum))
+        if kind == "notification":
+            return OutboxEntry(self.names.notifications, datum["customer_id"].encode(),
+                               schemas.encode("CustomerNotification", datum))
         topic = self.names.limit_results if datum["action"] == "RESULT" else self.names.limit_checks
         return OutboxEntry(topic, scope_key_of(datum).encode(), schemas.encode("LimitCheck", datum))
 

@@ -15,6 +15,7 @@ import schemas
 from streams.core import decision as core
 from streams.core import scopes
 from streams.core.privacy import is_pseudonym, pseudonym
+from streams.core.remedy_detail import effects_of
 from streams.errors import DecodeError, InvariantViolation
 from streams.core.inbound import (
     FUTURE_MS_MAX_DEFAULT,
@@ -51,7 +52,8 @@ class BatchResult:
     # Records that arrived on another partition than their key's (a producer without murmur2):
     # forwarded to the right one instead of being decided out of their customer's order.
     misrouted: list[Incoming] = field(default_factory=list)
-    # What each key's events emitted, in order: ("decision", RemedyDecided) or ("check", LimitCheck).
+    # What each key's events emitted, in order: ("decision", RemedyDecided) each followed by its
+    # ("instruction", RemedyInstruction) and ("notification", CustomerNotification), or ("check", LimitCheck).
     emitted_by_key: dict[str, list[tuple[str, dict]]] = field(default_factory=dict)
 
 
@@ -120,8 +122,15 @@ def _emit(result: BatchResult, key: str, state: dict, decisions: list, checks: l
     result.checks.extend(checks)
     if decisions or checks:
         emitted = result.emitted_by_key.setdefault(key, [])
-        # A RecoverySuggested event travels with the decisions, in order, in the same outbox.
-        emitted.extend(("recovery" if core.is_recovery(d) else "decision", d) for d in decisions)
+        for decision in decisions:
+            if core.is_recovery(decision):
+                # A RecoverySuggested event travels with the decisions, in order, in the same outbox.
+                emitted.append(("recovery", decision))
+                continue
+            # A decision's instruction and notification ride in the same outbox, right after it:
+            # sent exactly when the decision is, byte for byte again on a re-send.
+            emitted.append(("decision", decision))
+            emitted.extend(effects_of(decision))
         emitted.extend(("check", check) for check in checks)
 
 

@@ -38,8 +38,15 @@ ROUTES = {
     "/openapi.json": ("get", "This document", [], None, {"200": JSON_ANSWER}),
     "/finance/totals": ("get", "Granted totals by kind and outcome, and by day, kind or reason; every amount per "
                                "currency",
-                        [SINCE, UNTIL, _query("by", "breakdown", enum=["day", "kind", "reason"])], None,
+                        [SINCE, UNTIL, _query("by", "breakdown", enum=["day", "kind", "reason"]),
+                         _query("dates", "date decisions by: posting date (default) or event date",
+                                enum=["posting", "event"])], None,
                         {"200": TOTALS, "400": ERROR}),
+    "/finance/close-period": ("post", "Close an accounting month at the projector's position: later decisions dated "
+                                      "in it post to the first open month with LATE_POSTING; answers the PeriodClosed",
+                              [_query("period", "the month, YYYY-MM", required=True),
+                               _query("by", "who closes it", required=True)], None,
+                              {"200": JSON_ANSWER, "400": ERROR}),
     "/finance/decision-count": ("get", "How many decisions the ledger holds", [], None, {"200": JSON_ANSWER}),
     "/finance/customer": ("get", "One customer's decisions, outstanding credit and account totals (per currency)",
                           [_query("id", "customer_id", required=True)], None, {"200": JSON_ANSWER, "400": ERROR}),

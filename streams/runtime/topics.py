@@ -57,6 +57,20 @@ class TopicNames:
     def recoveries(self) -> str:
         """RecoverySuggested events the worker emits (a delivery after a remedied lost claim), keyed by customer_id."""
         return f"{self.prefix}.recoveries.v1"
+    def instructions(self) -> str:
+        """RemedyInstruction events: what the warehouse, payments or accounts must do for a grant;
+        keyed target:customer_id (schemas/README.md, "Topics the worker writes for other systems")."""
+        return f"{self.prefix}.remedy-instructions.v1"
+
+    @property
+    def notifications(self) -> str:
+        """CustomerNotification events: a granted proactive remedy or outage credit to tell the customer about."""
+        return f"{self.prefix}.customer-notifications.v1"
+
+    @property
+    def periods(self) -> str:
+        """PeriodClosed events: the accounting months finance closed (one partition, kept forever)."""
+        return f"{self.prefix}.finance-periods.v1"
 
     @property
     def dead_letter(self) -> str:
@@ -113,6 +127,9 @@ class TopicNames:
             (self.requests, partitions, log),
             (self.decisions, partitions, log),
             (self.recoveries, partitions, log),
+            (self.instructions, partitions, log),
+            (self.notifications, partitions, log),
+            (self.periods, 1, log),
             (self.dead_letter, partitions, log),
             (self.limit_checks, partitions, {**log, "retention.ms": LIMIT_CHECKS_RETENTION_MS}),
             (self.limit_results, partitions, log),

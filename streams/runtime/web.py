@@ -71,6 +71,7 @@ ROUTE_ROLES = {
     "/finance/associates": ("finance", "fraud"),
     "/finance/daily": ("finance", "ops"),
     "/finance/export": ("finance",),
+    "/finance/close-period": ("finance",),
     "/projections/audit": ("finance", "ops"),
     "/projections/rebuild": ("ops",),
     "/privacy/erase": ("ops",),
@@ -140,6 +141,7 @@ class WebViews:
             web.get("/finance/associates", self.finance_associates),
             web.get("/finance/daily", self.finance_daily),
             web.get("/finance/export", self.finance_export),
+            web.post("/finance/close-period", self.finance_close_period),
             web.get("/projections/audit", self.projections_audit),
             web.get("/projections/rebuild", self.rebuild_status),
             web.post("/projections/rebuild", self.rebuild_start),
@@ -245,10 +247,21 @@ class WebViews:
         query = request.query
         try:
             since, until = self._day_range(query)
-            result = await self.on_clickhouse("totals", since, until, query.get("by"))
+            result = await self.on_clickhouse("totals", since, until, query.get("by"), query.get("dates", "posting"))
         except InvariantViolation as error:
             return _json({"error": str(error)}, status=400)
         return _json(result)
+
+    async def finance_close_period(self, request):
+        query = request.query
+        for name in ("period", "by"):
+            if not query.get(name):
+                return _json({"error": f"{name}: required (close-period YYYY-MM --by NAME)"}, status=400)
+        try:
+            event = await self.worker.close_period(query["period"], query["by"])
+        except InvariantViolation as error:
+            return _json({"error": str(error)}, status=400)
+        return _json(event)
 
     async def decision_count(self, request):
         return _json({"decisions": await self.on_clickhouse("decision_count")})

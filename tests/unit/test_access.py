@@ -107,7 +107,7 @@ class FakeWorker:
 
 
 # Routes that only take POST (the guard runs first either way).
-POST_ONLY = {"/v1/reviews", "/privacy/erase", "/v1/remedy-requests", "/v1/incidents"}
+POST_ONLY = {"/v1/reviews", "/privacy/erase", "/v1/remedy-requests", "/v1/incidents", "/finance/close-period"}
 
 
 async def _calls(tmp_path, tokens_enabled: bool):
