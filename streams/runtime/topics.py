@@ -57,6 +57,8 @@ class TopicNames:
     def recoveries(self) -> str:
         """RecoverySuggested events the worker emits (a delivery after a remedied lost claim), keyed by customer_id."""
         return f"{self.prefix}.recoveries.v1"
+
+    @property
     def instructions(self) -> str:
         """RemedyInstruction events: what the warehouse, payments or accounts must do for a grant;
         keyed target:customer_id (schemas/README.md, "Topics the worker writes for other systems")."""
