@@ -140,10 +140,16 @@ def cmd_policy_rollback(args) -> int:
 
 
 def cmd_policy_history(args) -> int:
-    """List every message on the policy topic, oldest first: each applied version, or why one was rejected."""
-    from streams.runtime.policy_log import RejectedPolicy, entries
+    """List every message on the policy topic, oldest first: each applied version with the thresholds it
+    changed against the version before it, or why a message was rejected."""
+    from streams.runtime.policy_log import RejectedPolicy, entries, version_changes
 
-    found = entries(load_settings())
+    settings = load_settings()
+    found = entries(settings)
+    changes = {applied.offset: moved for applied, moved in version_changes(settings)}
+    if args.json:
+        print(json.dumps([_history_row(entry, changes) for entry in found], indent=2))
+        return 0
     if not found:
         print("no policy applied yet; workers use their configured default")
     for entry in found:
@@ -152,6 +158,40 @@ def cmd_policy_history(args) -> int:
             continue
         print(f"offset {entry.offset:<6} {_when(entry.applied_at_ms)}  {entry.policy.version}  by {entry.author}: "
               f"{entry.reason}  (replaced {entry.previous_version})")
+        moved = changes.get(entry.offset, [])
+        if not moved:
+            print("    no threshold changes")
+        for name, old, new in moved:
+            print(f"    {name:50} {json.dumps(old)} -> {json.dumps(new)}")
+    return 0
+
+
+def _history_row(entry, changes: dict) -> dict:
+    from streams.runtime.policy_log import RejectedPolicy
+
+    if isinstance(entry, RejectedPolicy):
+        return {"offset": entry.offset, "rejected": entry.reason}
+    return {"offset": entry.offset, "version": entry.policy.version, "author": entry.author, "reason": entry.reason,
+            "applied_at": _when(entry.applied_at_ms), "previous_version": entry.previous_version,
+            "changes": [{"threshold": name, "before": old, "after": new} for name, old, new in changes.get(entry.offset, [])]}
+
+
+def cmd_policy_diff(args) -> int:
+    """Print every threshold that differs between two versions (from `policy history`, or the default's)."""
+    from streams.runtime.policy_log import policy_of_version
+
+    settings = load_settings()
+    first, second = policy_of_version(settings, args.first), policy_of_version(settings, args.second)
+    moved = [(name, old, new) for name, new, old in second.differences(first)]
+    if args.json:
+        print(json.dumps({"from": first.version, "to": second.version,
+                          "changes": [{"threshold": n, "before": o, "after": v} for n, o, v in moved]}, indent=2))
+        return 0
+    print(f"policy {first.version} -> {second.version}")
+    if not moved:
+        print("  no threshold changes")
+    for name, old, new in moved:
+        print(f"  {name:50} {json.dumps(old)} -> {json.dumps(new)}")
     return 0
 
 
@@ -170,7 +210,7 @@ def register(sub) -> None:
         decide.add_argument("--note", help="why, in a sentence")
         decide.set_defaults(run=cmd_review_decide, action=action)
 
-    policy = sub.add_parser("policy", help="the fraud team's policy: show, apply, rollback, history")
+    policy = sub.add_parser("policy", help="the fraud team's policy: show, apply, rollback, history, diff, backtest")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     show = policy_sub.add_parser("show", help=cmd_policy_show.__doc__)
     show.add_argument("--json", action="store_true")
@@ -188,5 +228,11 @@ def register(sub) -> None:
     rollback.add_argument("--reason", required=True)
     rollback.set_defaults(run=cmd_policy_rollback)
     history = policy_sub.add_parser("history", help=cmd_policy_history.__doc__)
+    history.add_argument("--json", action="store_true")
     history.set_defaults(run=cmd_policy_history)
+    diff = policy_sub.add_parser("diff", help=cmd_policy_diff.__doc__)
+    diff.add_argument("first", help="the version to compare from")
+    diff.add_argument("second", help="the version to compare to")
+    diff.add_argument("--json", action="store_true")
+    diff.set_defaults(run=cmd_policy_diff)
 
