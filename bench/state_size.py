@@ -15,8 +15,8 @@ import time
 
 from streams.core import decision as core
 
-from streams.core import scopes
-from streams.runtime.batch import scope_key_of, state_to_bytes
+from streams.core import saga
+from streams.runtime.batch import state_to_bytes
 from streams.runtime.state import held
 from streams.core.policy import Policy
 from streams.measure.simulate import WorkloadConfig, generate
@@ -38,31 +38,16 @@ def fold_one(event: dict, states: dict, scope_states: dict, policy: Policy, sink
     """Fold one event and follow its limit checks to the end, in process; returns decisions made.
 
     The worker sends limit checks through Kafka to the limits agent and back; here they are
-    followed at once, in order, which is the timing-free ideal and gives the same state shapes.
+    followed at once, in order (streams/core/saga.py, the same model the backtest replays with).
     """
     customer_id = event["customer_id"]
-    result = core.handle(states.get(customer_id) or core.empty_state(), event, policy)
-    states[customer_id] = result[0]
-    decided = len(result[1])
+    state, made, checks = core.handle(states.get(customer_id) or core.empty_state(), event, policy)
+    states[customer_id] = state
+    decisions = list(made)
+    saga.follow(checks, states, scope_states, policy, decisions)
     if sink is not None:
-        sink.extend(result[1])
-    pending = list(result[2]) if len(result) > 2 else []
-    while pending:
-        check = pending.pop(0)
-        if check["action"] == "RESULT":
-            owner = check["customer_id"]
-            state = states.get(owner) or core.empty_state()
-            out = core.handle(state, {**check, "type": "LimitCheck"}, policy)
-            states[owner] = out[0]
-            decided += len(out[1])
-            if sink is not None:
-                sink.extend(out[1])
-            pending.extend(out[2])
-        else:
-            key = scope_key_of(check)
-            scope_states[key], out = scopes.handle_check(scope_states.get(key) or scopes.empty_scope_state(), check, policy)
-            pending.extend(out)
-    return decided
+        sink.extend(decisions)
+    return len(decisions)
 
 
 def fold_all(config: WorkloadConfig, policy: Policy | None = None) -> tuple[list[dict], list[dict]]:

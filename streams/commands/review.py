@@ -235,4 +235,7 @@ def register(sub) -> None:
     diff.add_argument("second", help="the version to compare to")
     diff.add_argument("--json", action="store_true")
     diff.set_defaults(run=cmd_policy_diff)
+    from streams.commands import backtest
+
+    backtest.register(policy_sub)
 
