@@ -498,10 +498,11 @@ def _read_revisions(root: Path) -> dict[int, dict[str, dict[str, Any]]]:
             revisions[int(match.group(1))] = _read_revision(directory)
     if not revisions:
         raise DecodeError(f"schema root {root} has no revision directory (r1, r2, ...)")
-    expected = list(range(1, len(revisions) + 1))
-    if sorted(revisions) != expected:
+    # Numbers may have gaps: parallel branches reserve revision numbers (one takes r6, another r8)
+    # and merge in any order; readers resolve every revision in number order either way.
+    if min(revisions) != 1:
         raise DecodeError(
-            f"schema root {root}: revisions must be r1..r{len(revisions)} without gaps, "
+            f"schema root {root}: revisions must start at r1, "
             f"found {['r%d' % revision for revision in sorted(revisions)]}"
         )
     short_names: dict[str, str] = {}
