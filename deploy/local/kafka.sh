@@ -274,13 +274,14 @@ grant() {
   local started_s=$SECONDS
   local orders="$prefix.orders.v1" incidents="$prefix.incidents.v1" requests="$prefix.remedy-requests.v1"
   local decisions="$prefix.remedy-decisions.v1" policy="$prefix.policy.v1" group="$prefix-worker"
+  local assignments="$prefix.review-assignments.v1"
   say "applying the role ACLs for topic prefix '$prefix' with kafka-acls"
   add_acl worker --resource-pattern-type prefixed --topic "$prefix." --topic "$group-" \
     --operation Read --operation Write --operation Create --operation Describe --operation DescribeConfigs
   add_acl worker --resource-pattern-type prefixed --group "$group" --operation Read --operation Describe
   add_acl upstream --topic "$orders" --topic "$incidents" --topic "$requests" --operation Write --operation Describe
   add_acl fraud --topic "$policy" --topic "$requests" --operation Write --operation Describe
-  add_acl fraud --topic "$policy" --topic "$decisions" --operation Read --operation Describe
+  add_acl fraud --topic "$policy" --topic "$decisions" --topic "$assignments" --operation Read --operation Describe
   add_acl ops --resource-pattern-type prefixed --topic "$prefix." --topic "$group-" \
     --operation Read --operation Describe --operation DescribeConfigs
   add_acl ops --topic "$orders" --topic "$incidents" --topic "$requests" --operation Write

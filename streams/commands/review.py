@@ -10,51 +10,86 @@ from pathlib import Path
 
 import schemas
 from streams.commands.worker_http import call_worker
-from streams.core.money import money_text
+from streams.core import cases
 from streams.errors import InvariantViolation
-from streams.runtime.kafka_io import read_topic, topic_names
 from streams.runtime.settings import load_settings
 
-# Longest `review list` spends reading the decision topic to its end.
-DECISION_READ_TIMEOUT_S = 120
 # Longest a review waits for the worker: a ClickHouse lookup and one acknowledged Kafka write.
 WORKER_POST_TIMEOUT_S = 30
 
 
-def current_decisions(settings) -> dict[str, dict]:
-    """The decision in force for every request: the newest one that nothing supersedes."""
-    current: dict[str, dict] = {}
-    superseded: set[str] = set()
-    for record in read_topic(settings.kafka, topic_names(settings).decisions, DECISION_READ_TIMEOUT_S,
-                             "remedy-review"):
-        _, decision = schemas.decode(record.value)
-        if decision["supersedes_decision_id"]:
-            superseded.add(decision["supersedes_decision_id"])
-        if decision["decision_id"] not in superseded:
-            current[decision["request_id"]] = decision
-    return {rid: d for rid, d in current.items() if d["decision_id"] not in superseded}
+def _now_ms() -> int:
+    return int(time.time() * 1000)  # the shell's clock: how long a case has waited, never part of a decision
+
+
+def _filter_of(args) -> cases.CaseFilter:
+    return cases.CaseFilter(kind=args.kind, reason=args.reason, customer_id=args.customer, household_id=args.household,
+                            associate=args.associate, assigned_to=args.assigned_to,
+                            older_than_hours=args.older_than_hours, newer_than_hours=args.newer_than_hours)
 
 
 def cmd_review_list(args) -> int:
-    """List escalated requests waiting for a person, oldest first, with their reasons."""
-    waiting = sorted(
-        (d for d in current_decisions(load_settings()).values() if d["outcome"] == "ESCALATED"),
-        key=lambda d: (d["requested_at"], d["request_id"]),
-    )
+    """List escalated requests waiting for a person (oldest first unless --sort), filtered, with reasons and owner."""
+    from streams.runtime import cases as on_kafka
+
+    settings = load_settings()
+    rows = cases.queue(on_kafka.decisions(settings), on_kafka.assignments(settings), _filter_of(args), args.sort,
+                       _now_ms())
     if args.json:
-        rows = [{**d, "requested_at": d["requested_at"].isoformat(), "decided_at": d["decided_at"].isoformat()}
-                for d in waiting]
         print(json.dumps(rows, indent=2))
         return 0
-    if not waiting:
-        print("no escalated requests are waiting")
+    if not rows:
+        print("no escalated requests are waiting" + (" that match" if any(vars(_filter_of(args)).values()) else ""))
         return 0
-    print(f"{'request':34} {'customer':14} {'kind':16} {'amount':>10}  {'requested (UTC)':16}  reasons")
-    for d in waiting:
-        amount = money_text(d["requested_cents"], d["currency"])  # escalated requests are often in another currency
-        print(f"{d['request_id'][:34]:34} {d['customer_id'][:14]:14} {d['kind']:16} {amount:>10}  "
-              f"{d['requested_at']:%Y-%m-%d %H:%M}  {', '.join(d['reason_codes'])}")
-    print(f"{len(waiting)} waiting")
+    print(f"{'request':34} {'customer':14} {'kind':16} {'amount':>10}  {'requested (UTC)':16} {'age h':>5}  "
+          f"{'assigned':12} reasons")
+    for row in rows:
+        print(f"{row['request_id'][:34]:34} {row['customer_id'][:14]:14} {row['kind']:16} {row['amount']:>10}  "
+              f"{_when(row['requested_at'])[:16]:16} {row['age_hours']:>5}  {(row['assigned_to'] or '-')[:12]:12} "
+              f"{', '.join(row['reason_codes'])}")
+    print(f"{len(rows)} waiting")
+    return 0
+
+
+def cmd_review_show(args) -> int:
+    """Show one case: the decision, its reasons and inputs in words, and the recent history around it."""
+    from streams.runtime import cases as on_kafka
+
+    settings = load_settings()
+    detail = cases.case_detail(args.request_id, on_kafka.decisions(settings), on_kafka.assignments(settings), _now_ms())
+    if detail is None:
+        raise InvariantViolation(f"{args.request_id}: no decision for this request (yet)")
+    if args.json:
+        print(json.dumps(detail, indent=2))
+        return 0
+    print(f"{detail['request_id']}: {detail['outcome']} ({detail['decided_by']}), {detail['kind']} {detail['amount']} "
+          f"for customer {detail['customer_id']}, asked by {detail['requested_by']} {detail['age_hours']} h ago; "
+          f"assigned to {detail['assigned_to'] or 'nobody'}")
+    for reason in detail["reasons"]:
+        print(f"  {reason['code']}: {reason['meaning']}")
+    print("what the decision saw:")
+    for line in detail["inputs_in_words"]:
+        print(f"  {line}")
+    for scope, rows in detail["history"].items():
+        print(f"recent decisions of this {scope}:" if rows else f"no other decisions of this {scope}")
+        for row in rows:
+            print(f"  {_when(row['requested_at'])[:16]}  {row['request_id'][:30]:30} {row['kind']:16} {row['amount']:>10} "
+                  f"{row['outcome']:9} {', '.join(row['reason_codes'])}")
+    return 0
+
+
+def cmd_review_assign(args) -> int:
+    """Assign a case to a person through the worker (the assigner is the person REMEDY_HTTP_TOKEN names)."""
+    settings = load_settings()
+    body = {"request_id": args.request_id, "assigned_to": args.to}
+    if not settings.http_token:
+        if not args.by:
+            raise InvariantViolation("REMEDY_HTTP_TOKEN: set your token (or --by ID when the worker runs without "
+                                     "tokens, on loopback)")
+        body["by"] = args.by
+    answer = call_worker(settings, "POST", "/v1/review-assignments", body, WORKER_POST_TIMEOUT_S,
+                         "assignments go through the worker, which identifies the assigner by the token")
+    print(f"assigned {answer['request_id']} to {answer['assigned_to']} (by {answer['assigned_by']})")
     return 0
 
 
@@ -73,7 +108,8 @@ def cmd_review_decide(args) -> int:
         body["by"] = args.by
     answer = call_worker(settings, "POST", "/v1/reviews", body, WORKER_POST_TIMEOUT_S,
                          "reviews go through the worker, which identifies the reviewer by the token")
-    print(f"{args.action}d {answer['request_id']} as {answer['reviewed_by']}; the worker records the decision")
+    done = {"approve": "approved", "deny": "denied"}[args.action]
+    print(f"{done} {answer['request_id']} as {answer['reviewed_by']}; the worker records the decision")
     return 0
 
 
@@ -140,10 +176,16 @@ def cmd_policy_rollback(args) -> int:
 
 
 def cmd_policy_history(args) -> int:
-    """List every message on the policy topic, oldest first: each applied version, or why one was rejected."""
-    from streams.runtime.policy_log import RejectedPolicy, entries
+    """List every message on the policy topic, oldest first: each applied version with the thresholds it
+    changed against the version before it, or why a message was rejected."""
+    from streams.runtime.policy_log import RejectedPolicy, entries, version_changes
 
-    found = entries(load_settings())
+    settings = load_settings()
+    found = entries(settings)
+    changes = {applied.offset: moved for applied, moved in version_changes(settings)}
+    if args.json:
+        print(json.dumps([_history_row(entry, changes) for entry in found], indent=2))
+        return 0
     if not found:
         print("no policy applied yet; workers use their configured default")
     for entry in found:
@@ -152,6 +194,40 @@ def cmd_policy_history(args) -> int:
             continue
         print(f"offset {entry.offset:<6} {_when(entry.applied_at_ms)}  {entry.policy.version}  by {entry.author}: "
               f"{entry.reason}  (replaced {entry.previous_version})")
+        moved = changes.get(entry.offset, [])
+        if not moved:
+            print("    no threshold changes")
+        for name, old, new in moved:
+            print(f"    {name:50} {json.dumps(old)} -> {json.dumps(new)}")
+    return 0
+
+
+def _history_row(entry, changes: dict) -> dict:
+    from streams.runtime.policy_log import RejectedPolicy
+
+    if isinstance(entry, RejectedPolicy):
+        return {"offset": entry.offset, "rejected": entry.reason}
+    return {"offset": entry.offset, "version": entry.policy.version, "author": entry.author, "reason": entry.reason,
+            "applied_at": _when(entry.applied_at_ms), "previous_version": entry.previous_version,
+            "changes": [{"threshold": name, "before": old, "after": new} for name, old, new in changes.get(entry.offset, [])]}
+
+
+def cmd_policy_diff(args) -> int:
+    """Print every threshold that differs between two versions (from `policy history`, or the default's)."""
+    from streams.runtime.policy_log import policy_of_version
+
+    settings = load_settings()
+    first, second = policy_of_version(settings, args.first), policy_of_version(settings, args.second)
+    moved = [(name, old, new) for name, new, old in second.differences(first)]
+    if args.json:
+        print(json.dumps({"from": first.version, "to": second.version,
+                          "changes": [{"threshold": n, "before": o, "after": v} for n, o, v in moved]}, indent=2))
+        return 0
+    print(f"policy {first.version} -> {second.version}")
+    if not moved:
+        print("  no threshold changes")
+    for name, old, new in moved:
+        print(f"  {name:50} {json.dumps(old)} -> {json.dumps(new)}")
     return 0
 
 
@@ -160,17 +236,35 @@ def register(sub) -> None:
     review = sub.add_parser("review", help="the queue of escalated requests")
     review_sub = review.add_subparsers(dest="review_command", required=True)
     listing = review_sub.add_parser("list", help=cmd_review_list.__doc__)
+    listing.add_argument("--kind", help="only this remedy kind (CREDIT, REFUND, ...)")
+    listing.add_argument("--reason", help="only decisions carrying this reason code")
+    listing.add_argument("--customer", help="only this customer_id")
+    listing.add_argument("--household", help="only this household (shipping address id)")
+    listing.add_argument("--associate", help="only requests this associate asked for")
+    listing.add_argument("--assigned-to", help="only cases assigned to this person")
+    listing.add_argument("--older-than-hours", type=int, help="only cases waiting at least this many hours")
+    listing.add_argument("--newer-than-hours", type=int, help="only cases waiting fewer than this many hours")
+    listing.add_argument("--sort", choices=cases.SORTS, default="age", help="age: oldest first; amount: largest first")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(run=cmd_review_list)
+    show = review_sub.add_parser("show", help=cmd_review_show.__doc__)
+    show.add_argument("request_id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=cmd_review_show)
+    assign = review_sub.add_parser("assign", help=cmd_review_assign.__doc__)
+    assign.add_argument("request_id")
+    assign.add_argument("--to", required=True, help="the person who takes the case")
+    assign.add_argument("--by", help="the assigner's id, only for a worker without tokens (loopback)")
+    assign.set_defaults(run=cmd_review_assign)
     for action in ("approve", "deny"):
         decide = review_sub.add_parser(action, help=cmd_review_decide.__doc__)
         decide.add_argument("request_id")
         decide.add_argument("--by", help="the reviewer's id, only for a worker without tokens (loopback); "
                                          "otherwise REMEDY_HTTP_TOKEN says who reviews")
-        decide.add_argument("--note", help="why, in a sentence")
+        decide.add_argument("--note", help="why, in a sentence (required: every review says why)")
         decide.set_defaults(run=cmd_review_decide, action=action)
 
-    policy = sub.add_parser("policy", help="the fraud team's policy: show, apply, rollback, history")
+    policy = sub.add_parser("policy", help="the fraud team's policy: show, apply, rollback, history, diff, backtest")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     show = policy_sub.add_parser("show", help=cmd_policy_show.__doc__)
     show.add_argument("--json", action="store_true")
@@ -188,5 +282,14 @@ def register(sub) -> None:
     rollback.add_argument("--reason", required=True)
     rollback.set_defaults(run=cmd_policy_rollback)
     history = policy_sub.add_parser("history", help=cmd_policy_history.__doc__)
+    history.add_argument("--json", action="store_true")
     history.set_defaults(run=cmd_policy_history)
+    diff = policy_sub.add_parser("diff", help=cmd_policy_diff.__doc__)
+    diff.add_argument("first", help="the version to compare from")
+    diff.add_argument("second", help="the version to compare to")
+    diff.add_argument("--json", action="store_true")
+    diff.set_defaults(run=cmd_policy_diff)
+    from streams.commands import backtest
+
+    backtest.register(policy_sub)
 

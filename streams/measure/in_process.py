@@ -9,37 +9,21 @@ and bench/quality_in_process.py; a Kafka run of the same workload differs only b
 from __future__ import annotations
 
 from streams.core import decision as core
-from streams.core import scopes
+from streams.core import saga
 from streams.core.policy import Policy
 from streams.measure import quality
 from streams.measure.simulate import WorkloadConfig, generate
 
 
-def _scope_key(check: dict) -> str:
-    return f"{check['scope']}:{check['scope_key']}"
-
-
 def fold_one(event: dict, states: dict, scope_states: dict, policy: Policy, sink: list) -> None:
-    """Fold one event at its customer and follow its limit checks to the end, in order."""
+    """Fold one event at its customer and follow its limit checks to the end, in order (the one
+    in-process model of the saga, streams/core/saga.py); recovery cases are not decisions."""
     customer_id = event["customer_id"]
-    state, decisions, pending = core.handle(states.get(customer_id) or core.empty_state(), event, policy)
+    state, made, checks = core.handle(states.get(customer_id) or core.empty_state(), event, policy)
     states[customer_id] = state
-    sink.extend(d for d in decisions if not core.is_recovery(d))
-    pending = list(pending)
-    while pending:
-        check = pending.pop(0)
-        if check["action"] == "RESULT":
-            owner = check["customer_id"]
-            state, decisions, more = core.handle(states.get(owner) or core.empty_state(), {**check, "type": "LimitCheck"},
-                                                 policy)
-            states[owner] = state
-            sink.extend(d for d in decisions if not core.is_recovery(d))
-            pending.extend(more)
-        else:
-            key = _scope_key(check)
-            scope_states[key], more = scopes.handle_check(scope_states.get(key) or scopes.empty_scope_state(), check,
-                                                          policy)
-            pending.extend(more)
+    made = list(made)
+    saga.follow(checks, states, scope_states, policy, made)
+    sink.extend(d for d in made if not core.is_recovery(d))
 
 
 def fold_all(config: WorkloadConfig, policy: Policy | None = None) -> tuple[list[dict], list[dict]]:

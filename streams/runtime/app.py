@@ -601,6 +601,22 @@ class Worker:
         log.warning("review of %s: %s by %s", review["request_id"], review["verdict"], review["reviewed_by"])
         return datum
 
+    async def review_data(self) -> tuple[list[dict], dict[str, dict]]:
+        """Every decision and the newest assignment of every case, read from Kafka in threads
+        (kafka-python blocks), for the review queue's routes."""
+        from streams.runtime import cases
+
+        return await asyncio.gather(asyncio.to_thread(cases.decisions, self.settings),
+                                    asyncio.to_thread(cases.assignments, self.settings))
+
+    async def publish_assignment(self, datum: dict) -> None:
+        """Put a ReviewAssigned record on the compacted review-assignments topic (keyed by request id)
+        and wait for the broker's acknowledgement."""
+        from streams.runtime.cases import assignment_key
+
+        await self._publish_event(self.names.review_assignments, assignment_key(datum), "ReviewAssigned", datum)
+        log.warning("case %s assigned to %s by %s", datum["request_id"], datum["assigned_to"], datum["assigned_by"])
+
     async def readiness_problems(self) -> list[str]:
         """Why the worker is not ready (empty: ready): Kafka, ClickHouse, assignment, restores, lag."""
         problems = []

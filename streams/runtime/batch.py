@@ -16,6 +16,7 @@ from streams.core import decision as core
 from streams.core import scopes
 from streams.core.privacy import is_pseudonym, pseudonym
 from streams.core.remedy_detail import effects_of
+from streams.core.saga import scope_key_of  # noqa: F401  (the shells import it from here)
 from streams.errors import DecodeError, InvariantViolation
 from streams.core.inbound import (
     FUTURE_MS_MAX_DEFAULT,
@@ -299,13 +300,6 @@ def fold_batch(
             clocks.note(partition, waiting, state)
 
     return _fold(messages, decode, load_state, core.empty_state, step, after)
-
-
-def scope_key_of(check: dict) -> str:
-    """The message key of a LimitCheck: scope:key for RESERVE/RELEASE, the customer for a RESULT."""
-    if check["action"] == "RESULT":
-        return check["customer_id"]
-    return f"{check['scope']}:{check['scope_key']}"
 
 
 def fold_scope_batch(

@@ -66,8 +66,27 @@ ROUTES = {
     "/projections/rebuild": ("post", "Rebuild the projections from the decision log into new tables, then swap "
                                      "(GET the same path follows the progress)", [], None,
                              {"202": JSON_ANSWER, "409": ERROR}),
-    "/v1/reviews": ("post", "Approve or deny an escalated request as the person the token names; never one's own",
+    "/v1/reviews": ("post", "Approve or deny an escalated request as the person the token names, with a note; "
+                            "never one's own request (403 SELF_APPROVAL)",
                     [], "Review", {"202": JSON_ANSWER, "400": ERROR, "403": ERROR, "404": ERROR, "409": ERROR}),
+    "/v1/review-cases": ("get", "The review queue: escalated requests waiting for a person, filtered and sorted",
+                         [_query("kind", "remedy kind"), _query("reason", "a reason code the decision carries"),
+                          _query("customer", "customer_id"), _query("household", "household_id"),
+                          _query("associate", "the associate who asked (requested_by)"),
+                          _query("assigned_to", "the person the case is assigned to"),
+                          _query("older_than_hours", "waiting at least this many hours", pattern="^[0-9]+$"),
+                          _query("newer_than_hours", "waiting fewer than this many hours", pattern="^[0-9]+$"),
+                          _query("sort", "order (age: oldest first; amount: largest first)",
+                                 enum=["age", "amount", "customer", "kind"])], None,
+                         {"200": JSON_ANSWER, "400": ERROR}),
+    "/v1/review-cases/{request_id}": ("get", "One case: the decision, its reasons and inputs (counters, caps, tier, "
+                                             "policy version) in words, and the customer's, household's and "
+                                             "associate's recent decisions",
+                                      [{"name": "request_id", "in": "path", "required": True,
+                                        "schema": {"type": "string"}}], None, {"200": JSON_ANSWER, "404": ERROR}),
+    "/v1/review-assignments": ("post", "Assign a case to a person (the assigner is the token's identity); 202 once "
+                                       "the assignment is on Kafka", [], "Assignment",
+                               {"202": JSON_ANSWER, "400": ERROR}),
     "/v1/remedy-requests": ("post", "Decide a remedy request now: 200 with the decision within REMEDY_SYNC_WAIT_MS, "
                                     "else 202 to poll; a repeat gets the same decision, a conflicting repeat 409",
                             [], "RemedyRequested", {"200": DECISION, "202": PENDING, "400": ERROR, "409": ERROR}),
@@ -120,9 +139,12 @@ def document(route_roles: dict) -> dict:
     schemas = {name: _avro_to_json_schema(named[name], named) for name in ("RemedyRequested", "IncidentReported")}
     schemas.update({
         "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
-        "Review": {"type": "object", "required": ["request_id", "verdict"], "properties": {
+        "Review": {"type": "object", "required": ["request_id", "verdict", "note"], "properties": {
             "request_id": {"type": "string"}, "verdict": {"type": "string", "enum": ["APPROVE", "DENY"]},
-            "note": {"type": ["string", "null"]},
+            "note": {"type": "string", "description": "why, in a sentence (required)"},
+            "by": {"type": "string", "description": "only for a worker without tokens (loopback)"}}},
+        "Assignment": {"type": "object", "required": ["request_id", "assigned_to"], "properties": {
+            "request_id": {"type": "string"}, "assigned_to": {"type": "string"},
             "by": {"type": "string", "description": "only for a worker without tokens (loopback)"}}},
         "Erasure": {"type": "object", "required": ["customer_id", "reason"], "properties": {
             "customer_id": {"type": "string"}, "reason": {"type": "string"}}},

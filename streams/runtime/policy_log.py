@@ -180,6 +180,27 @@ def apply(settings: Settings, path: Path, author: str, reason: str, now_ms: int)
     return _publish(settings, change.policy, author, reason, now_ms, change.current)
 
 
+def version_changes(settings: Settings) -> list[tuple[AppliedPolicy, list[tuple[str, object, object]]]]:
+    """Every valid version, oldest first, with (threshold, value before, value after) against the
+    version it replaced (the one before it on the topic, or the configured default for the first)."""
+    changes = []
+    before = settings.policy
+    for applied in history(settings):
+        changes.append((applied, [(name, old, new) for name, new, old in applied.policy.differences(before)]))
+        before = applied.policy
+    return changes
+
+
+def policy_of_version(settings: Settings, version: str) -> Policy:
+    """The policy of a version on the topic (or the configured default's); PolicyError naming it if unknown."""
+    for applied in reversed(history(settings)):
+        if applied.policy.version == version:
+            return applied.policy
+    if settings.policy.version == version:
+        return settings.policy
+    raise PolicyError(f"{version}: no such valid version on the policy topic (see `remedy-ledger policy history`)")
+
+
 def rollback(settings: Settings, version: str, author: str, reason: str, now_ms: int) -> AppliedPolicy:
     """Publish an earlier version's document (from the topic, or the configured default's) again as the newest."""
     # The new message's reason says which version it rolls back to; previous_version names the

@@ -86,6 +86,11 @@ class TopicNames:
         return f"{self.prefix}.limit-checks.v1"
 
     @property
+    def review_assignments(self) -> str:
+        """ReviewAssigned records keyed by request_id (compacted: the newest assignment of a case stands)."""
+        return f"{self.prefix}.review-assignments.v1"
+
+    @property
     def limit_results(self) -> str:
         """LimitCheck RESULT messages back to the customer's partition, keyed by customer_id."""
         return f"{self.prefix}.limit-results.v1"
@@ -136,6 +141,7 @@ class TopicNames:
             (self.limit_checks, partitions, {**log, "retention.ms": LIMIT_CHECKS_RETENTION_MS}),
             (self.limit_results, partitions, log),
             (self.policy, 1, compacted),
+            (self.review_assignments, 1, compacted),
             (self.customer_state_changelog, partitions, compacted),
             (self.scope_state_changelog, partitions, compacted),
         ]

@@ -10,10 +10,12 @@ import asyncio
 import datetime
 import decimal
 import json
+import time
 
 from aiohttp import web
 
 from projections.store import parse_day
+from streams.core.cases import CaseFilter, case_detail, queue, review_problem, SORTS
 from streams.errors import InvariantViolation
 from streams.runtime.access import Tokens, bearer, cross_origin
 from streams.runtime.openapi import document as openapi_document
@@ -54,6 +56,35 @@ def _review_fields(body: dict) -> dict:
     return {"request_id": request_id, "verdict": verdict, "note": note}
 
 
+def _now_ms() -> int:
+    # The shell's clock: a case's age is how long it has waited now, never part of a decision.
+    return int(time.time() * 1000)
+
+
+# Query parameters of the case queue and the CaseFilter field each fills.
+CASE_QUERY_TEXT = {"kind": "kind", "reason": "reason", "customer": "customer_id", "household": "household_id",
+                   "associate": "associate", "assigned_to": "assigned_to"}
+CASE_QUERY_HOURS = {"older_than_hours": "older_than_hours", "newer_than_hours": "newer_than_hours"}
+
+
+def case_query(query) -> tuple[CaseFilter, str]:
+    """The filter and sort of a case-queue query; InvariantViolation names a bad parameter."""
+    unknown = sorted(set(query) - set(CASE_QUERY_TEXT) - set(CASE_QUERY_HOURS) - {"sort"})
+    if unknown:
+        raise InvariantViolation(f"query parameter {unknown[0]!r}: unknown; use "
+                                 f"{', '.join(sorted([*CASE_QUERY_TEXT, *CASE_QUERY_HOURS, 'sort']))}")
+    values = {field: query[name] for name, field in CASE_QUERY_TEXT.items() if query.get(name)}
+    for name, field in CASE_QUERY_HOURS.items():
+        if query.get(name):
+            if not query[name].isdigit():
+                raise InvariantViolation(f"query parameter '{name}': whole hours, got {query[name]!r}")
+            values[field] = int(query[name])
+    sort = query.get("sort", "age")
+    if sort not in SORTS:
+        raise InvariantViolation(f"query parameter 'sort': one of {', '.join(SORTS)}, got {sort!r}")
+    return CaseFilter(**values), sort
+
+
 def _json(data, status: int = 200, headers: dict | None = None) -> web.Response:
     return web.json_response(data, status=status, headers=headers, dumps=lambda d: json.dumps(d, default=_json_default))
 
@@ -77,6 +108,9 @@ ROUTE_ROLES = {
     "/privacy/erase": ("ops",),
     "/privacy/erased": ("ops",),
     "/v1/reviews": ("reviewer", "fraud"),
+    "/v1/review-cases": ("reviewer", "fraud"),
+    "/v1/review-cases/{request_id}": ("reviewer", "fraud"),
+    "/v1/review-assignments": ("reviewer", "fraud"),
     "/v1/remedy-requests": ("upstream",),
     "/v1/remedy-requests/{request_id}": ("upstream",),
     "/v1/incidents": ("upstream",),
@@ -148,6 +182,9 @@ class WebViews:
             web.post("/privacy/erase", self.privacy_erase),
             web.get("/privacy/erased", self.privacy_erased),
             web.post("/v1/reviews", self.review),
+            web.get("/v1/review-cases", self.review_cases),
+            web.get("/v1/review-cases/{request_id}", self.review_case),
+            web.post("/v1/review-assignments", self.review_assign),
             web.post("/v1/remedy-requests", self.remedy_request),
             web.get("/v1/remedy-requests/{request_id}", self.remedy_request_status),
             web.post("/v1/incidents", self.incident),
@@ -196,18 +233,49 @@ class WebViews:
         if "project" not in self.worker.roles:
             return _json({"error": "this worker does not project decisions; send reviews to one that does"}, status=503)
         current = await self.on_clickhouse("current_decision", review["request_id"])
-        if current is None:
-            return _json({"error": f"{review['request_id']}: no decision for this request (yet)"}, status=404)
-        if current["outcome"] != "ESCALATED":
-            return _json({"error": f"{review['request_id']}: not waiting for review (its decision is "
-                                   f"{current['outcome']} by {current['decided_by']})"}, status=409)
-        if review["verdict"] == "APPROVE" and reviewer == current["requested_by"]:
-            return _json({"error": f"SELF_APPROVAL: {reviewer} asked for request {review['request_id']} and may not "
-                                   "approve it; another person must review it"}, status=403)
+        problem = review_problem(current, review["request_id"], reviewer, review["verdict"], review["note"])
+        if problem is not None:
+            return _json({"error": problem[1]}, status=problem[0])
         datum = await self.worker.publish_review({**review, "customer_id": current["customer_id"],
                                                   "reviewed_by": reviewer})
         return _json({"request_id": review["request_id"], "verdict": review["verdict"], "reviewed_by": reviewer,
                       "event_id": datum["event_id"]}, status=202)
+
+    async def _cases(self):
+        """The decisions and assignments as the worker reads them from Kafka now."""
+        return await self.worker.review_data()
+
+    async def review_cases(self, request):
+        """The escalated requests waiting for a person, filtered and sorted as the query says."""
+        try:
+            wanted, sort = case_query(request.query)
+        except InvariantViolation as error:
+            return _json({"error": str(error)}, status=400)
+        decisions, assigned = await self._cases()
+        rows = queue(decisions, assigned, wanted, sort, _now_ms())
+        return _json({"cases": rows, "count": len(rows)})
+
+    async def review_case(self, request):
+        """One case: the decision, its inputs in words, and the recent history around it."""
+        decisions, assigned = await self._cases()
+        detail = case_detail(request.match_info["request_id"], decisions, assigned, _now_ms())
+        if detail is None:
+            return _json({"error": f"{request.match_info['request_id']}: no decision for this request (yet)"},
+                         status=404)
+        return _json(detail)
+
+    async def review_assign(self, request):
+        """Assign a case to a person; the assigner is the token's identity (or `by` on loopback)."""
+        from streams.runtime.cases import assignment, event_id_of
+
+        try:
+            body = await _json_body(request, BODY_BYTES_MAX)
+            assigner = self._reviewer(request, body)
+            datum = assignment(body.get("request_id"), body.get("assigned_to"), assigner, _now_ms())
+        except InvariantViolation as error:
+            return _json({"error": str(error)}, status=400)
+        await self.worker.publish_assignment(datum)
+        return _json({**datum, "event_id": event_id_of(datum)}, status=202)
 
     def _reviewer(self, request, body: dict) -> str:
         """The reviewer: the token's identity; without tokens (loopback only) the body's `by`."""

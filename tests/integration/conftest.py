@@ -116,6 +116,13 @@ class Deployment:
         """Every decision on the decision topic, decoded, in topic order per partition."""
         return [schemas.decode(m.value)[1] for m in self.read_topic(self.names.decisions)]
 
+    def decisions_ms(self) -> list[dict]:
+        """Every decision on the decision topic with its timestamps in ms, as the core makes them."""
+        from streams.core.inbound import timestamps_to_ms
+        from streams.runtime.upstream import avro_json_by_name
+
+        return [timestamps_to_ms("RemedyDecided", d, avro_json_by_name()) for d in self.decisions()]
+
     def wait_for(self, what: str, condition, timeout_s: float = PIPELINE_WAIT_S_MAX):
         """Poll `condition()` until it returns a truthy value; fail with the worker log otherwise."""
         deadline = time.monotonic() + timeout_s

@@ -42,7 +42,7 @@ def test_invalid_records_on_the_policy_topic_are_listed_as_rejected_and_never_in
     text = deployment.cli("policy", "show").stdout
     assert f"policy {valid_version}" in text and "rejected: offset 1:" in text
 
-    history = deployment.cli("policy", "history").stdout.splitlines()
+    history = [line for line in deployment.cli("policy", "history").stdout.splitlines() if line.startswith("offset")]
     assert len(history) == 4
     assert valid_version in history[0] and "fraud-ana: credit abuse wave" in history[0]
     assert "rejected" in history[1] and "rejected" in history[3]
@@ -87,7 +87,19 @@ def test_rollback_applies_an_earlier_version_again_as_the_newest(deployment, tmp
     assert f"rolled back to policy {first_version} (was {second_version})" in result.stdout
     assert json.loads(deployment.cli("policy", "show", "--json").stdout)["household_claims_max_90d"] == 4
     history = deployment.cli("policy", "history").stdout.splitlines()
-    assert f"by bo: rollback to {first_version}: second was too tight  (replaced {second_version})" in history[-1]
+    assert f"by bo: rollback to {first_version}: second was too tight  (replaced {second_version})" in history[-2]
+    # Each version shows what it changed against the one before it.
+    assert [line.split() for line in history if line.startswith("    ")] == [
+        ["household_claims_max_90d", "6", "->", "4"], ["household_claims_max_90d", "4", "->", "3"],
+        ["household_claims_max_90d", "3", "->", "4"]]
+    rows = json.loads(deployment.cli("policy", "history", "--json").stdout)
+    assert [row["changes"] for row in rows][1] == [{"threshold": "household_claims_max_90d", "before": 4, "after": 3}]
+    diff = deployment.cli("policy", "diff", default_version, second_version).stdout
+    assert diff.splitlines()[1].split() == ["household_claims_max_90d", "6", "->", "3"]
+    same = deployment.cli("policy", "diff", first_version, first_version).stdout
+    assert "no threshold changes" in same
+    unknown = deployment.cli("policy", "diff", "p1-000000000000", first_version, check=False)
+    assert unknown.returncode == 1 and "p1-000000000000: no such valid version" in unknown.stderr
 
     deployment.cli("policy", "rollback", default_version, "--author", "bo", "--reason", "back to defaults")
     assert json.loads(deployment.cli("policy", "show", "--json").stdout)["version"] == default_version
@@ -147,7 +159,7 @@ def test_a_running_worker_keeps_deciding_under_the_last_valid_policy_past_hostil
     assert json.loads(shown.stdout)["version"] == valid_version
     assert shown.stderr.count("rejected policy message at offset") == 2
     assert "remedy_cents_max_per_customer_30d: must be between" in shown.stderr
-    history = deployment.cli("policy", "history").stdout.splitlines()
+    history = [line for line in deployment.cli("policy", "history").stdout.splitlines() if line.startswith("offset")]
     assert len(history) == 3 and valid_version in history[0]
     assert history[1].startswith("offset 1") and "rejected" in history[1] and "must be between" in history[1]
     assert history[2].startswith("offset 2") and "rejected" in history[2]

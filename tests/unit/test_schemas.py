@@ -205,6 +205,8 @@ EXAMPLES = [
                               "decided_at": T0_MS}),
     ("PeriodClosed", {"event_id": "period-closed:2026-10", "period": "2026-10", "closed_by": "fin-1",
                       "closed_at": T0_MS, "decision_offsets": {"0": 12, "1": 0}}),
+    ("ReviewAssigned", {"request_id": "req-77", "assigned_to": "fraud-ana", "assigned_by": "lead-bo",
+                        "assigned_at": T0_MS}),
 ]
 
 
@@ -263,7 +265,7 @@ def test_the_package_schemas_load_and_name_the_expected_records() -> None:
     assert schemas.record_names() == tuple(sorted(set(FINGERPRINTS_R1) | {"LimitCheck", "RemedyReviewed", "PolicyApplied",
                                                                           "CustomerErased", "RecoverySuggested",
                                                                           "RemedyInstruction", "CustomerNotification",
-                                                                          "PeriodClosed"}))
+                                                                          "PeriodClosed", "ReviewAssigned"}))
     assert len(list((SCHEMA_ROOT_DEFAULT / "r1").glob("*.avsc"))) == 11
 
 

@@ -1,0 +1,183 @@
+"""The review queue as cases: filter, sort, explain a decision's inputs in words, recent history.
+
+Pure module: it takes decisions (RemedyDecided data, timestamps in ms), assignments and the time
+"now" from the shell, and returns what the CLI, the API and the fraud team's page show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from streams.core.explain import reason_words
+from streams.core.money import money_text
+
+HOUR_MS = 3_600_000
+# The orders a queue can be sorted in; "age" is oldest first, "amount" largest first.
+SORTS = ("age", "amount", "customer", "kind")
+# Recent history per customer, household and associate: at most this many decisions each.
+HISTORY_DECISIONS_MAX = 10
+
+# Each input a decision records, in words: (counter, cap, sentence with {used} and {cap}).
+INPUT_WORDS = (
+    ("customer_granted_cents_30d", "customer_cap_cents_30d", "customer: {used} granted in 30 days of a {cap} cap"),
+    ("customer_granted_cents_90d", "customer_cap_cents_90d", "customer: {used} granted in 90 days of a {cap} cap"),
+    ("customer_kind_granted_cents_30d", "customer_kind_cap_cents_30d",
+     "customer: {used} of this kind granted in 30 days of a {cap} cap"),
+    ("customer_incident_claims_90d", "customer_incident_claims_max_90d",
+     "customer: {used} incidents of this kind remedied in 90 days, at most {cap}"),
+    ("household_granted_cents_30d", "household_cap_cents_30d", "household: {used} granted in 30 days of a {cap} cap"),
+    ("household_claims_90d", "household_claims_max_90d", "household: {used} incidents remedied in 90 days, at most {cap}"),
+    ("household_incident_claims_90d", "household_incident_claims_max_90d",
+     "household: {used} incidents of this kind remedied in 90 days, at most {cap}"),
+    ("associate_granted_cents_day", "associate_cap_cents_day", "associate: {used} granted today of a {cap} budget"),
+)
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    """What a reviewer narrows the queue to; None means any."""
+
+    kind: str | None = None
+    reason: str | None = None
+    customer_id: str | None = None
+    household_id: str | None = None
+    associate: str | None = None
+    assigned_to: str | None = None
+    older_than_hours: int | None = None
+    newer_than_hours: int | None = None
+
+
+def current(decisions: Iterable[dict]) -> dict[str, dict]:
+    """The decision in force for every request: the newest one that nothing supersedes."""
+    decisions = list(decisions)
+    superseded = {d["supersedes_decision_id"] for d in decisions if d.get("supersedes_decision_id")}
+    found = {}
+    for decision in decisions:
+        if decision["decision_id"] not in superseded:
+            found[decision["request_id"]] = decision
+    return found
+
+
+def age_hours(decision: Mapping, now_ms: int) -> int:
+    """Whole hours since the request was made."""
+    return max(0, (now_ms - decision["requested_at"]) // HOUR_MS)
+
+
+def _matches(decision: Mapping, assigned: str | None, wanted: CaseFilter, now_ms: int) -> bool:
+    age = age_hours(decision, now_ms)
+    return ((wanted.kind is None or decision["kind"] == wanted.kind)
+            and (wanted.reason is None or wanted.reason in decision["reason_codes"])
+            and (wanted.customer_id is None or decision["customer_id"] == wanted.customer_id)
+            and (wanted.household_id is None or decision.get("household_id") == wanted.household_id)
+            and (wanted.associate is None or decision["requested_by"] == wanted.associate)
+            and (wanted.assigned_to is None or assigned == wanted.assigned_to)
+            and (wanted.older_than_hours is None or age >= wanted.older_than_hours)
+            and (wanted.newer_than_hours is None or age < wanted.newer_than_hours))
+
+
+def queue(decisions: Iterable[dict], assignments: Mapping[str, dict], wanted: CaseFilter, sort: str,
+          now_ms: int) -> list[dict]:
+    """The escalated requests waiting for a person that match the filter, as case rows, in `sort` order."""
+    if sort not in SORTS:
+        raise ValueError(f"sort: one of {', '.join(SORTS)}, got {sort!r}")
+    rows = []
+    for decision in current(decisions).values():
+        if decision["outcome"] != "ESCALATED":
+            continue
+        assigned = assignments.get(decision["request_id"], {}).get("assigned_to")
+        if _matches(decision, assigned, wanted, now_ms):
+            rows.append(case_row(decision, assigned, now_ms))
+    order = {
+        "age": lambda row: (row["requested_at"], row["request_id"]),
+        "amount": lambda row: (-row["requested_cents"], row["currency"], row["request_id"]),
+        "customer": lambda row: (row["customer_id"], row["requested_at"], row["request_id"]),
+        "kind": lambda row: (row["kind"], row["requested_at"], row["request_id"]),
+    }[sort]
+    return sorted(rows, key=order)
+
+
+def case_row(decision: Mapping, assigned_to: str | None, now_ms: int) -> dict:
+    """One line of the queue: the request, its amount in words, its reasons, age and owner."""
+    return {
+        "request_id": decision["request_id"], "decision_id": decision["decision_id"],
+        "customer_id": decision["customer_id"], "household_id": decision.get("household_id"),
+        "requested_by": decision["requested_by"], "kind": decision["kind"],
+        "requested_cents": decision["requested_cents"], "currency": decision["currency"],
+        "amount": money_text(decision["requested_cents"], decision["currency"]),
+        "reason_codes": list(decision["reason_codes"]), "requested_at": decision["requested_at"],
+        "age_hours": age_hours(decision, now_ms), "assigned_to": assigned_to,
+    }
+
+
+def inputs_in_words(decision: Mapping) -> list[str]:
+    """The counters and caps the decision saw, the tier and the policy version, as sentences."""
+    inputs = decision.get("inputs") or {}
+    currency = decision["currency"]
+    lines = []
+    for used_key, cap_key, sentence in INPUT_WORDS:
+        if used_key not in inputs or cap_key not in inputs:
+            continue
+        in_cents = "cents" in used_key
+        used = money_text(inputs[used_key], currency) if in_cents else str(inputs[used_key])
+        cap = money_text(inputs[cap_key], currency) if in_cents else str(inputs[cap_key])
+        lines.append(sentence.format(used=used, cap=cap))
+    if "request_ceiling_cents" in inputs:
+        lines.append(f"granted without a second look up to {money_text(inputs['request_ceiling_cents'], currency)}")
+    if inputs.get("scope_memory_exceeded"):
+        lines.append("the check came from before what the scope still remembers: not granted automatically")
+    lines.append(f"trust tier: {decision.get('trust_tier') or 'not determined'}")
+    lines.append(f"policy version: {decision['policy_version']}")
+    return lines
+
+
+def _history(decisions: Iterable[dict], field: str, value: str | None, exclude: str) -> list[dict]:
+    if not value:
+        return []
+    found = [d for d in decisions if d.get(field) == value and d["request_id"] != exclude]
+    found.sort(key=lambda d: (d["requested_at"], d["request_id"]), reverse=True)
+    return [{"request_id": d["request_id"], "customer_id": d["customer_id"], "kind": d["kind"],
+             "outcome": d["outcome"], "amount": money_text(d["requested_cents"], d["currency"]),
+             "granted": money_text(d["granted_cents"], d["currency"]), "reason_codes": list(d["reason_codes"]),
+             "requested_at": d["requested_at"]} for d in found[:HISTORY_DECISIONS_MAX]]
+
+
+def case_detail(request_id: str, decisions: Iterable[dict], assignments: Mapping[str, dict], now_ms: int) -> dict | None:
+    """Everything a reviewer needs for one case, or None when the request has no decision."""
+    standing = current(decisions)
+    decision = standing.get(request_id)
+    if decision is None:
+        return None
+    others = list(standing.values())
+    associate = decision["requested_by"] if decision.get("origin") == "ASSOCIATE" else None
+    return {
+        **case_row(decision, assignments.get(request_id, {}).get("assigned_to"), now_ms),
+        "outcome": decision["outcome"], "decided_by": decision["decided_by"],
+        "granted_cents": decision["granted_cents"], "policy_version": decision["policy_version"],
+        "trust_tier": decision.get("trust_tier"), "origin": decision.get("origin"),
+        "reasons": [{"code": code, "meaning": reason_words(code)} for code in decision["reason_codes"]],
+        "inputs": dict(decision.get("inputs") or {}),
+        "inputs_in_words": inputs_in_words(decision),
+        "history": {
+            "customer": _history(others, "customer_id", decision["customer_id"], request_id),
+            "household": _history(others, "household_id", decision.get("household_id"), request_id),
+            "associate": _history(others, "requested_by", associate, request_id),
+        },
+    }
+
+
+def review_problem(decision: Mapping | None, request_id: str, reviewer: str, verdict: str, note: str | None) -> tuple[int, str] | None:
+    """Why a review may not be recorded, as (HTTP status, message), or None when it may (four eyes:
+    the person who asked for a remedy never reviews it; every verdict carries a note)."""
+    if decision is None:
+        return 404, f"{request_id}: no decision for this request (yet)"
+    if decision["outcome"] != "ESCALATED":
+        return 409, (f"{request_id}: not waiting for review (its decision is {decision['outcome']} by "
+                     f"{decision['decided_by']})")
+    if reviewer == decision["requested_by"]:
+        action = "approve" if verdict == "APPROVE" else "deny"
+        return 403, (f"SELF_APPROVAL: {reviewer} asked for request {request_id} and may not {action} it (four eyes); "
+                     "another person must review it")
+    if note is None or not note.strip():
+        return 400, "field 'note': a note saying why is required for every review"
+    return None

@@ -1,0 +1,91 @@
+"""The review queue as cases: filters, sorts, inputs in words, history, and four eyes."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.core import cases
+
+HOUR_MS = 3_600_000
+NOW = 1_785_888_000_000
+
+
+def escalated(request_id, *, kind="CREDIT", cents=30_000, customer="c1", household="h1", by="assoc-ana",
+              hours_ago=1, reasons=("ABOVE_AUTO_APPROVAL_CEILING",), origin="ASSOCIATE", outcome="ESCALATED",
+              supersedes=None, decision_id=None):
+    return {"decision_id": decision_id or f"d-{request_id}", "request_id": request_id, "customer_id": customer,
+            "household_id": household, "requested_by": by, "kind": kind, "requested_cents": cents,
+            "granted_cents": cents if outcome == "GRANTED" else 0, "currency": "USD", "reason_codes": list(reasons),
+            "requested_at": NOW - hours_ago * HOUR_MS, "outcome": outcome, "decided_by": "policy",
+            "policy_version": "p1-abc", "trust_tier": "ESTABLISHED", "origin": origin,
+            "supersedes_decision_id": supersedes,
+            "inputs": {"customer_granted_cents_30d": 5_000, "customer_cap_cents_30d": 37_500,
+                       "request_ceiling_cents": 25_000}}
+
+
+LOG = [
+    escalated("r1", hours_ago=30),
+    escalated("r2", kind="REFUND", cents=60_000, customer="c2", household="h2", by="customer", origin="CUSTOMER",
+              reasons=("CUSTOMER_UNKNOWN",), hours_ago=2),
+    escalated("r3", customer="c3", by="assoc-ben", reasons=("ASSOCIATE_DAILY_BUDGET_EXCEEDED",), hours_ago=5),
+    escalated("r4", hours_ago=40),
+    escalated("r4", outcome="GRANTED", supersedes="d-r4", decision_id="d-r4-review"),  # reviewed: leaves the queue
+    escalated("r5", outcome="GRANTED", reasons=("WITHIN_LIMITS",), hours_ago=50),
+]
+
+
+def ids(rows):
+    return [row["request_id"] for row in rows]
+
+
+def test_the_queue_holds_only_escalations_nothing_superseded_oldest_first():
+    assert ids(cases.queue(LOG, {}, cases.CaseFilter(), "age", NOW)) == ["r1", "r3", "r2"]
+    assert ids(cases.queue(LOG, {}, cases.CaseFilter(), "amount", NOW)) == ["r2", "r1", "r3"]
+    assert ids(cases.queue(LOG, {}, cases.CaseFilter(), "customer", NOW)) == ["r1", "r2", "r3"]
+
+
+@pytest.mark.parametrize("wanted, expected", [
+    (cases.CaseFilter(kind="REFUND"), ["r2"]),
+    (cases.CaseFilter(reason="ASSOCIATE_DAILY_BUDGET_EXCEEDED"), ["r3"]),
+    (cases.CaseFilter(customer_id="c1"), ["r1"]),
+    (cases.CaseFilter(household_id="h1"), ["r1", "r3"]),
+    (cases.CaseFilter(associate="assoc-ben"), ["r3"]),
+    (cases.CaseFilter(older_than_hours=5), ["r1", "r3"]),
+    (cases.CaseFilter(older_than_hours=6), ["r1"]),
+    (cases.CaseFilter(newer_than_hours=5), ["r2"]),
+    (cases.CaseFilter(assigned_to="fraud-ana"), ["r2"]),
+])
+def test_each_filter_narrows_the_queue(wanted, expected):
+    assigned = {"r2": {"assigned_to": "fraud-ana"}}
+    assert ids(cases.queue(LOG, assigned, wanted, "age", NOW)) == expected
+
+
+def test_an_unknown_sort_is_named():
+    with pytest.raises(ValueError, match="sort: one of age, amount, customer, kind, got 'size'"):
+        cases.queue(LOG, {}, cases.CaseFilter(), "size", NOW)
+
+
+def test_a_case_shows_its_inputs_in_words_and_the_history_around_it():
+    detail = cases.case_detail("r1", LOG, {"r1": {"assigned_to": "fraud-bo"}}, NOW)
+    assert detail["assigned_to"] == "fraud-bo" and detail["age_hours"] == 30
+    assert detail["inputs_in_words"] == ["customer: $50.00 granted in 30 days of a $375.00 cap",
+                                         "granted without a second look up to $250.00",
+                                         "trust tier: ESTABLISHED", "policy version: p1-abc"]
+    assert detail["reasons"] == [{"code": "ABOVE_AUTO_APPROVAL_CEILING",
+                                  "meaning": "above the amount granted without a second look"}]
+    assert [row["request_id"] for row in detail["history"]["customer"]] == ["r4", "r5"]
+    assert [row["request_id"] for row in detail["history"]["household"]] == ["r4", "r3", "r5"]
+    assert [row["request_id"] for row in detail["history"]["associate"]] == ["r4", "r5"]
+    assert cases.case_detail("nope", LOG, {}, NOW) is None
+
+
+def test_four_eyes_and_a_note_for_every_review():
+    case = cases.current(LOG)["r1"]
+    assert cases.review_problem(case, "r1", "assoc-ana", "APPROVE", "fine")[0] == 403
+    refused = cases.review_problem(case, "r1", "assoc-ana", "DENY", "fine")
+    assert refused[0] == 403 and "SELF_APPROVAL" in refused[1] and "may not deny it" in refused[1]
+    assert cases.review_problem(case, "r1", "assoc-lead", "APPROVE", "  ") == (
+        400, "field 'note': a note saying why is required for every review")
+    assert cases.review_problem(case, "r1", "assoc-lead", "APPROVE", "loyal customer") is None
+    assert cases.review_problem(cases.current(LOG)["r5"], "r5", "assoc-lead", "DENY", "x")[0] == 409
+    assert cases.review_problem(None, "r9", "assoc-lead", "DENY", "x")[0] == 404
