@@ -71,6 +71,8 @@ CONFIRMED_30D_CAP_EXCEEDED = "CONFIRMED_30D_CAP_EXCEEDED"
 ANOTHER_VALUE_REMEDY_FOR_INCIDENT = "ANOTHER_VALUE_REMEDY_FOR_INCIDENT"
 LOST_CLAIM_AFTER_DELIVERY_SCAN = "LOST_CLAIM_AFTER_DELIVERY_SCAN"
 NEW_ACCOUNT_NON_RECEIPT_CLAIM = "NEW_ACCOUNT_NON_RECEIPT_CLAIM"
+# The input (and check input) marking a new account's asserted never-received claim.
+NEW_ACCOUNT_CLAIM_INPUT = "new_account_claim"
 RECOVERY_STRIKE_REVIEW = "RECOVERY_STRIKE_REVIEW"
 # The event a delivery after a remedied lost claim emits besides the flagging decision (a case for
 # the recovery team, schemas/avro/r7/RecoverySuggested.avsc). It travels in the decisions list
@@ -376,7 +378,9 @@ def claim_signal(state: State, request: Event, policy: Policy, now_ms: int, inpu
         inputs["account_age_days"] = account_days
         inputs["account_orders"] = state["history"]["orders"]
         if account_days < policy.new_account_days_max and state["history"]["orders"] <= policy.new_account_orders_max:
-            return NEW_ACCOUNT_NON_RECEIPT_CLAIM
+            # Not a verdict here: the address and the order's links count these claims
+            # (scopes.py, shared_new_account_claims_max_90d), and the check carries the mark.
+            inputs[NEW_ACCOUNT_CLAIM_INPUT] = 1
     return None
 def _items_problem(order: dict | None, request: Event, incident_kind: str | None) -> str | None:
     """The reason code why the request's items cannot be granted (ORDER_REQUIRED when it names
@@ -845,7 +849,7 @@ def _first_check(request: Event, decision: Decision, scopes: list[str], order_ms
         "passed": True,
         "outcome": GRANTED,
         "reason_codes": [],
-        "inputs": {},
+        "inputs": {NEW_ACCOUNT_CLAIM_INPUT: 1} if decision["inputs"].get(NEW_ACCOUNT_CLAIM_INPUT) else {},
         "policy_version": decision["policy_version"],
         "order_ms": order_ms,
         "order_customer": request["customer_id"],

@@ -34,7 +34,7 @@ REASON_WORDS = {
     core.CONFIRMED_30D_CAP_EXCEEDED: "past the room for confirmed incidents in 30 days: a person looks",
     core.ANOTHER_VALUE_REMEDY_FOR_INCIDENT: "this incident was already remedied with a refund, reshipment or credit",
     core.LOST_CLAIM_AFTER_DELIVERY_SCAN: "the carrier scanned the order as delivered before it was reported lost",
-    core.NEW_ACCOUNT_NON_RECEIPT_CLAIM: "a new account's first order reported not received: a person looks",
+    core.NEW_ACCOUNT_NON_RECEIPT_CLAIM: "a new account's first order reported not received where other new accounts (same address, card, device or building) already claimed so in 90 days: a person looks",
     core.RECOVERY_STRIKE_REVIEW: "an earlier order reported lost was delivered after all: a person looks at claims",
     core.LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED: "accounts paying with this payment instrument already had the most claims remedied",
     core.LINKED_DEVICE_LIMIT_EXCEEDED: "accounts ordering from this device already had the most claims remedied",

@@ -133,6 +133,7 @@ BOUNDS: dict[str, Bound] = {
     "lost_claim_after_delivery_scan_escalated": _SWITCH,
     "new_account_days_max": _TENURE,
     "new_account_orders_max": Bound(1, 100, "orders: an account with more than 100 orders is not new"),
+    "shared_new_account_claims_max_90d": Bound(0, 10_000, "a count: 0 sends every new account's never-received claim to a person; 10,000 in 90 days limits nothing"),
     "recovery_strikes_escalate_min": _CLAIMS,
     "recovery_strike_window_ms": _WINDOW,
     "flag_delivery_after_lost_claim": _SWITCH,
@@ -231,10 +232,14 @@ class Policy:
     # delivered goes to a person (LOST_CLAIM_AFTER_DELIVERY_SCAN).
     lost_claim_after_delivery_scan_escalated: int = 1
     # A new account: first order less than this many days ago and at most new_account_orders_max
-    # orders. Its customer-asserted "never received" claims (NON_RECEIPT_INCIDENT_KINDS) go to a
-    # person (NEW_ACCOUNT_NON_RECEIPT_CLAIM).
+    # orders. Its customer-asserted "never received" claims (NON_RECEIPT_INCIDENT_KINDS) are
+    # counted at the address and at every link (card, device, building) of the order: past
+    # shared_new_account_claims_max_90d such claims there in 90 days, the next goes to a person
+    # (NEW_ACCOUNT_NON_RECEIPT_CLAIM). One new customer robbed on the porch is trusted; fresh
+    # accounts claiming one after another at one address or building are not.
     new_account_days_max: int = 30
     new_account_orders_max: int = 1
+    shared_new_account_claims_max_90d: int = 1
     # A strike: an order delivered after the customer claimed it lost and was remedied. With at
     # least this many strikes in the strike window, the customer's asserted claims go to a person
     # (RECOVERY_STRIKE_REVIEW).

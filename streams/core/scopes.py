@@ -22,6 +22,8 @@ from streams.core.decision import (
     HOUSEHOLD_CLAIMS_EXCEEDED,
     HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED,
     LINKED_LIMIT_REASONS,
+    NEW_ACCOUNT_CLAIM_INPUT,
+    NEW_ACCOUNT_NON_RECEIPT_CLAIM,
 )
 from streams.core.policy import DAY_MS, Policy
 from streams.core.privacy import erased_id
@@ -32,7 +34,7 @@ Check = dict[str, Any]
 
 def empty_scope_state() -> ScopeState:
     """A scope key nothing was reserved at yet."""
-    # reservations: request_id -> [at_ms, cents, incident_id, incident_kind]
+    # reservations: request_id -> [at_ms, cents, incident_id, incident_kind, new_account_claim (0/1)]
     # answers: request_id -> [at_ms, reason or None, inputs]: enough to send the same checks again
     #   for a redelivered RESERVE (states written before this form hold the checks sent instead).
     return {"reservations": {}, "answers": {}, "released": {}}
@@ -103,7 +105,8 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
     sequence = state.get("judged", 0) + 1
     state = {**state, "judged": sequence}
     if reason is None:
-        entry = [check["at"], check["amount_cents"], check["incident_id"], check.get("incident_kind")]
+        entry = [check["at"], check["amount_cents"], check["incident_id"], check.get("incident_kind"),
+                 int(bool(check["inputs"].get(NEW_ACCOUNT_CLAIM_INPUT)))]
         state = {**state, "reservations": {**state["reservations"], request_id: entry}}
         if "days" in state:
             state = {**state, "days": _added(state["days"], check["at"], check["amount_cents"])}
@@ -187,7 +190,7 @@ def _answer(check: Check, reason: str | None, inputs: dict) -> list[Check]:
             settles.append({**check, "event_id": f"{request_id}/SETTLE/{earlier}", "action": "SETTLE",
                             "scope": scope, "scope_key": key, "route": [], "reserved": []})
         return [_result(check, True, GRANTED, [], inputs)] + settles
-    outcome = ESCALATED if reason == ASSOCIATE_DAILY_BUDGET_EXCEEDED else DENIED
+    outcome = ESCALATED if reason in ESCALATING_SCOPE_REASONS else DENIED
     out = [_result(check, False, outcome, [reason], inputs)]
     for earlier in check["reserved"]:
         scope, _, key = earlier.partition(":")
@@ -196,7 +199,33 @@ def _answer(check: Check, reason: str | None, inputs: dict) -> list[Check]:
     return out
 
 
+# What a scope refuses by sending the request to a person rather than denying it.
+ESCALATING_SCOPE_REASONS = frozenset({ASSOCIATE_DAILY_BUDGET_EXCEEDED, NEW_ACCOUNT_NON_RECEIPT_CLAIM})
+
+
+def _new_account_verdict(state: ScopeState, check: Check, policy: Policy, inputs: dict) -> str | None:
+    """A new account's never-received claim at an address or link: NEW_ACCOUNT_NON_RECEIPT_CLAIM
+    once shared_new_account_claims_max_90d of them were remedied there in 90 days, else None.
+    Counted only for marked checks (decision.claim_signal); the count goes into the inputs."""
+    if not check["inputs"].get(NEW_ACCOUNT_CLAIM_INPUT):
+        return None
+    floor_90d = check["at"] - policy.long_window_ms
+    fresh = {r[2] or rid for rid, r in state["reservations"].items() if r[0] > floor_90d and len(r) > 4 and r[4]}
+    inputs[f"{check['scope']}_new_account_claims_90d"] = len(fresh)
+    inputs["shared_new_account_claims_max_90d"] = policy.shared_new_account_claims_max_90d
+    if (check["incident_id"] or check["request_id"]) not in fresh and len(fresh) + 1 > policy.shared_new_account_claims_max_90d:
+        return NEW_ACCOUNT_NON_RECEIPT_CLAIM
+    return None
+
+
 def _verdict(state: ScopeState, check: Check, policy: Policy) -> tuple[str | None, dict]:
+    reason, inputs = _scope_verdict(state, check, policy)
+    if reason is None and check["scope"] in ("household", "linked"):
+        reason = _new_account_verdict(state, check, policy, inputs)
+    return reason, inputs
+
+
+def _scope_verdict(state: ScopeState, check: Check, policy: Policy) -> tuple[str | None, dict]:
     at, amount = check["at"], check["amount_cents"]
     taken = state["reservations"].values()
     if check["scope"] == "household":

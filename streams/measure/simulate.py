@@ -65,6 +65,11 @@ HOUSEHOLD_ACCOUNTS_MIN, HOUSEHOLD_ACCOUNTS_MAX = 3, 5
 HONEST = "honest"
 SERIAL_CLAIMER = "serial_claimer"
 HOUSEHOLD_RING = "household_ring"
+# Honest accounts living in apartment buildings: 2 in 5, about 20 accounts per building (consecutive
+# customer indexes); their orders carry the building's id (OrderPlaced r7 `building_id`).
+APARTMENT_DWELLER_EVERY = 5
+APARTMENT_DWELLERS_PER_EVERY = 2
+HONEST_BUILDING_INDEX_SPAN = 50
 GENEROUS_ASSOCIATE = "generous_associate"
 NEVER_ARRIVED = "never_arrived"  # "lost" claims on parcels the carrier delivers (before or after the scan)
 FRESH_ACCOUNT_RING = "fresh_account_ring"  # new accounts in one building claiming their first orders
@@ -206,6 +211,7 @@ class _Customer:
     scheme: str  # HONEST or one of SCHEMES
     household_id: str | None = None
     group: str = ORDINARY  # the honest group (abusers: their scheme)
+    building_id: str | None = None  # the order's building link (OrderPlaced r7), for apartment dwellers
     events: list = field(default_factory=list)  # (time_ms, seq, event)
     labels: list = field(default_factory=list)
     orders: int = 0
@@ -254,14 +260,15 @@ class _Generator:
                     size = min(remaining, rng.randint(*ring_sizes[scheme]))
                     building = f"addr-ring-{self.next_index:07d}"
                     rotate = scheme == FRESH_ACCOUNT_RING or profile.ring_rotates_addresses
-                    yield [self._customer(scheme, f"{building}-apt-{n + 1}" if rotate else building)
+                    building_id = f"bldg-ring-{self.next_index:07d}" if rotate else None
+                    yield [self._customer(scheme, f"{building}-apt-{n + 1}" if rotate else building, building_id)
                            for n in range(size)]
                 else:
                     yield [self._customer(scheme)]
             else:
                 yield [self._customer(HONEST)]
 
-    def _customer(self, scheme: str, household: str | None = None) -> _Customer:
+    def _customer(self, scheme: str, household: str | None = None, building: str | None = None) -> _Customer:
         index = self.next_index
         self.next_index += 1
         customer_id = f"cust-{index:07d}"
@@ -282,7 +289,11 @@ class _Generator:
             address = f"addr-{index:07d}"
         if scheme == HONEST:
             self.last_honest_address = address
-        customer = _Customer(index, customer_id, address, scheme, household, group)
+        if building is None and scheme == HONEST and index % APARTMENT_DWELLER_EVERY < APARTMENT_DWELLERS_PER_EVERY:
+            # Honest apartment dwellers share buildings with other honest accounts (no rng draw:
+            # the workload of a seed stays the same).
+            building = f"bldg-{index // HONEST_BUILDING_INDEX_SPAN:06d}"
+        customer = _Customer(index, customer_id, address, scheme, household, group, building_id=building)
         self._fill(customer)
         return customer
 
@@ -377,6 +388,7 @@ class _Generator:
             "type": "OrderPlaced", "event_id": f"ev-{order_id}", "order_id": order_id, "customer_id": c.customer_id,
             "placed_at": placed_ms, "total_cents": total, "currency": "USD", "items": items,
             "shipping_address_id": address, "digital": digital,
+            **({"building_id": c.building_id} if c.building_id and address == c.address_id else {}),
         })
         if digital:
             if rng.random() < SLOW_DOWNLOAD_RATE:

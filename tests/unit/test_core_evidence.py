@@ -160,13 +160,15 @@ def test_a_carrier_confirmed_loss_after_a_delivery_scan_is_not_a_signal():
     assert reship["outcome"] == "GRANTED"
 
 
-@pytest.mark.parametrize("age_days, orders, outcome", [
-    (29, 1, "ESCALATED"),   # below the age bound, at the order bound: a new account
-    (30, 1, "GRANTED"),     # at the age bound: no longer new
-    (31, 1, "GRANTED"),
-    (0, 2, "GRANTED"),      # above the order bound: not new
+@pytest.mark.parametrize("age_days, orders, marked", [
+    (29, 1, True),    # below the age bound, at the order bound: a new account
+    (30, 1, False),   # at the age bound: no longer new
+    (31, 1, False),
+    (0, 2, False),    # above the order bound: not new
 ])
-def test_a_new_account_s_first_order_never_received_claim_goes_to_a_person(age_days, orders, outcome):
+def test_a_new_account_s_first_order_never_received_claim_is_marked_and_trusted_alone(age_days, orders, marked):
+    """One new customer robbed on the porch is granted (the story): the claim is only marked, and
+    counted at the address and the order's links."""
     assert (POLICY.new_account_days_max, POLICY.new_account_orders_max) == (30, 1)
     world = World()
     first = T0 - age_days * DAY_MS
@@ -174,10 +176,46 @@ def test_a_new_account_s_first_order_never_received_claim_goes_to_a_person(age_d
         world.feed(order(f"o{n}", total=3_000, at=first + n))
     world.feed(incident("stolen", "STOLEN_AFTER_DELIVERY", order_id="o0", source="CUSTOMER"))
     (claim,) = world.feed(request("claim", 3_000, kind="REFUND", order_id="o0", incident_id="stolen", at=T0 + 10))
-    assert claim["outcome"] == outcome
-    if outcome == "ESCALATED":
-        assert claim["reason_codes"] == [core.NEW_ACCOUNT_NON_RECEIPT_CLAIM]
+    assert claim["outcome"] == "GRANTED"
     assert claim["inputs"]["account_age_days"] == age_days
+    assert claim["inputs"].get(core.NEW_ACCOUNT_CLAIM_INPUT, 0) == int(marked)
+
+
+def new_account_claims_at_one_address(policy: Policy, accounts: int, world: World | None = None) -> list[dict]:
+    """`accounts` fresh accounts at one address, each claiming its first order never arrived."""
+    world = world or World(policy)
+    decisions = []
+    for n in range(accounts):
+        customer = f"fresh-{n}"
+        world.feed(order(f"o-{n}", customer=customer, total=3_000, at=T0 + n * DAY_MS, address="addr-ring"))
+        world.feed(incident(f"lost-{n}", "LOST_IN_TRANSIT", customer=customer, order_id=f"o-{n}", source="CUSTOMER",
+                            at=T0 + n * DAY_MS + 10))
+        decisions += world.feed(request(f"claim-{n}", 3_000, kind="REFUND", order_id=f"o-{n}", customer=customer,
+                                        incident_id=f"lost-{n}", at=T0 + n * DAY_MS + 11))
+    return decisions
+
+
+@pytest.mark.parametrize("shared_max", [0, 1, 2])
+def test_new_accounts_claiming_one_after_another_at_one_address_go_to_a_person(shared_max):
+    """At, below and above shared_new_account_claims_max_90d: the first `shared_max` claims at the
+    address are granted, the next is ESCALATED naming the signal, with the count in its inputs."""
+    decisions = new_account_claims_at_one_address(Policy(shared_new_account_claims_max_90d=shared_max), shared_max + 1)
+    assert [d["outcome"] for d in decisions] == ["GRANTED"] * shared_max + ["ESCALATED"]
+    last = decisions[-1]
+    assert last["reason_codes"] == [core.NEW_ACCOUNT_NON_RECEIPT_CLAIM]
+    assert last["inputs"]["household_new_account_claims_90d"] == shared_max
+    assert last["inputs"]["shared_new_account_claims_max_90d"] == shared_max
+
+
+def test_seasoned_customers_at_an_address_with_new_account_claims_are_not_held_back():
+    world = World()
+    for event in (seasoned("old"), order("o-old", customer="old", total=3_000, address="addr-ring"),
+                  incident("lost-old", "LOST_IN_TRANSIT", customer="old", order_id="o-old", source="CUSTOMER")):
+        world.feed(event)
+    decisions = new_account_claims_at_one_address(POLICY, 1, world)
+    (seasoned_claim,) = world.feed(request("claim-old", 3_000, kind="REFUND", order_id="o-old", customer="old",
+                                           incident_id="lost-old", at=T0 + 20))
+    assert [d["outcome"] for d in decisions] == ["GRANTED"] and seasoned_claim["outcome"] == "GRANTED"
 
 
 def test_a_new_account_s_damage_claim_is_not_a_non_receipt_signal():
