@@ -134,6 +134,8 @@ BOUNDS: dict[str, Bound] = {
     "new_account_days_max": _TENURE,
     "new_account_orders_max": Bound(1, 100, "orders: an account with more than 100 orders is not new"),
     "recovery_strikes_escalate_min": _CLAIMS,
+    "lost_claim_days_after_order_min": Bound(1, 365, "days: a parcel a year on its way is lost by any measure"),
+    "associate_goodwill_requests_max_30d": _CLAIMS,
     "recovery_strike_window_ms": _WINDOW,
     "flag_delivery_after_lost_claim": _SWITCH,
     "tier_percent": Bound(1, 1_000, "percent of a customer cap: at most 10 times it, so a scaled cap stays under 10^12 cents"),
@@ -235,6 +237,14 @@ class Policy:
     # person (NEW_ACCOUNT_NON_RECEIPT_CLAIM).
     new_account_days_max: int = 30
     new_account_orders_max: int = 1
+    # A customer-asserted LOST_IN_TRANSIT claim less than this many days after the order was placed,
+    # with no delivery scan yet, goes to a person (LOST_CLAIM_BEFORE_OVERDUE): the parcel is still
+    # within its delivery window (1-5 days), so it cannot be called lost yet.
+    lost_claim_days_after_order_min: int = 7
+    # Goodwill (a request naming no incident) one associate asks for one customer: past this many
+    # requests in 30 days (any outcome), the next goes to a second person
+    # (ASSOCIATE_REPEAT_GOODWILL_REVIEW): an associate crediting the same friends again and again.
+    associate_goodwill_requests_max_30d: int = 1
     # A strike: an order delivered after the customer claimed it lost and was remedied. With at
     # least this many strikes in the strike window, the customer's asserted claims go to a person
     # (RECOVERY_STRIKE_REVIEW).
