@@ -40,7 +40,7 @@ VARIANTS: list[tuple[str, dict]] = [
     ("two value remedies per incident", {"one_value_remedy_per_incident": 0}),
     ("no new-account signal", {"new_account_days_max": 1}),
     ("lost claims from 3 days", {"lost_claim_days_after_order_min": 3}),
-    ("associate goodwill 2 / 30d", {"associate_goodwill_requests_max_30d": 2}),
+    ("associate goodwill 1 / 30d", {"associate_goodwill_requests_max_30d": 1}),
     ("associate budget $800 / day", {"associate_cents_max_per_day": 80_000}),
 ]
 

@@ -244,7 +244,9 @@ class Policy:
     # Goodwill (a request naming no incident) one associate asks for one customer: past this many
     # requests in 30 days (any outcome), the next goes to a second person
     # (ASSOCIATE_REPEAT_GOODWILL_REVIEW): an associate crediting the same friends again and again.
-    associate_goodwill_requests_max_30d: int = 1
+    # 2: a second goodwill for a caller who rings again is ordinary; at 1 as at 2 the simulated
+    # friends of a generous associate are stopped alike (bench/policy_sweep.py).
+    associate_goodwill_requests_max_30d: int = 2
     # A strike: an order delivered after the customer claimed it lost and was remedied. With at
     # least this many strikes in the strike window, the customer's asserted claims go to a person
     # (RECOVERY_STRIKE_REVIEW).
