@@ -33,7 +33,14 @@ VARIANTS: list[tuple[str, dict]] = [
     ("customer cap $150 / 30d", {"remedy_cents_max_per_customer_30d": 15_000, "remedy_cents_max_per_request": 15_000,
                                   "kind_cents_max_per_customer_30d": {"REFUND": 15_000, "RESHIP": 15_000}}),
     ("damage claims 2 / 90d", {"incident_claims_max_per_customer_90d": {"DAMAGED": 2, "WRONG_ITEM": 2}}),
-    ("WATCH from 3 claims", {"watch_claims_min": 3}),
+    ("WATCH from 2 claims", {"watch_claims_min": 2}),
+    ("WATCH from 4 claims", {"watch_claims_min": 4}),
+    ("confirmed ceiling $250 (as asserted)", {"confirmed_remedy_cents_max_per_request": 25_000,
+                                              "confirmed_remedy_cents_max_per_customer_30d": 25_000}),
+    ("two value remedies per incident", {"one_value_remedy_per_incident": 0}),
+    ("no new-account signal", {"new_account_days_max": 1}),
+    ("lost claims from 3 days", {"lost_claim_days_after_order_min": 3}),
+    ("associate goodwill 1 / 30d", {"associate_goodwill_requests_max_30d": 1}),
     ("associate budget $800 / day", {"associate_cents_max_per_day": 80_000}),
 ]
 
@@ -47,9 +54,11 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=20261101)
+    parser.add_argument("--profile", choices=("default", "adversarial"), default="default",
+                        help="tune on default; adversarial is the holdout")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    config = WorkloadConfig(customers=args.customers, days=args.days, seed=args.seed)
+    config = WorkloadConfig(customers=args.customers, days=args.days, seed=args.seed, profile=args.profile)
     rows = []
     for name, delta in VARIANTS:
         started = time.monotonic()
@@ -64,7 +73,7 @@ def main() -> None:
         print(json.dumps(rows, indent=2))
         return
     print(f"workload: {args.customers:,} customers x {args.days} days, seed {args.seed} (in process, ideal ordering)")
-    print(f"{'variant':32} {'honest frictionless':>19} {'honest denied':>13} {'abuse stopped':>13} {'abuse leaked':>12}")
+    print(f"{'variant':32} {'honest frictionless':>19} {'honest denied':>13} {'abuse stopped':>13} {'by cents':>9} {'abuse leaked':>12}")
     for row in rows:
         print(f"{row['variant']:32} {_summary(row['report'])}")
 
@@ -72,7 +81,8 @@ def main() -> None:
 def _summary(report: dict) -> str:
     honest, excess = report["honest"], report["excess"]
     return (f"{honest['frictionless_share'] * 100:18.1f}% {dollars(honest['wrongly_denied_cents']):>13} "
-            f"{excess['stopped_share'] * 100:12.1f}% {dollars(excess['leaked_cents']):>12}")
+            f"{excess['stopped_share'] * 100:12.1f}% {excess['stopped_cents_share'] * 100:8.1f}% "
+            f"{dollars(excess['leaked_cents']):>12}")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,8 @@ NEW_ACCOUNT_NON_RECEIPT_CLAIM = "NEW_ACCOUNT_NON_RECEIPT_CLAIM"
 # The input (and check input) marking a new account's asserted never-received claim.
 NEW_ACCOUNT_CLAIM_INPUT = "new_account_claim"
 RECOVERY_STRIKE_REVIEW = "RECOVERY_STRIKE_REVIEW"
+LOST_CLAIM_BEFORE_OVERDUE = "LOST_CLAIM_BEFORE_OVERDUE"
+ASSOCIATE_REPEAT_GOODWILL_REVIEW = "ASSOCIATE_REPEAT_GOODWILL_REVIEW"
 # The event a delivery after a remedied lost claim emits besides the flagging decision (a case for
 # the recovery team, schemas/avro/r7/RecoverySuggested.avsc). It travels in the decisions list
 # `handle` returns, marked by its "type", on the same path (state write, outbox, sends) as the
@@ -118,6 +120,8 @@ REASON_CODES = (
     LOST_CLAIM_AFTER_DELIVERY_SCAN,
     NEW_ACCOUNT_NON_RECEIPT_CLAIM,
     RECOVERY_STRIKE_REVIEW,
+    LOST_CLAIM_BEFORE_OVERDUE,
+    ASSOCIATE_REPEAT_GOODWILL_REVIEW,
     LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED,
     LINKED_DEVICE_LIMIT_EXCEEDED,
     LINKED_BUILDING_LIMIT_EXCEEDED,
@@ -336,6 +340,21 @@ def another_value_remedy(state: State, request: Event, policy: Policy) -> bool:
     return any(e[4] == incident_id and e[3] in VALUE_REMEDY_KINDS and e[3] != kind for e in _counted(state))
 
 
+def _goodwill_signal(state: State, request: Event, policy: Policy, now_ms: int, inputs: dict) -> str | None:
+    """Goodwill (no incident) an associate asks for a customer it already asked goodwill for in the
+    last 30 days, past associate_goodwill_requests_max_30d requests (any outcome): a second person looks."""
+    if origin_of(request) != "ASSOCIATE":
+        return None
+    floor = now_ms - policy.customer_window_ms
+    earlier = sum(1 for d in state["decided"].values()
+                  if d["requested_by"] == request["requested_by"] and d["incident_id"] is None
+                  and floor < d["requested_at"] <= now_ms)
+    inputs["associate_goodwill_requests_30d"] = earlier
+    if earlier + 1 > policy.associate_goodwill_requests_max_30d:
+        return ASSOCIATE_REPEAT_GOODWILL_REVIEW
+    return None
+
+
 def _confirmed_verdict(state: State, request: Event, policy: Policy, now_ms: int, inputs: dict) -> str:
     """A remedy of a confirmed incident: not judged by the abuse caps, only by the confirmed
     ceiling per request and the confirmed room in 30 days (both escalate: a person looks)."""
@@ -360,7 +379,9 @@ def claim_signal(state: State, request: Event, policy: Policy, now_ms: int, inpu
     with a recovery strike (an order delivered after its lost claim was remedied).
     """
     incident_id = request.get("incident_id")
-    if incident_id is None or origin_of(request) == "PROACTIVE" or is_confirmed(state, request):
+    if incident_id is None:
+        return _goodwill_signal(state, request, policy, now_ms, inputs)
+    if origin_of(request) == "PROACTIVE" or is_confirmed(state, request):
         return None
     incident = state["incidents"].get(incident_id)
     order = state["orders"].get(request.get("order_id") or incident.get("order_id") or "")
@@ -372,6 +393,10 @@ def claim_signal(state: State, request: Event, policy: Policy, now_ms: int, inpu
             and order["delivered_at"] is not None and order["delivered_at"] <= incident["reported_at"]):
         inputs["delivered_at_ms"] = order["delivered_at"]
         return LOST_CLAIM_AFTER_DELIVERY_SCAN
+    if incident["kind"] == "LOST_IN_TRANSIT" and order is not None and order["delivered_at"] is None:
+        inputs["order_age_days"] = (incident["reported_at"] - order["placed_at"]) // DAY_MS
+        if inputs["order_age_days"] < policy.lost_claim_days_after_order_min:
+            return LOST_CLAIM_BEFORE_OVERDUE
     first = state["history"]["first_order_ms"]
     if incident["kind"] in NON_RECEIPT_INCIDENT_KINDS and first is not None:
         account_days = (now_ms - first) // DAY_MS

@@ -39,6 +39,8 @@ REASON_WORDS = {
     core.LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED: "accounts paying with this payment instrument already had the most claims remedied",
     core.LINKED_DEVICE_LIMIT_EXCEEDED: "accounts ordering from this device already had the most claims remedied",
     core.LINKED_BUILDING_LIMIT_EXCEEDED: "accounts shipping to this building already had the most claims remedied",
+    core.LOST_CLAIM_BEFORE_OVERDUE: "the parcel is still within its delivery window: a person looks before it is called lost",
+    core.ASSOCIATE_REPEAT_GOODWILL_REVIEW: "the same associate already asked goodwill for this customer this month: a second person looks",
     "CUSTOMER_ERASED": "the customer's personal data was erased; nothing more is decided for this account",
     detail.ITEM_NOT_IN_ORDER: "an item named is not part of the order",
     detail.ITEM_QUANTITY_EXCEEDS_ORDER: "more of an item was named than the order holds",

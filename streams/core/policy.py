@@ -135,6 +135,8 @@ BOUNDS: dict[str, Bound] = {
     "new_account_orders_max": Bound(1, 100, "orders: an account with more than 100 orders is not new"),
     "shared_new_account_claims_max_90d": Bound(0, 10_000, "a count: 0 sends every new account's never-received claim to a person; 10,000 in 90 days limits nothing"),
     "recovery_strikes_escalate_min": _CLAIMS,
+    "lost_claim_days_after_order_min": Bound(1, 365, "days: a parcel a year on its way is lost by any measure"),
+    "associate_goodwill_requests_max_30d": _CLAIMS,
     "recovery_strike_window_ms": _WINDOW,
     "flag_delivery_after_lost_claim": _SWITCH,
     "tier_percent": Bound(1, 1_000, "percent of a customer cap: at most 10 times it, so a scaled cap stays under 10^12 cents"),
@@ -240,6 +242,16 @@ class Policy:
     new_account_days_max: int = 30
     new_account_orders_max: int = 1
     shared_new_account_claims_max_90d: int = 1
+    # A customer-asserted LOST_IN_TRANSIT claim less than this many days after the order was placed,
+    # with no delivery scan yet, goes to a person (LOST_CLAIM_BEFORE_OVERDUE): the parcel is still
+    # within its delivery window (1-5 days), so it cannot be called lost yet.
+    lost_claim_days_after_order_min: int = 7
+    # Goodwill (a request naming no incident) one associate asks for one customer: past this many
+    # requests in 30 days (any outcome), the next goes to a second person
+    # (ASSOCIATE_REPEAT_GOODWILL_REVIEW): an associate crediting the same friends again and again.
+    # 2: a second goodwill for a caller who rings again is ordinary; at 1 as at 2 the simulated
+    # friends of a generous associate are stopped alike (bench/policy_sweep.py).
+    associate_goodwill_requests_max_30d: int = 2
     # A strike: an order delivered after the customer claimed it lost and was remedied. With at
     # least this many strikes in the strike window, the customer's asserted claims go to a person
     # (RECOVERY_STRIKE_REVIEW).

@@ -56,6 +56,8 @@ WRONG_ITEM_RATE = 0.008
 SLOW_DOWNLOAD_RATE = 0.030  # of digital orders
 GOODWILL_CREDITS_PER_DAY = 0.001  # associate goodwill credits, without an order
 SHARED_ADDRESS_RATE = 0.05  # honest customers living with the previous honest customer
+APARTMENT_SHARE = 0.30  # honest customers whose address is in an apartment building (building_id set)
+APARTMENT_UNITS = 20  # consecutive honest addresses per building
 ASSOCIATES = 60
 # The outage: one per run, at a random moment in the middle of the period.
 OUTAGE_AFFECTED_SHARE = 0.20
@@ -65,11 +67,6 @@ HOUSEHOLD_ACCOUNTS_MIN, HOUSEHOLD_ACCOUNTS_MAX = 3, 5
 HONEST = "honest"
 SERIAL_CLAIMER = "serial_claimer"
 HOUSEHOLD_RING = "household_ring"
-# Honest accounts living in apartment buildings: 2 in 5, about 20 accounts per building (consecutive
-# customer indexes); their orders carry the building's id (OrderPlaced r7 `building_id`).
-APARTMENT_DWELLER_EVERY = 5
-APARTMENT_DWELLERS_PER_EVERY = 2
-HONEST_BUILDING_INDEX_SPAN = 50
 GENEROUS_ASSOCIATE = "generous_associate"
 NEVER_ARRIVED = "never_arrived"  # "lost" claims on parcels the carrier delivers (before or after the scan)
 FRESH_ACCOUNT_RING = "fresh_account_ring"  # new accounts in one building claiming their first orders
@@ -111,6 +108,9 @@ class Profile:
     ring_claim_rate: float
     # Abusive ring accounts: each at its own apartment of one building (rotating addresses) or all at one address.
     ring_rotates_addresses: bool
+    # Share of a ring's accounts that order from the ring's one device, and pay with its one card.
+    ring_shared_device_share: float
+    ring_shared_card_share: float
     friend_credits_per_day: float
     friend_credit_cents: tuple
     never_arrived_orders_per_day: float
@@ -133,6 +133,7 @@ DEFAULT_PROFILE = Profile(
     honest_shares=((HIGH_VALUE, 0.04), (GIFT_GIVER, 0.03), (DIGITAL_HEAVY, 0.05)),
     serial_orders_per_day=0.30, serial_claim_rate=0.70, pace_days=0, claim_percent=(100, 100),
     ring_orders_per_day=0.15, ring_claim_rate=0.60, ring_rotates_addresses=False,
+    ring_shared_device_share=0.8, ring_shared_card_share=0.5,
     friend_credits_per_day=0.25, friend_credit_cents=(4_000, 12_000),
     never_arrived_orders_per_day=0.25, never_arrived_claim_rate=0.50, never_arrived_after_scan_share=0.6,
     fresh_accounts=(4, 8), fresh_orders_before_claim=0, fresh_wait_days=(0, 3),
@@ -147,6 +148,8 @@ ADVERSARIAL_PROFILE = Profile(
     # order (under the kind caps), on a steady stream of orders (under the claims-per-orders line).
     serial_orders_per_day=0.20, serial_claim_rate=0.60, pace_days=35, claim_percent=(40, 90),
     ring_orders_per_day=0.12, ring_claim_rate=0.50, ring_rotates_addresses=True,
+    # Rotating accounts: most ring accounts have their own device and card.
+    ring_shared_device_share=0.3, ring_shared_card_share=0.2,
     # Under the $100 credit cap in any 30 days, under the associate's daily budget.
     friend_credits_per_day=1 / 32, friend_credit_cents=(4_000, 9_500),
     never_arrived_orders_per_day=0.15, never_arrived_claim_rate=0.40, never_arrived_after_scan_share=0.0,
@@ -211,13 +214,16 @@ class _Customer:
     scheme: str  # HONEST or one of SCHEMES
     household_id: str | None = None
     group: str = ORDINARY  # the honest group (abusers: their scheme)
-    building_id: str | None = None  # the order's building link (OrderPlaced r7), for apartment dwellers
     events: list = field(default_factory=list)  # (time_ms, seq, event)
     labels: list = field(default_factory=list)
     orders: int = 0
     incidents: int = 0
     requests: int = 0
     last_claim_ms: int | None = None
+    # Link ids (OrderPlaced revision 7): the card, the device, the building of the address.
+    payment_instrument_id: str | None = None
+    device_id: str | None = None
+    building_id: str | None = None
 
 
 class _Generator:
@@ -260,15 +266,15 @@ class _Generator:
                     size = min(remaining, rng.randint(*ring_sizes[scheme]))
                     building = f"addr-ring-{self.next_index:07d}"
                     rotate = scheme == FRESH_ACCOUNT_RING or profile.ring_rotates_addresses
-                    building_id = f"bldg-ring-{self.next_index:07d}" if rotate else None
-                    yield [self._customer(scheme, f"{building}-apt-{n + 1}" if rotate else building, building_id)
+                    links = {"building": "bldg-" + building, "device": "dev-" + building, "card": "card-" + building}
+                    yield [self._customer(scheme, f"{building}-apt-{n + 1}" if rotate else building, links)
                            for n in range(size)]
                 else:
                     yield [self._customer(scheme)]
             else:
                 yield [self._customer(HONEST)]
 
-    def _customer(self, scheme: str, household: str | None = None, building: str | None = None) -> _Customer:
+    def _customer(self, scheme: str, household: str | None = None, ring_links: dict | None = None) -> _Customer:
         index = self.next_index
         self.next_index += 1
         customer_id = f"cust-{index:07d}"
@@ -289,11 +295,17 @@ class _Generator:
             address = f"addr-{index:07d}"
         if scheme == HONEST:
             self.last_honest_address = address
-        if building is None and scheme == HONEST and index % APARTMENT_DWELLER_EVERY < APARTMENT_DWELLERS_PER_EVERY:
-            # Honest apartment dwellers share buildings with other honest accounts (no rng draw:
-            # the workload of a seed stays the same).
-            building = f"bldg-{index // HONEST_BUILDING_INDEX_SPAN:06d}"
-        customer = _Customer(index, customer_id, address, scheme, household, group, building_id=building)
+        customer = _Customer(index, customer_id, address, scheme, household, group)
+        customer.payment_instrument_id, customer.device_id = f"card-{index:07d}", f"dev-{index:07d}"
+        if ring_links is not None:
+            customer.building_id = ring_links["building"]
+            if self.rng.random() < self.profile.ring_shared_device_share:
+                customer.device_id = ring_links["device"]
+            if self.rng.random() < self.profile.ring_shared_card_share:
+                customer.payment_instrument_id = ring_links["card"]
+        elif self.rng.random() < APARTMENT_SHARE:
+            # An apartment building of about APARTMENT_UNITS honest households (families share one).
+            customer.building_id = f"bldg-{int(address.rsplit('-', 1)[-1]) // APARTMENT_UNITS:06d}"
         self._fill(customer)
         return customer
 
@@ -388,7 +400,8 @@ class _Generator:
             "type": "OrderPlaced", "event_id": f"ev-{order_id}", "order_id": order_id, "customer_id": c.customer_id,
             "placed_at": placed_ms, "total_cents": total, "currency": "USD", "items": items,
             "shipping_address_id": address, "digital": digital,
-            **({"building_id": c.building_id} if c.building_id and address == c.address_id else {}),
+            "payment_instrument_id": c.payment_instrument_id, "device_id": c.device_id,
+            "building_id": c.building_id if address == c.address_id else None,
         })
         if digital:
             if rng.random() < SLOW_DOWNLOAD_RATE:
@@ -398,7 +411,8 @@ class _Generator:
             return
         transit_ms = rng.randint(DELIVERY_DAYS_MIN * 24, DELIVERY_DAYS_MAX * 24) * HOUR_MS
         lost_rate = LOST_IN_TRANSIT_RATE * {HIGH_VALUE: 3, GIFT_GIVER: 2}.get(c.group, 1)
-        if rng.random() < lost_rate:
+        # (A loss reported more than 5 days after the period is left out, as every event is.)
+        if rng.random() < lost_rate and placed_ms + transit_ms + 3 * DAY_MS <= self.end_ms + 5 * DAY_MS:
             # A carrier-reported loss is reshipped proactively by the engine: the incident is all upstream sends.
             self._incident(c, placed_ms + transit_ms + 3 * DAY_MS, order_id, "LOST_IN_TRANSIT", "CARRIER")
             return
@@ -419,8 +433,8 @@ class _Generator:
         rate = {SERIAL_CLAIMER: p.serial_claim_rate, HOUSEHOLD_RING: p.ring_claim_rate,
                 NEVER_ARRIVED: p.never_arrived_claim_rate, DOUBLE_DIPPER: p.dipper_claim_rate}.get(c.scheme, 0.0)
         wants = claim if claim is not None else rng.random() < rate
-        if not wants:
-            return False
+        if not wants or delivered_ms > self.end_ms:
+            return False  # (a claim's events stay within 5 days after the period, as the honest ones)
         if c.scheme == NEVER_ARRIVED or c.scheme == FRESH_ACCOUNT_RING and rng.random() < 0.5:
             after_scan = rng.random() < p.never_arrived_after_scan_share
             at = delivered_ms + rng.randint(2, 48) * HOUR_MS if after_scan else delivered_ms - rng.randint(6, 20) * HOUR_MS

@@ -32,12 +32,12 @@ def line(event: dict) -> str:
 
 
 def claims_file(path, now_ms: int) -> None:
-    """Per customer: an old order (not a new account), a recent one, its loss claimed by the customer
-    and a reshipment asked for."""
+    """Per customer: an old order (not a new account), a recent one (12 days ago: overdue, so its
+    loss can be claimed), its loss claimed by the customer and a reshipment asked for."""
     lines = []
     for n in range(CUSTOMERS):
         customer = f"cust-{n}"
-        for order_id, at in ((f"old-{n}", now_ms - 60 * DAY_MS), (f"ord-{n}", now_ms - 5 * DAY_MS)):
+        for order_id, at in ((f"old-{n}", now_ms - 60 * DAY_MS), (f"ord-{n}", now_ms - 12 * DAY_MS)):
             lines.append(line({"type": "OrderPlaced", "event_id": f"e-{order_id}", "order_id": order_id,
                                "customer_id": customer, "placed_at": at, "total_cents": 2_500 + n, "currency": "USD",
                                "items": [{"sku": "s", "quantity": 1, "unit_price_cents": 2_500 + n}],

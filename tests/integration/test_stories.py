@@ -37,6 +37,12 @@ def request(request_id, customer, kind, amount, by, order_id=None, incident_id=N
             "requested_by": by, "requested_at": at(minute), "reason": reason}
 
 
+def earlier_order(customer: str) -> dict:
+    """An order weeks before the stories' day, elsewhere: the customer is no new account (a new
+    account's first-order theft claim goes to a person: NEW_ACCOUNT_NON_RECEIPT_CLAIM, issue 12)."""
+    return {**order(f"earlier-{customer}", customer, 2_000, f"earlier-{customer}"), "placed_at": "2026-10-01T10:00:00Z"}
+
+
 def stories() -> list[dict]:
     events = []
     # Two Christmas gifts lost in transit: replacements go out at once, gift-wrapped, each to its recipient.
@@ -45,7 +51,7 @@ def stories() -> list[dict]:
         events.append(incident(f"lost-{n}", "gifter", "LOST_IN_TRANSIT", "CARRIER", f"gift-{n}"))
         events.append(request(f"wrap-{n}", "gifter", "GIFT_WRAP", 499, "assoc-joy", f"gift-{n}", f"lost-{n}", minute=3))
     # A porch theft, not our fault: a free express replacement anyway.
-    events += [order("porch", "porch-victim", 6_000, "victim-home"),
+    events += [earlier_order("porch-victim"), order("porch", "porch-victim", 6_000, "victim-home"),
                incident("theft-1", "porch-victim", "STOLEN_AFTER_DELIVERY", "CUSTOMER", "porch"),
                request("theft-reship", "porch-victim", "RESHIP", 6_000, "assoc-max", "porch", "theft-1"),
                request("theft-express", "porch-victim", "SHIPPING_UPGRADE", 1_299, "assoc-max", "porch", "theft-1")]
@@ -64,6 +70,7 @@ def stories() -> list[dict]:
     # Five accounts at one address claiming thefts, stopped by the household cap.
     for account in range(5):
         customer = f"ring-{account}"
+        events.append(earlier_order(customer))
         for n in range(2):
             events.append(order(f"ring-{account}-{n}", customer, 3_000, "porch-pirates", minute=n))
             events.append(incident(f"ring-theft-{account}-{n}", customer, "STOLEN_AFTER_DELIVERY", "CUSTOMER",
@@ -154,7 +161,7 @@ def test_the_stories(deployment, tmp_path):
     # The limits hold after a crash: SIGKILL, restart, and the next claims are still stopped.
     deployment.stop_worker(signal.SIGKILL)
     deployment.start_worker()
-    more = [order("ring-late", "ring-new", 3_000, "porch-pirates"),
+    more = [earlier_order("ring-new"), order("ring-late", "ring-new", 3_000, "porch-pirates"),
             incident("ring-theft-late", "ring-new", "STOLEN_AFTER_DELIVERY", "CUSTOMER", "ring-late"),
             request("ring-late", "ring-new", "RESHIP", 3_000, "customer", "ring-late", "ring-theft-late", minute=30),
             request("serial-late", "serial", "CREDIT", 6_000, "customer", minute=40),
@@ -178,6 +185,7 @@ def test_two_workers_sharing_the_load_never_exceed_a_cap(deployment, tmp_path):
     for household in range(4):  # four rings of eight accounts, spread over every partition
         for account in range(8):
             customer = f"ring{household}-{account}"
+            events.append(earlier_order(customer))
             events.append(order(f"o-{customer}", customer, 2_500, f"home-{household}"))
             events.append(incident(f"t-{customer}", customer, "STOLEN_AFTER_DELIVERY", "CUSTOMER", f"o-{customer}"))
             events.append(request(f"r-{customer}", customer, "RESHIP", 2_500, "customer", f"o-{customer}", f"t-{customer}"))

@@ -3,6 +3,12 @@
 Deliberately written without streams.core.decision: a plain loop over the file with the default policy's
 numbers, so a bug in the core cannot hide in the expectation too. Valid for files whose events
 fit in one 30-day window and whose requests name orders that exist somewhere in the file.
+It follows issue 12's rules too: confirmed incidents (carrier, QoS monitor, system) judged by their
+own room and ceiling and never at the household; one remedy of value per incident; WATCH from
+claims made against orders placed; the signals (recovery strikes, a lost claim at or after the
+delivery scan or before the parcel is overdue, new accounts' never-received claims) and an
+associate's repeated goodwill for one customer. Linked orders (OrderPlaced revision 7) are not
+predicted (LimitsWouldBind).
 """
 
 from __future__ import annotations
@@ -22,7 +28,25 @@ HOUSEHOLD_CENTS_30D = 60_000
 HOUSEHOLD_INCIDENT_CLAIMS_90D = {"LOST_IN_TRANSIT": 4, "STOLEN_AFTER_DELIVERY": 2, "DAMAGED": 6, "LATE_DELIVERY": 12,
                                  "WRONG_ITEM": 6, "SLOW_DOWNLOAD": 12, "SERVICE_OUTAGE": 24}
 ASSOCIATE_CENTS_PER_DAY = 150_000
+# Issue 12: evidence, one remedy of value per incident, signals.
+CONFIRMING_SOURCES = ("CARRIER", "QOS_MONITOR", "SYSTEM")
+CONFIRMED_CEILING_CENTS = 150_000
+CONFIRMED_CAP_30D_CENTS = 300_000
+VALUE_KINDS = ("REFUND", "RESHIP", "CREDIT")
+NON_RECEIPT = ("LOST_IN_TRANSIT", "STOLEN_AFTER_DELIVERY")
+NEW_ACCOUNT_DAYS, NEW_ACCOUNT_ORDERS = 30, 1
+LOST_CLAIM_DAYS_AFTER_ORDER_MIN = 7
+ASSOCIATE_GOODWILL_REQUESTS_30D = 2
+WATCH_CLAIMS_MIN = 3
+DAY_MS = 24 * 60 * 60 * 1000
+LINK_FIELDS = ("payment_instrument_id", "device_id", "building_id")
 KINDS = ("CREDIT", "REFUND", "RESHIP", "SHIPPING_UPGRADE", "GIFT_WRAP")
+
+
+def _ms(value: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def load(path: Path) -> list[dict]:
@@ -75,16 +99,38 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
     seen_incidents = set()
     proactive_customers = {e["customer_id"]: e["incident_id"] for e in _with_proactive(events, orders, set())
                            if e["type"] == "RemedyRequested" and e["request_id"].startswith("proactive:")}
+    placed: dict[str, list[dict]] = {}  # customer -> orders seen so far (file order is the worker's order)
+    delivered: dict[str, int] = {}  # order id -> delivered at (ms)
+    lost_grants: dict[str, list[str]] = {}  # order id -> request ids granted for an asserted lost claim
+    strikes: dict[str, int] = {}
+    goodwill: dict[tuple[str, str], int] = {}  # (customer, associate) -> goodwill requests seen
     for e in _with_proactive(events, orders, seen_incidents):
+        if e["type"] == "OrderPlaced":
+            placed.setdefault(e["customer_id"], []).append(e)
+            if any(e.get(field) for field in LINK_FIELDS):
+                raise LimitsWouldBind(f"order {e['order_id']} is linked: linked-accounts scopes are not predicted here")
+        if e["type"] == "OrderDelivered" and e["order_id"] not in delivered:
+            delivered[e["order_id"]] = _ms(e["delivered_at"])
+            if lost_grants.get(e["order_id"]):
+                strikes[e["customer_id"]] = strikes.get(e["customer_id"], 0) + 1
         if e["type"] != "RemedyRequested" or e["request_id"] in out:
             continue
         amount, kind, order = e["amount_cents"], e["kind"], orders.get(e.get("order_id"))
         mine = grants.setdefault(e["customer_id"], [])
         incident_id = e.get("incident_id")
-        incident_kind = incidents[incident_id]["kind"] if incident_id in incidents else None
-        claims_of_kind = len({g[2] for g in mine if g[3] == incident_kind and g[2]})
-        if len({g[2] for g in mine if g[2]}) >= 4:
-            raise LimitsWouldBind(f"{e['customer_id']} could reach the WATCH tier")
+        incident = incidents.get(incident_id)
+        incident_kind = incident["kind"] if incident else None
+        confirmed = incident is not None and incident["source"] in CONFIRMING_SOURCES
+        asserted = [g for g in mine if not g[4]]
+        claims_of_kind = len({g[2] for g in asserted if g[3] == incident_kind and g[2]})
+        # WATCH: customer-asserted incidents reported so far against the orders placed so far; it
+        # halves the customer caps and sends the claims (not the system's requests) to a person.
+        made = {i for i, inc in incidents.items() if inc["customer_id"] == e["customer_id"]
+                and inc["source"] not in CONFIRMING_SOURCES and (e["customer_id"], i) in seen_incidents}
+        watch = len(made) >= WATCH_CLAIMS_MIN and len(made) * 100 > len(placed.get(e["customer_id"], [])) * 50
+        percent = 50 if watch else 100
+        goodwill_key = (e["customer_id"], e["requested_by"])
+        is_goodwill = not incident_id and e["requested_by"] not in ("system", "customer")
         if e["currency"] != "USD":
             result = ("ESCALATED", 0)
         elif kind in ("REFUND", "RESHIP") and order is None:
@@ -95,23 +141,38 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
             result = ("DENIED", 0)
         elif incident_id and any(g[2] == incident_id and g[0] == kind for g in mine):
             result = ("DENIED", 0)
-        elif sum(g[1] for g in mine) + amount > CAP_30D_CENTS:
+        elif incident_id and kind in VALUE_KINDS and any(g[2] == incident_id and g[0] in VALUE_KINDS for g in mine):
+            result = ("DENIED", 0)  # one remedy of value per incident
+        elif confirmed:
+            room = sum(g[1] for g in mine if g[4])
+            ok = room + amount <= CONFIRMED_CAP_30D_CENTS and amount <= CONFIRMED_CEILING_CENTS
+            result = ("GRANTED", amount) if ok else ("ESCALATED", 0)
+        elif sum(g[1] for g in asserted) + amount > CAP_30D_CENTS * percent // 100:
             result = ("DENIED", 0)
             _unless_proactive_race(e, proactive_customers)
-        elif sum(g[1] for g in mine if g[0] == kind) + amount > KIND_CAP_30D_CENTS[kind]:
+        elif sum(g[1] for g in asserted if g[0] == kind) + amount > KIND_CAP_30D_CENTS[kind] * percent // 100:
             result = ("DENIED", 0)
             _unless_proactive_race(e, proactive_customers)
-        elif (incident_kind and not any(g[2] == incident_id for g in mine)
+        elif (incident_kind and not any(g[2] == incident_id for g in asserted)
               and claims_of_kind + 1 > INCIDENT_CLAIMS_90D[incident_kind]):
             result = ("DENIED", 0)
         elif amount > CEILING_CENTS:
             result = ("ESCALATED", 0)
+        elif watch and incident_id and e["requested_by"] != "system":
+            result = ("ESCALATED", 0)
+        elif _signal(e, incident, orders, placed, delivered, strikes):
+            result = ("ESCALATED", 0)
+        elif is_goodwill and goodwill.get(goodwill_key, 0) >= ASSOCIATE_GOODWILL_REQUESTS_30D:
+            result = ("ESCALATED", 0)
         else:
             result = ("GRANTED", amount)
-            mine.append((kind, amount, incident_id, incident_kind))
+            mine.append((kind, amount, incident_id, incident_kind, confirmed))
+            if (incident_kind == "LOST_IN_TRANSIT" and kind in ("RESHIP", "REFUND") and not confirmed
+                    and order is not None):
+                lost_grants.setdefault(order["order_id"], []).append(e["request_id"])
             if kind == "REFUND":
                 refunded[order["order_id"]] = refunded.get(order["order_id"], 0) + amount
-            if order is not None:
+            if order is not None and not confirmed:
                 home = household.setdefault(order["shipping_address_id"], {"claims": set(), "cents": 0, "kinds": {}})
                 home["claims"].add(incident_id or e["request_id"])
                 home["cents"] += amount
@@ -124,8 +185,33 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
                 associate[e["requested_by"]] = associate.get(e["requested_by"], 0) + amount
                 if associate[e["requested_by"]] > ASSOCIATE_CENTS_PER_DAY:
                     raise LimitsWouldBind(f"associate {e['requested_by']} nears the daily budget")
+        if is_goodwill:
+            goodwill[goodwill_key] = goodwill.get(goodwill_key, 0) + 1
         out[e["request_id"]] = result
     return out
+
+
+def _signal(request: dict, incident: dict | None, orders: dict, placed: dict, delivered: dict, strikes: dict) -> bool:
+    """Whether a customer-asserted claim goes to a person: a recovery strike, a lost claim at or after
+    the delivery scan or before the parcel is overdue, a new account's never-received claim."""
+    if incident is None or request["requested_by"] == "system" or incident["source"] in CONFIRMING_SOURCES:
+        return False
+    if strikes.get(request["customer_id"]):
+        return True
+    order = orders.get(request.get("order_id") or incident.get("order_id"))
+    reported = _ms(incident["reported_at"])
+    if incident["kind"] == "LOST_IN_TRANSIT" and order is not None:
+        scan = delivered.get(order["order_id"])
+        if scan is not None and scan <= reported:
+            return True
+        if scan is None and (reported - _ms(order["placed_at"])) // DAY_MS < LOST_CLAIM_DAYS_AFTER_ORDER_MIN:
+            return True
+    mine = placed.get(request["customer_id"], [])
+    if incident["kind"] in NON_RECEIPT and mine:
+        first = min(_ms(o["placed_at"]) for o in mine)
+        if (_ms(request["requested_at"]) - first) // DAY_MS < NEW_ACCOUNT_DAYS and len(mine) <= NEW_ACCOUNT_ORDERS:
+            return True
+    return False
 
 
 def expected_totals(path: Path) -> dict:

@@ -162,7 +162,7 @@ def test_theft_claims_per_customer_at_and_above(earlier, outcome):
 
 
 def test_one_remedy_of_each_kind_per_incident_but_several_kinds_are_fine():
-    world = world_after(seasoned(), order(), incident("i1", source="CUSTOMER"))
+    world = world_after(seasoned(), order(at=T0 - 10 * DAY_MS), incident("i1", source="CUSTOMER"))
     first = world.feed(request("r1", 5_000, kind="RESHIP", order_id="o1", incident_id="i1"))
     wrap = world.feed(request("r2", 499, kind="GIFT_WRAP", order_id="o1", incident_id="i1", at=T0 + 1))
     again = world.feed(request("r3", 5_000, kind="RESHIP", order_id="o1", incident_id="i1", at=T0 + 2))
@@ -612,7 +612,7 @@ def test_delivery_after_a_lost_claim_flags_the_reshipment_and_charges_nothing():
 def test_a_delivery_while_the_reshipment_is_at_its_household_check_still_flags_it():
     world = World()
     world.feed(seasoned())
-    world.feed(order("o1", total=2_000))
+    world.feed(order("o1", total=2_000, at=T0 - 10 * DAY_MS))
     # A customer-asserted loss: it is checked at the household (a carrier-confirmed one is not).
     world.feed(incident("i1", "LOST_IN_TRANSIT", source="CUSTOMER"))
     claim = request("r1", 2_000, kind="RESHIP", order_id="o1", incident_id="i1", at=T0 + 1)

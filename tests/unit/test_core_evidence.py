@@ -139,7 +139,7 @@ def delivered(order_id="o1", at=T0 + DAY_MS, customer="c1"):
 def test_a_lost_claim_at_or_after_the_delivery_scan_goes_to_a_person(claim_offset_ms, outcome):
     world = World()
     world.feed(seasoned())
-    world.feed(order("o1", total=3_000))
+    world.feed(order("o1", total=3_000, at=T0 - 10 * DAY_MS))
     scan = T0 + DAY_MS
     if claim_offset_ms >= 0:
         world.feed(delivered(at=scan))
@@ -188,10 +188,11 @@ def new_account_claims_at_one_address(policy: Policy, accounts: int, world: Worl
     for n in range(accounts):
         customer = f"fresh-{n}"
         world.feed(order(f"o-{n}", customer=customer, total=3_000, at=T0 + n * DAY_MS, address="addr-ring"))
+        # Claimed 8 days after the order: past its delivery window (lost_claim_days_after_order_min).
         world.feed(incident(f"lost-{n}", "LOST_IN_TRANSIT", customer=customer, order_id=f"o-{n}", source="CUSTOMER",
-                            at=T0 + n * DAY_MS + 10))
+                            at=T0 + (n + 8) * DAY_MS))
         decisions += world.feed(request(f"claim-{n}", 3_000, kind="REFUND", order_id=f"o-{n}", customer=customer,
-                                        incident_id=f"lost-{n}", at=T0 + n * DAY_MS + 11))
+                                        incident_id=f"lost-{n}", at=T0 + (n + 8) * DAY_MS + 1))
     return decisions
 
 
@@ -210,11 +211,12 @@ def test_new_accounts_claiming_one_after_another_at_one_address_go_to_a_person(s
 def test_seasoned_customers_at_an_address_with_new_account_claims_are_not_held_back():
     world = World()
     for event in (seasoned("old"), order("o-old", customer="old", total=3_000, address="addr-ring"),
-                  incident("lost-old", "LOST_IN_TRANSIT", customer="old", order_id="o-old", source="CUSTOMER")):
+                  incident("lost-old", "LOST_IN_TRANSIT", customer="old", order_id="o-old", source="CUSTOMER",
+                           at=T0 + 9 * DAY_MS)):
         world.feed(event)
     decisions = new_account_claims_at_one_address(POLICY, 1, world)
     (seasoned_claim,) = world.feed(request("claim-old", 3_000, kind="REFUND", order_id="o-old", customer="old",
-                                           incident_id="lost-old", at=T0 + 20))
+                                           incident_id="lost-old", at=T0 + 9 * DAY_MS + 1))
     assert [d["outcome"] for d in decisions] == ["GRANTED"] and seasoned_claim["outcome"] == "GRANTED"
 
 
@@ -227,7 +229,8 @@ def test_a_new_account_s_damage_claim_is_not_a_non_receipt_signal():
 
 
 def lost_claim_then_delivery(world, order_id="o1", at=T0):
-    world.feed(order(order_id, total=3_000, at=at))
+    """An order placed 8 days before `at` + DAY_MS (overdue), claimed lost, refunded, then delivered at `at` + 3 days."""
+    world.feed(order(order_id, total=3_000, at=at - 7 * DAY_MS))
     world.feed(incident(f"lost-{order_id}", "LOST_IN_TRANSIT", order_id=order_id, source="CUSTOMER", at=at + DAY_MS))
     (grant,) = world.feed(request(f"claim-{order_id}", 3_000, kind="REFUND", order_id=order_id,
                                   incident_id=f"lost-{order_id}", at=at + DAY_MS + 1))
@@ -325,3 +328,35 @@ def test_the_worker_routes_a_recovery_to_its_own_outbox_entry_in_order():
     _emit(result, "c1", {}, [flag, recovery], [])
     assert [kind for kind, _ in result.emitted_by_key["c1"]] == ["decision", "recovery"]
     assert result.decisions == [flag]
+
+
+@pytest.mark.parametrize("order_age_days, outcome", [(6, "ESCALATED"), (7, "GRANTED"), (8, "GRANTED")])
+def test_a_lost_claim_before_the_parcel_is_overdue_goes_to_a_person(order_age_days, outcome):
+    assert POLICY.lost_claim_days_after_order_min == 7
+    world = World()
+    world.feed(seasoned())
+    world.feed(order("o1", total=3_000, at=T0 - order_age_days * DAY_MS))
+    world.feed(incident("lost", "LOST_IN_TRANSIT", source="CUSTOMER", at=T0))
+    (claim,) = world.feed(request("claim", 3_000, kind="RESHIP", order_id="o1", incident_id="lost", at=T0 + 10))
+    assert claim["outcome"] == outcome and claim["inputs"]["order_age_days"] == order_age_days
+    if outcome == "ESCALATED":
+        assert claim["reason_codes"] == [core.LOST_CLAIM_BEFORE_OVERDUE]
+
+
+@pytest.mark.parametrize("earlier, days_ago, limit, outcome", [
+    (0, 0, 1, "GRANTED"),      # below: the associate's first goodwill for this customer
+    (1, 10, 1, "ESCALATED"),   # above: a second one within 30 days
+    (1, 10, 2, "GRANTED"),     # at a limit of 2
+    (1, 30, 1, "GRANTED"),     # the earlier one is a window old
+])
+def test_an_associate_s_repeated_goodwill_for_one_customer_goes_to_a_second_person(earlier, days_ago, limit, outcome):
+    world = World(Policy(associate_goodwill_requests_max_30d=limit))
+    for n in range(earlier):
+        world.feed(request(f"g{n}", 1_000, requested_by="assoc-7", at=T0 - days_ago * DAY_MS + n))
+    (goodwill,) = world.feed(request("gX", 1_000, requested_by="assoc-7", at=T0 + 100))
+    assert goodwill["outcome"] == outcome
+    if outcome == "ESCALATED":
+        assert goodwill["reason_codes"] == [core.ASSOCIATE_REPEAT_GOODWILL_REVIEW]
+    # Another associate, or the customer's own claim handled by the same associate, is not a repeat.
+    (other,) = world.feed(request("gY", 1_000, requested_by="assoc-8", at=T0 + 200))
+    assert other["outcome"] == "GRANTED"

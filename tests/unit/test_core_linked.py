@@ -112,3 +112,22 @@ def test_the_codec_reads_revisions_with_a_number_missing(tmp_path):
     shutil.rmtree(root / "r1")
     with pytest.raises(DecodeError, match="start at r1"):
         SchemaSet.load(root)
+
+
+def test_an_erasure_renames_the_customer_s_claims_at_its_linked_scopes_and_keeps_their_room():
+    import json
+
+    from tests.unit.test_privacy import erased
+
+    customer = "cust-erase-7"
+    world = World()
+    world.feed(seasoned(customer))
+    world.feed(linked_order("o1", customer, payment="card-1"))
+    world.feed(incident(f"inc-{customer}", "DAMAGED", customer=customer, order_id="o1", source="CUSTOMER"))
+    (granted,) = world.feed(request(f"req-{customer}", 3_000, kind="REFUND", order_id="o1", customer=customer,
+                                    incident_id=f"inc-{customer}", at=T0 + 1))
+    assert granted["outcome"] == "GRANTED" and customer in json.dumps(world.scopes["linked:payment_instrument:card-1"])
+    world.feed(erased(customer=customer))
+    linked = world.scopes["linked:payment_instrument:card-1"]
+    assert customer not in json.dumps(linked)
+    assert sorted(r[1] for r in linked["reservations"].values()) == [3_000]

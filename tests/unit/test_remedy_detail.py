@@ -31,7 +31,11 @@ def order(items=PRESENTS, at=T0):
             "items": [dict(i) for i in items], "shipping_address_id": "addr-home", "digital": False}
 
 
-def incident(incident_id="i1", kind="LOST_IN_TRANSIT", source="CUSTOMER", at=T0 + 5 * HOUR_MS, order_id="o1"):
+# The loss is reported past the order's delivery window (lost_claim_days_after_order_min, 7 days).
+CLAIM_AT = T0 + 8 * 24 * HOUR_MS
+
+
+def incident(incident_id="i1", kind="LOST_IN_TRANSIT", source="CUSTOMER", at=CLAIM_AT + 5 * HOUR_MS, order_id="o1"):
     return {"type": "IncidentReported", "event_id": f"e-{incident_id}", "incident_id": incident_id,
             "customer_id": "c1", "order_id": order_id, "kind": kind, "source": source, "reported_at": at,
             "description": None}
@@ -43,7 +47,7 @@ def delivered(items=None, at=T0 + 4 * HOUR_MS):
 
 
 def request(request_id, amount, kind="RESHIP", items=None, address=None, speed=None, gift=None,
-            incident_id="i1", at=T0 + 6 * HOUR_MS, requested_by="assoc-7"):
+            incident_id="i1", at=CLAIM_AT + 6 * HOUR_MS, requested_by="assoc-7"):
     return {"type": "RemedyRequested", "event_id": f"e-{request_id}", "request_id": request_id, "customer_id": "c1",
             "order_id": "o1", "incident_id": incident_id, "kind": kind, "amount_cents": amount, "currency": "USD",
             "requested_by": requested_by, "requested_at": at, "reason": "test", "items": items,
