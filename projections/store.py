@@ -461,12 +461,21 @@ class Store:
         return {**found, "requested_cents": int(found["requested_cents"]), "granted_cents": int(found["granted_cents"]),
                 "requested_at": int(found["requested_at"]), "reason_codes": list(found["reason_codes"])}
 
-    def associates(self) -> list[dict]:
-        """Current grants per associate, as requester and as decider, by kind; cents per currency."""
+    def associates(self, since: date | None = None, until: date | None = None) -> list[dict]:
+        """Current grants per associate, as requester and as decider, by kind; cents per currency;
+        decided between two UTC days (inclusive). Only associates: never "customer" or "system"
+        as requester, never "policy" as decider (as the view associate_grant_totals, migration 0007)."""
         out: dict[tuple, dict] = {}
+        db, where = self.database, self._where(since, until)
+        granted = "kind, currency, count() AS n, sum(granted_cents) AS cents"
         for role, associate_id, kind, currency, count, cents in self.client.query(
-            f"SELECT role, associate_id, kind, currency, granted_count, granted_cents "
-            f"FROM {self.database}.associate_grant_totals ORDER BY role DESC, associate_id, kind, currency"
+            f"SELECT role, associate_id, kind, currency, n, cents FROM ("
+            f"SELECT 'requested' AS role, requested_by AS associate_id, {granted} "
+            f"FROM {db}.current_decisions WHERE outcome = 'GRANTED' AND requested_by NOT IN ('system', 'customer') "
+            f"AND {where} GROUP BY associate_id, kind, currency "
+            f"UNION ALL SELECT 'decided' AS role, decided_by AS associate_id, {granted} "
+            f"FROM {db}.current_decisions WHERE outcome = 'GRANTED' AND decided_by != 'policy' AND {where} "
+            f"GROUP BY associate_id, kind, currency) ORDER BY role DESC, associate_id, kind, currency"
         ).result_rows:
             record = out.setdefault((role, associate_id, kind), {
                 "role": role, "associate_id": associate_id, "kind": kind, "granted_count": 0, "granted_cents": {}})
@@ -475,7 +484,7 @@ class Store:
         return list(out.values())
 
     def daily_granted(self, since: date | None = None, until: date | None = None,
-                      kinds: tuple[str, ...] = ("CREDIT", "RESHIP")) -> list[dict]:
+                      kinds: tuple[str, ...] = REMEDY_KINDS) -> list[dict]:
         """Granted count and cents per currency, per day and kind (current decisions), for the chart."""
         rows = self.client.query(
             f"SELECT toString(toDate(decided_at)) AS day, kind, currency, count(), sum(granted_cents) "
