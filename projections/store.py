@@ -446,11 +446,11 @@ class Store:
         with the request's facts (timestamps in ms) so a repeated request can be compared with it."""
         columns = ("decision_id", "request_id", "customer_id", "order_id", "incident_id", "kind", "outcome",
                    "requested_cents", "granted_cents", "currency", "reason_codes", "policy_version", "requested_by",
-                   "requested_at", "decided_by")
+                   "requested_at", "decided_by", "items")
         rows = self.client.query(
             f"SELECT decision_id, request_id, customer_id, order_id, incident_id, kind, outcome, requested_cents, "
             f"granted_cents, currency, reason_codes, policy_version, requested_by, "
-            f"toUnixTimestamp64Milli(requested_at), decided_by "
+            f"toUnixTimestamp64Milli(requested_at), decided_by, items_json "
             f"FROM {self.database}.{DECISIONS_TABLE} FINAL WHERE request_id = {{r:String}} AND {self._current()} "
             "ORDER BY decided_at DESC, decision_id DESC LIMIT 1",
             parameters={"r": request_id},
@@ -459,7 +459,8 @@ class Store:
             return None
         found = dict(zip(columns, rows[0]))
         return {**found, "requested_cents": int(found["requested_cents"]), "granted_cents": int(found["granted_cents"]),
-                "requested_at": int(found["requested_at"]), "reason_codes": list(found["reason_codes"])}
+                "requested_at": int(found["requested_at"]), "reason_codes": list(found["reason_codes"]),
+                "items": json.loads(found["items"]) if found["items"] is not None else None}
 
     def associates(self, since: date | None = None, until: date | None = None) -> list[dict]:
         """Current grants per associate, as requester and as decider, by kind; cents per currency;

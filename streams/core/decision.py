@@ -504,7 +504,8 @@ def _handle_request(state: State, request: Event, policy: Policy) -> tuple[State
 SELF_APPROVAL = "SELF_APPROVAL"
 # Reason code of a request id (or order id, incident id) repeated with different content.
 CONFLICTING_DUPLICATE = "CONFLICTING_DUPLICATE"
-_REQUEST_FACTS = ("kind", "amount_cents", "currency", "order_id", "incident_id", "requested_by", "requested_at")
+_REQUEST_FACTS = ("kind", "amount_cents", "currency", "order_id", "incident_id", "requested_by", "requested_at",
+                  "items")
 
 
 def _request_facts(request: Event) -> dict:

@@ -210,3 +210,23 @@ def test_an_outage_credit_an_associate_asked_for_notifies_too_and_a_denied_one_d
     assert granted["outcome"] == "GRANTED" and detail.notifies(granted)
     denied = {**granted, "outcome": "DENIED", "granted_cents": 0}
     assert detail.effects_of(denied) == []
+
+
+# Repeats and bounds ------------------------------------------------------------------------------
+
+def test_a_repeat_of_a_request_id_with_other_items_is_refused_and_an_identical_one_answered_again():
+    world = world_after(order(), incident())
+    (first,) = world.feed(request("r1", 2_500, items=[item("scarf")]))
+    assert world.feed(request("r1", 2_500, items=[item("scarf")])) == [first]
+    assert world.feed(request("r1", 2_500, items=[item("puzzle", price=2_500)])) == []
+    (rejected, reason), = world.rejected  # dead-lettered by the worker, naming the field
+    assert rejected["request_id"] == "r1" and reason.startswith("CONFLICTING_DUPLICATE") and "items" in reason
+
+
+@pytest.mark.parametrize("record_name", ["RemedyRequested", "OrderDelivered"])
+def test_an_empty_item_list_is_refused_naming_the_field_and_null_is_the_whole_order(record_name):
+    from streams.core.inbound import decoded_event_problems
+
+    assert decoded_event_problems(record_name, {"items": []}) == [
+        "field 'items': an empty list; name at least one order line, or null for the whole order"]
+    assert decoded_event_problems(record_name, {"items": None}) == []
