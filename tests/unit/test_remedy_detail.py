@@ -230,3 +230,42 @@ def test_an_empty_item_list_is_refused_naming_the_field_and_null_is_the_whole_or
     assert decoded_event_problems(record_name, {"items": []}) == [
         "field 'items': an empty list; name at least one order line, or null for the whole order"]
     assert decoded_event_problems(record_name, {"items": None}) == []
+
+
+# The publish format ------------------------------------------------------------------------------
+
+GIFT_LINE = {"type": "RemedyRequested", "event_id": "e5", "request_id": "r2", "customer_id": "c1", "order_id": "o1",
+             "incident_id": "i1", "kind": "RESHIP", "amount_cents": 2500, "currency": "USD", "requested_by": "assoc-7",
+             "requested_at": "2026-11-20T10:00:00Z", "reason": "lost present",
+             "items": [{"sku": "scarf", "quantity": 1, "unit_price_cents": 2500}], "shipping_address_id": "addr-gran",
+             "shipping_speed": "NEXT_DAY", "gift_message": "Merry Christmas, Gran"}
+
+
+def test_the_publish_format_takes_the_remedy_detail_under_exactly_these_names():
+    import json
+
+    from streams.core.inbound import parse_event_line
+    from streams.runtime.upstream import avro_json_by_name
+
+    name, datum = parse_event_line(json.dumps(GIFT_LINE), avro_json_by_name())
+    assert name == "RemedyRequested"
+    assert (datum["items"], datum["shipping_address_id"], datum["shipping_speed"], datum["gift_message"]) == (
+        [{"sku": "scarf", "quantity": 1, "unit_price_cents": 2500}], "addr-gran", "NEXT_DAY", "Merry Christmas, Gran")
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"shipping_speed": "FAST"}, "field 'shipping_speed': 'FAST' is not one of STANDARD, EXPEDITED, EXPRESS, NEXT_DAY"),
+    ({"items": []}, "field 'items': an empty list"),
+    ({"items": [{"sku": "scarf", "quantity": 0, "unit_price_cents": 2500}]}, "field 'items[0].quantity': must be positive"),
+    ({"items": [{"sku": "scarf", "quantity": 1}]}, "items[0].unit_price_cents"),
+    ({"shipping_address": "1 Main St"}, "shipping_address"),
+])
+def test_bad_remedy_detail_is_refused_naming_the_field(change, problem):
+    import json
+
+    from streams.core.inbound import LineProblems, parse_event_line
+    from streams.runtime.upstream import avro_json_by_name
+
+    with pytest.raises(LineProblems) as refused:
+        parse_event_line(json.dumps({**GIFT_LINE, **change}), avro_json_by_name())
+    assert any(problem in text for text in refused.value.problems), refused.value.problems
