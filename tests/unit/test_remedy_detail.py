@@ -269,3 +269,13 @@ def test_bad_remedy_detail_is_refused_naming_the_field(change, problem):
     with pytest.raises(LineProblems) as refused:
         parse_event_line(json.dumps({**GIFT_LINE, **change}), avro_json_by_name())
     assert any(problem in text for text in refused.value.problems), refused.value.problems
+
+
+def test_a_request_of_an_erased_customer_repeats_no_address_or_gift_message():
+    world = world_after(order(), incident())
+    world.feed({"type": "CustomerErased", "event_id": "er-1", "customer_id": "c1",
+                "pseudonym": "erased:0123456789abcdef0123456789abcdef", "erased_at": T0 + 5 * HOUR_MS + 1})
+    (decision,) = world.feed(request("r1", 2_500, items=[item("scarf")], address="addr-gran", gift="For Gran"))
+    assert (decision["outcome"], decision["reason_codes"]) == ("ESCALATED", [core.CUSTOMER_ERASED])
+    assert (decision["shipping_address_id"], decision["gift_message"]) == (None, None)
+    assert detail.effects_of(decision) == []
