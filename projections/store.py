@@ -16,7 +16,7 @@ from pathlib import Path
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from projections.figures import FIGURE_NAMES
+from projections.figures import FIGURE_NAMES, NOT_ASSOCIATES
 from projections.rows import DECISION_COLUMNS, OUTCOMES, POSTING_COLUMNS, REMEDY_KINDS
 from streams.core.money import add_cents, merged_cents
 from streams.core.inbound import id_problem
@@ -41,6 +41,8 @@ EXPORT_SETTINGS = {"csv": {"format_csv_null_representation": ""}, "parquet": {}}
 CSV_LIST_SEPARATOR = ";"
 # Erased customers' pseudonyms (migration 0003; docs/privacy.md).
 ERASED_TABLE = "erased_customers"
+# Requesters who are no associates, as an SQL tuple (the view associate_grant_totals, migration 0007, says the same).
+NOT_ASSOCIATES_SQL = "(" + ", ".join(f"'{name}'" for name in NOT_ASSOCIATES) + ")"
 # Closed months (migration 0006; projections/periods.py).
 CLOSED_TABLE = "closed_periods"
 # What `finance totals --dates` dates a decision by: its posting date (default) or its event date.
@@ -369,7 +371,7 @@ class Store:
             figures["granted_totals"]["|".join(key)] = [int(count), int(cents)]
         for role, associate, currency, count, cents in rows(
             f"SELECT 'requested', requested_by, currency, count(), sum(granted_cents) FROM {decisions} "
-            f"WHERE outcome = 'GRANTED' AND requested_by != 'system' AND {current} GROUP BY 2, 3 "
+            f"WHERE outcome = 'GRANTED' AND requested_by NOT IN {NOT_ASSOCIATES_SQL} AND {current} GROUP BY 2, 3 "
             f"UNION ALL SELECT 'decided', decided_by, currency, count(), sum(granted_cents) FROM {decisions} "
             f"WHERE outcome = 'GRANTED' AND decided_by != 'policy' AND {current} GROUP BY 2, 3"
         ):
@@ -472,7 +474,7 @@ class Store:
         for role, associate_id, kind, currency, count, cents in self.client.query(
             f"SELECT role, associate_id, kind, currency, n, cents FROM ("
             f"SELECT 'requested' AS role, requested_by AS associate_id, {granted} "
-            f"FROM {db}.current_decisions WHERE outcome = 'GRANTED' AND requested_by NOT IN ('system', 'customer') "
+            f"FROM {db}.current_decisions WHERE outcome = 'GRANTED' AND requested_by NOT IN {NOT_ASSOCIATES_SQL} "
             f"AND {where} GROUP BY associate_id, kind, currency "
             f"UNION ALL SELECT 'decided' AS role, decided_by AS associate_id, {granted} "
             f"FROM {db}.current_decisions WHERE outcome = 'GRANTED' AND decided_by != 'policy' AND {where} "
