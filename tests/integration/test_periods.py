@@ -65,3 +65,28 @@ def test_close_october_then_an_october_dated_request_posts_in_november_marked_la
     assert "every figure is unchanged" in rebuilt.stdout
     assert month(deployment, "2026-10-01", "2026-10-31") == october
     assert month(deployment, "2026-11-01", "2026-11-30") == november
+
+
+def test_a_clickhouse_that_lost_its_data_learns_the_closed_months_from_the_topic_again(deployment, tmp_path):
+    import shutil
+
+    deployment.start_worker()
+    publish(deployment, tmp_path / "october.jsonl", [credit("oct-a", "cust-a", 1_000, "2026-10-15")])
+    deployment.cli("wait", "--decisions", "1", "--timeout", "120")
+    deployment.cli("finance", "close-period", "2026-10", "--by", "fin-ana")
+    publish(deployment, tmp_path / "late.jsonl", [credit("late-oct", "cust-d", 700, "2026-10-20")])
+    deployment.cli("wait", "--decisions", "2", "--timeout", "120")
+    october, november = month(deployment, "2026-10-01", "2026-10-31"), month(deployment, "2026-11-01", "2026-11-30")
+    assert (october["granted"]["cents"], november["granted"]["cents"], november["late_postings"]) == (
+        {"USD": 1_000}, {"USD": 700}, 1)
+
+    # A new, empty ClickHouse volume: the worker reads the closed month back from the topic, and
+    # the books rebuilt from the decision log are the same.
+    deployment.stop_worker()
+    shutil.rmtree(deployment.settings.data_dir / "clickhouse")
+    deployment.start_worker()
+    deployment.cli("projections", "rebuild")
+    assert month(deployment, "2026-10-01", "2026-10-31") == october
+    assert month(deployment, "2026-11-01", "2026-11-30") == november
+    again = deployment.cli("finance", "close-period", "2026-10", "--by", "fin-bo", check=False)
+    assert again.returncode != 0 and "2026-10 is already closed" in again.stderr
