@@ -8,6 +8,8 @@ import csv
 import io
 import json
 
+import schemas
+
 from tests.integration.test_stories import publish
 
 
@@ -90,3 +92,20 @@ def test_a_clickhouse_that_lost_its_data_learns_the_closed_months_from_the_topic
     assert month(deployment, "2026-11-01", "2026-11-30") == november
     again = deployment.cli("finance", "close-period", "2026-10", "--by", "fin-bo", check=False)
     assert again.returncode != 0 and "2026-10 is already closed" in again.stderr
+
+
+def test_a_close_recorded_but_never_published_is_published_when_the_worker_opens_clickhouse(deployment, tmp_path):
+    from projections.store import Store
+
+    # As if the worker had recorded the close and died before its send was acknowledged.
+    store = Store(deployment.settings.clickhouse_dsn, deployment.settings.clickhouse_database)
+    store.migrate()
+    store.close_period("2026-09", "fin-ana", 1_790_000_000_000)
+    store.close()
+    assert deployment.read_topic(deployment.names.periods) == []
+    deployment.start_worker()
+    deployment.cli("finance", "totals")  # the worker opens ClickHouse
+    deployment.wait_for("the close on the topic", lambda: deployment.read_topic(deployment.names.periods))
+    (message,) = deployment.read_topic(deployment.names.periods)
+    assert message.key == b"2026-09"
+    assert schemas.decode(message.value)[1]["closed_by"] == "fin-ana"
