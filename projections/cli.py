@@ -50,7 +50,7 @@ def cmd_finance_associates(args) -> int:
     """Print current grants per associate, as requester and as decider, by kind."""
     from projections import finance
 
-    rows = finance.associates(load_settings())
+    rows = finance.associates(load_settings(), args.since, args.until)
     print(json.dumps(rows, indent=2) if args.json else finance.render_associates(rows))
     return 0
 
@@ -66,13 +66,14 @@ def cmd_finance_export(args) -> int:
 
 
 def cmd_finance_chart(args) -> int:
-    """Draw a PNG of granted credits and reshipments per day, one panel per currency."""
+    """Draw a PNG of every granted kind per day on a date axis, one panel per currency."""
     from projections import finance
 
     rows = finance.daily_granted(load_settings(), args.since, args.until)
-    finance.chart(rows, args.out)
-    currencies = sorted(finance.chart_series(rows))
-    print(f"wrote {args.out} ({len({r['day'] for r in rows})} days; {', '.join(currencies) or 'no amounts'})")
+    data = finance.chart(rows, args.out, args.since, args.until)
+    currencies = [panel["currency"] for panel in data["panels"]]
+    print(f"wrote {args.out} ({data['days']} days from {data['first_day']} to {data['last_day']}; "
+          f"{', '.join(currencies) or 'no amounts'})")
     return 0
 
 
@@ -181,6 +182,8 @@ def register(sub) -> None:
     customer.set_defaults(run=cmd_finance_customer)
 
     associates = finance_sub.add_parser("associates", help=cmd_finance_associates.__doc__)
+    associates.add_argument("--since", help="first UTC day, YYYY-MM-DD (inclusive)")
+    associates.add_argument("--until", help="last UTC day, YYYY-MM-DD (inclusive)")
     associates.add_argument("--json", action="store_true")
     associates.set_defaults(run=cmd_finance_associates)
 

@@ -13,11 +13,13 @@ from datetime import datetime, timedelta, timezone
 from projections.postings import postings_for
 
 # Figures whose values are [count, cents]; the others are plain integers.
+# Who asks for a remedy without being an associate: the service itself and the customer.
+NOT_ASSOCIATES = ("system", "customer")
 FIGURE_NAMES = (
     "decisions",          # {"all": distinct decisions, "current": decisions not superseded}
     "outcome_reasons",    # "outcome|reason" -> current decisions with that reason
     "granted_totals",     # "day|customer|kind|incident_kind|origin|policy_version|currency" -> [count, cents]
-    "associate_grants",   # "role|associate|currency" -> [count, cents] of current grants
+    "associate_grants",   # "role|associate|currency" -> [count, cents] of current grants (associates only)
     "account_balances",   # "account|currency" -> sum of postings in cents
     "customer_credit_balances",  # "customer|currency" -> outstanding credit in cents
     "posting_lines",      # "role" -> number of posting lines
@@ -66,7 +68,7 @@ def fold(decisions) -> dict:
         if decision["outcome"] != "GRANTED":
             continue
         _add_pair(figures["granted_totals"], granted_key(decision), decision["granted_cents"])
-        if decision["requested_by"] != "system":
+        if decision["requested_by"] not in NOT_ASSOCIATES:
             _add_pair(figures["associate_grants"], f"requested|{decision['requested_by']}|{decision['currency']}",
                       decision["granted_cents"])
         if decision.get("decided_by", "policy") != "policy":

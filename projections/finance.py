@@ -6,6 +6,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import date, datetime, timedelta
 
 from projections.rows import OUTCOMES
 from projections.store import Store, parse_day
@@ -173,13 +174,14 @@ def customer(settings: Settings, customer_id: str) -> dict:
     return _ask(settings, "/finance/customer", {"id": customer_id}, "customer", customer_id)
 
 
-def associates(settings: Settings) -> list[dict]:
-    """Current grants per associate (as requester and as decider) by kind."""
-    return _ask(settings, "/finance/associates", {}, "associates")
+def associates(settings: Settings, since: str | None = None, until: str | None = None) -> list[dict]:
+    """Current grants per associate (as requester and as decider) by kind, decided between two days."""
+    since_day, until_day = parse_day(since, "--since"), parse_day(until, "--until")
+    return _ask(settings, "/finance/associates", {"since": since, "until": until}, "associates", since_day, until_day)
 
 
 def daily_granted(settings: Settings, since: str | None, until: str | None) -> list[dict]:
-    """Granted credits and reshipments per day (count and cents)."""
+    """Granted count and cents per currency, per day and kind (every granted kind)."""
     since_day, until_day = parse_day(since, "--since"), parse_day(until, "--until")
     return _ask(settings, "/finance/daily", {"since": since, "until": until}, "daily_granted", since_day, until_day)
 
@@ -235,8 +237,22 @@ def render_associates(rows: list[dict]) -> str:
                                           r["granted_cents"])])
 
 
-# The kinds the chart draws, with their colours and legend labels.
-CHART_KINDS = {"CREDIT": ("#2f6db5", "credits granted"), "RESHIP": ("#e08a1e", "reshipments granted")}
+# The kinds the chart draws (every granted kind), with their colours and legend labels.
+CHART_KINDS = {
+    "CREDIT": ("#2f6db5", "credits"),
+    "REFUND": ("#c0392b", "refunds"),
+    "RESHIP": ("#e08a1e", "reshipments"),
+    "SHIPPING_UPGRADE": ("#6c3483", "shipping upgrades"),
+    "GIFT_WRAP": ("#1e8449", "gift wrap"),
+}
+# Above this many days, the number of grants is not written over the bars (they would overlap).
+CHART_COUNTS_DAYS_MAX = 31
+# The value axis reaches this times the highest day, so the legend never covers a bar.
+CHART_HEADROOM = 1.25
+# Up to this many days, every day has a tick on the date axis.
+CHART_DAY_TICKS_DAYS_MAX = 14
+# The figure's size in inches: fixed, so a year is as readable as a day (the date axis thins its labels).
+CHART_SIZE_IN = (12, 4.5)
 
 
 def chart_series(rows: list[dict]) -> dict[str, dict[str, dict[str, int]]]:
@@ -249,47 +265,92 @@ def chart_series(rows: list[dict]) -> dict[str, dict[str, dict[str, int]]]:
     return dict(sorted(series.items()))
 
 
-def chart(rows: list[dict], out_path: str) -> None:
-    """A PNG of granted credits and reshipments per day, one panel per currency: amounts as bars; with
-    one currency, the number of grants is written above each bar."""
+def chart_data(rows: list[dict], since: str | None = None, until: str | None = None) -> dict:
+    """Everything the chart shows, as data: the day range of its date axis (the asked period, else
+    the first to the last day granted), its labels, and per currency a panel of cents per kind and day."""
+    days = sorted({r["day"] for r in rows})
+    first, last = since or (days[0] if days else None), until or (days[-1] if days else None)
+    series = chart_series(rows)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["day"]] = counts.get(row["day"], 0) + row["granted_count"]
+    span = (date.fromisoformat(last) - date.fromisoformat(first)).days + 1 if first else 0
+    return {
+        "title": "Remedies granted per day (current decisions; each currency on its own axis)",
+        "x_label": "day granted (UTC)",
+        "first_day": first,
+        "last_day": last,
+        "days": span,
+        "kinds": {kind: label for kind, (_, label) in CHART_KINDS.items()},
+        "panels": [{"currency": currency, "y_label": f"amount granted ({currency})",
+                    "cents": {kind: dict(sorted(by_day.items())) for kind, by_day in by_kind.items() if by_day}}
+                   for currency, by_kind in series.items()],
+        # Grants per day over every currency, written over the bars of a short single-currency chart.
+        "counts": counts if len(series) == 1 and span <= CHART_COUNTS_DAYS_MAX else {},
+    }
+
+
+def chart(rows: list[dict], out_path: str, since: str | None = None, until: str | None = None) -> dict:
+    """A PNG of every granted kind per day on a real date axis, one panel per currency, amounts as
+    stacked bars; returns the chart's data (chart_data), which is exactly what was drawn."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    days = sorted({r["day"] for r in rows})
-    series = chart_series(rows)
-    # A (day, kind) count covers every currency, so it is written on the bars only when there is one.
-    counts = {(r["day"], r["kind"]): r["granted_count"] for r in rows} if len(series) == 1 else {}
-    panels = max(1, len(series))
-    figure, panel_axes = plt.subplots(panels, 1, figsize=(max(8, 0.6 * len(days) + 4), 1 + 4 * panels), dpi=120,
-                                      squeeze=False)
-    width = 0.4
-    for axes, (currency, by_kind) in zip(panel_axes[:, 0], series.items()):
-        per_unit = 10 ** MINOR_UNIT_DIGITS.get(currency, 2)  # bars in whole units of the currency
-        for index, (kind, (colour, label)) in enumerate(CHART_KINDS.items()):
-            xs = [i + (index - 0.5) * width for i in range(len(days))]
-            cents = [by_kind.get(kind, {}).get(day, 0) for day in days]
-            bars = axes.bar(xs, [c / per_unit for c in cents], width, label=label, color=colour)
-            for bar, day in zip(bars, days):
-                if counts.get((day, kind)):
-                    axes.annotate(f"{counts[(day, kind)]}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                                  ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
-        axes.set_xticks(range(len(days)), days, rotation=45 if len(days) > 7 else 0,
-                        ha="right" if len(days) > 7 else "center")
-        axes.yaxis.set_major_formatter(
-            FuncFormatter(lambda value, _, currency=currency, per_unit=per_unit:
-                          money_text(round(value * per_unit), currency)))
-        axes.set_ylabel(f"amount granted ({currency})")
+    data = chart_data(rows, since, until)
+    panels = data["panels"] or [{"currency": None, "y_label": "amount granted", "cents": {}}]
+    width, height = CHART_SIZE_IN
+    figure, panel_axes = plt.subplots(len(panels), 1, figsize=(width, 1 + height * len(panels)), dpi=110,
+                                      squeeze=False, sharex=True)
+    for axes, panel in zip(panel_axes[:, 0], panels):
+        currency = panel["currency"]
+        per_unit = 10 ** MINOR_UNIT_DIGITS.get(currency or "", 2)  # bars in whole units of the currency
+        stacked: dict[str, float] = {}
+        for kind, (colour, label) in CHART_KINDS.items():
+            by_day = panel["cents"].get(kind)
+            if not by_day:
+                continue
+            xs = [date.fromisoformat(day) for day in by_day]
+            heights = [cents / per_unit for cents in by_day.values()]
+            axes.bar(xs, heights, 0.8, bottom=[stacked.get(day, 0.0) for day in by_day], label=label, color=colour,
+                     align="center")
+            for day, value in zip(by_day, heights):
+                stacked[day] = stacked.get(day, 0.0) + value
+        for day, count in data["counts"].items():
+            axes.annotate(str(count), (date.fromisoformat(day), stacked.get(day, 0.0)), ha="center", va="bottom",
+                          fontsize=8, xytext=(0, 2), textcoords="offset points")
+        if currency is not None:
+            axes.yaxis.set_major_formatter(
+                FuncFormatter(lambda value, _, currency=currency, per_unit=per_unit:
+                              money_text(round(value * per_unit), currency)))
+        axes.set_ylabel(panel["y_label"])
         axes.grid(axis="y", alpha=0.3)
         axes.spines[["top", "right"]].set_visible(False)
-        axes.legend(frameon=False)
-    first = panel_axes[0, 0]
-    note = "; number of grants above each bar" if counts else ""
-    first.set_title(f"Remedies granted per day (current decisions, each currency on its own axis{note})")
-    if not days:
-        first.text(0.5, 0.5, "no credits or reshipments granted in this period", ha="center", transform=first.transAxes)
+        if panel["cents"]:
+            # Headroom above the highest day for the legend and the counts.
+            axes.set_ylim(0, max(stacked.values()) * CHART_HEADROOM)
+            axes.legend(frameon=False, ncol=len(panel["cents"]), loc="upper left")
+    bottom = panel_axes[-1, 0]
+    if data["first_day"]:
+        # Half a day of margin each side (bars are centred on their day): one day is a readable bar.
+        half_day = timedelta(hours=12)
+        bottom.set_xlim(datetime.fromisoformat(data["first_day"]) - half_day,
+                        datetime.fromisoformat(data["last_day"]) + half_day)
+    # A tick per day for short periods (never hours); for longer ones, 5 to 12 ticks the locator picks.
+    short = data["days"] <= CHART_DAY_TICKS_DAYS_MAX
+    locator = mdates.DayLocator() if short else mdates.AutoDateLocator(minticks=5, maxticks=12)
+    bottom.xaxis.set_major_locator(locator)
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d") if short else mdates.ConciseDateFormatter(locator))
+    bottom.set_xlabel(data["x_label"])
+    note = "; number of grants above each day" if data["counts"] else ""
+    panel_axes[0, 0].set_title(data["title"] + note)
+    if not data["panels"]:
+        panel_axes[0, 0].text(0.5, 0.5, "no remedies granted in this period", ha="center",
+                              transform=panel_axes[0, 0].transAxes)
     figure.tight_layout()
     figure.savefig(out_path)
     plt.close(figure)
+    return data

@@ -16,7 +16,7 @@ from pathlib import Path
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from projections.figures import FIGURE_NAMES
+from projections.figures import FIGURE_NAMES, NOT_ASSOCIATES
 from projections.rows import DECISION_COLUMNS, OUTCOMES, POSTING_COLUMNS, REMEDY_KINDS
 from streams.core.money import add_cents, merged_cents
 from streams.core.inbound import id_problem
@@ -41,6 +41,8 @@ EXPORT_SETTINGS = {"csv": {"format_csv_null_representation": ""}, "parquet": {}}
 CSV_LIST_SEPARATOR = ";"
 # Erased customers' pseudonyms (migration 0003; docs/privacy.md).
 ERASED_TABLE = "erased_customers"
+# Requesters who are no associates, as an SQL tuple (the view associate_grant_totals, migration 0007, says the same).
+NOT_ASSOCIATES_SQL = "(" + ", ".join(f"'{name}'" for name in NOT_ASSOCIATES) + ")"
 # Closed months (migration 0006; projections/periods.py).
 CLOSED_TABLE = "closed_periods"
 # What `finance totals --dates` dates a decision by: its posting date (default) or its event date.
@@ -369,7 +371,7 @@ class Store:
             figures["granted_totals"]["|".join(key)] = [int(count), int(cents)]
         for role, associate, currency, count, cents in rows(
             f"SELECT 'requested', requested_by, currency, count(), sum(granted_cents) FROM {decisions} "
-            f"WHERE outcome = 'GRANTED' AND requested_by != 'system' AND {current} GROUP BY 2, 3 "
+            f"WHERE outcome = 'GRANTED' AND requested_by NOT IN {NOT_ASSOCIATES_SQL} AND {current} GROUP BY 2, 3 "
             f"UNION ALL SELECT 'decided', decided_by, currency, count(), sum(granted_cents) FROM {decisions} "
             f"WHERE outcome = 'GRANTED' AND decided_by != 'policy' AND {current} GROUP BY 2, 3"
         ):
@@ -446,11 +448,11 @@ class Store:
         with the request's facts (timestamps in ms) so a repeated request can be compared with it."""
         columns = ("decision_id", "request_id", "customer_id", "order_id", "incident_id", "kind", "outcome",
                    "requested_cents", "granted_cents", "currency", "reason_codes", "policy_version", "requested_by",
-                   "requested_at", "decided_by")
+                   "requested_at", "decided_by", "items")
         rows = self.client.query(
             f"SELECT decision_id, request_id, customer_id, order_id, incident_id, kind, outcome, requested_cents, "
             f"granted_cents, currency, reason_codes, policy_version, requested_by, "
-            f"toUnixTimestamp64Milli(requested_at), decided_by "
+            f"toUnixTimestamp64Milli(requested_at), decided_by, items_json "
             f"FROM {self.database}.{DECISIONS_TABLE} FINAL WHERE request_id = {{r:String}} AND {self._current()} "
             "ORDER BY decided_at DESC, decision_id DESC LIMIT 1",
             parameters={"r": request_id},
@@ -459,14 +461,24 @@ class Store:
             return None
         found = dict(zip(columns, rows[0]))
         return {**found, "requested_cents": int(found["requested_cents"]), "granted_cents": int(found["granted_cents"]),
-                "requested_at": int(found["requested_at"]), "reason_codes": list(found["reason_codes"])}
+                "requested_at": int(found["requested_at"]), "reason_codes": list(found["reason_codes"]),
+                "items": json.loads(found["items"]) if found["items"] is not None else None}
 
-    def associates(self) -> list[dict]:
-        """Current grants per associate, as requester and as decider, by kind; cents per currency."""
+    def associates(self, since: date | None = None, until: date | None = None) -> list[dict]:
+        """Current grants per associate, as requester and as decider, by kind; cents per currency;
+        decided between two UTC days (inclusive). Only associates: never "customer" or "system"
+        as requester, never "policy" as decider (as the view associate_grant_totals, migration 0007)."""
         out: dict[tuple, dict] = {}
+        db, where = self.database, self._where(since, until)
+        granted = "kind, currency, count() AS n, sum(granted_cents) AS cents"
         for role, associate_id, kind, currency, count, cents in self.client.query(
-            f"SELECT role, associate_id, kind, currency, granted_count, granted_cents "
-            f"FROM {self.database}.associate_grant_totals ORDER BY role DESC, associate_id, kind, currency"
+            f"SELECT role, associate_id, kind, currency, n, cents FROM ("
+            f"SELECT 'requested' AS role, requested_by AS associate_id, {granted} "
+            f"FROM {db}.current_decisions WHERE outcome = 'GRANTED' AND requested_by NOT IN {NOT_ASSOCIATES_SQL} "
+            f"AND {where} GROUP BY associate_id, kind, currency "
+            f"UNION ALL SELECT 'decided' AS role, decided_by AS associate_id, {granted} "
+            f"FROM {db}.current_decisions WHERE outcome = 'GRANTED' AND decided_by != 'policy' AND {where} "
+            f"GROUP BY associate_id, kind, currency) ORDER BY role DESC, associate_id, kind, currency"
         ).result_rows:
             record = out.setdefault((role, associate_id, kind), {
                 "role": role, "associate_id": associate_id, "kind": kind, "granted_count": 0, "granted_cents": {}})
@@ -475,7 +487,7 @@ class Store:
         return list(out.values())
 
     def daily_granted(self, since: date | None = None, until: date | None = None,
-                      kinds: tuple[str, ...] = ("CREDIT", "RESHIP")) -> list[dict]:
+                      kinds: tuple[str, ...] = REMEDY_KINDS) -> list[dict]:
         """Granted count and cents per currency, per day and kind (current decisions), for the chart."""
         rows = self.client.query(
             f"SELECT toString(toDate(decided_at)) AS day, kind, currency, count(), sum(granted_cents) "

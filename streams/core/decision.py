@@ -685,7 +685,8 @@ def _handle_request(state: State, request: Event, policy: Policy) -> tuple[State
 SELF_APPROVAL = "SELF_APPROVAL"
 # Reason code of a request id (or order id, incident id) repeated with different content.
 CONFLICTING_DUPLICATE = "CONFLICTING_DUPLICATE"
-_REQUEST_FACTS = ("kind", "amount_cents", "currency", "order_id", "incident_id", "requested_by", "requested_at")
+_REQUEST_FACTS = ("kind", "amount_cents", "currency", "order_id", "incident_id", "requested_by", "requested_at",
+                  "items")
 
 
 def _request_facts(request: Event) -> dict:
@@ -1244,5 +1245,7 @@ def _erased_request(state: State, request: Event, policy: Policy) -> tuple[State
 
 
 def _erased_decision_of(request: Event, policy: Policy, decided_at_ms: int) -> Decision:
-    """The decision on a request of an erased customer: escalated to a person, nothing granted."""
-    return _decision(request, policy, ESCALATED, 0, [CUSTOMER_ERASED], {}, decided_at_ms, {})
+    """The decision on a request of an erased customer: escalated to a person, nothing granted; no
+    destination or gift message (addresses and free text of an erased customer are not repeated)."""
+    decision = _decision(request, policy, ESCALATED, 0, [CUSTOMER_ERASED], {}, decided_at_ms, {})
+    return {**decision, "shipping_address_id": None, "gift_message": None}

@@ -128,6 +128,7 @@ def parse_event_line(text: str, schemas: dict[str, dict], now_ms: int | None = N
     fields = {k: v for k, v in raw.items() if k != "type"}
     problems: list[str] = []
     datum = _record(schemas[event_type], fields, "", schemas, problems)
+    problems += empty_items_problems(event_type, datum)
     if now_ms is not None:
         problems += record_time_problems(event_type, datum, now_ms, bounds.future_ms_max, bounds.floor_ms,
                                          reference_name="the publisher's clock")
@@ -391,10 +392,21 @@ def _datetime_ms(value: datetime) -> int:
 ENUM_FIELDS = ("kind", "source", "verdict", "shipping_speed")
 
 
+# Records whose `items` may be null (the whole order) but, when given, name at least one line.
+ITEMS_NULL_MEANS_WHOLE_ORDER = ("RemedyRequested", "OrderDelivered")
+
+
+def empty_items_problems(record_name: str, datum: dict) -> list[str]:
+    """An empty `items` list where null means the whole order: ambiguous, so refused."""
+    if record_name in ITEMS_NULL_MEANS_WHOLE_ORDER and datum.get("items") == []:
+        return ["field 'items': an empty list; name at least one order line, or null for the whole order"]
+    return []
+
+
 def decoded_event_problems(record_name: str, datum: dict) -> list[str]:
     """Preconditions a decoded input event must meet beyond its Avro types; empty when it is sound."""
     # The same id and money bounds as at publish, so a record from any producer meets them.
-    problems = []
+    problems = empty_items_problems(record_name, datum)
     for name, value in datum.items():
         if name.endswith("_cents") and isinstance(value, int) and value < 0:
             problems.append(f"field '{name}': must not be negative, got {value}")

@@ -53,7 +53,7 @@ from streams.runtime.batch import (
     state_to_bytes,
 )
 from streams.runtime.kafka_auth import aiokafka_options, faust_options
-from streams.runtime.kafka_io import RECORD_BATCH_LINGER_MS, idempotent_aio_producer, read_topic, topic_names
+from streams.runtime.kafka_io import RECORD_BATCH_LINGER_MS, Publisher, idempotent_aio_producer, read_topic, topic_names
 from streams.runtime.policy_log import decode_applied
 from streams.runtime.privacy import ErasureBusy, erasure_event, erasure_for
 from streams.runtime.sequence import PROGRESS_RESEND_S, Sequencer, decide_source, limits_source, progress_datum
@@ -169,10 +169,21 @@ class Worker:
             store = Store(settings.clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_attempts_max)
             store.migrate()
             # The closed months' source of truth is the finance-periods topic: a ClickHouse that lost
-            # them (a new volume) learns them again before it projects anything.
+            # them (a new volume) learns them again before it projects anything; a close recorded here
+            # whose publish failed (close_period) is published now.
+            published = set()
             for message in read_topic(settings.kafka, self.names.periods, PERIODS_READ_S_MAX, "remedy-periods",
                                       missing_ok=True):
-                store.record_close(schemas.decode(message.value)[1])
+                event = schemas.decode(message.value)[1]
+                store.record_close(event)
+                published.add(event["period"])
+            unpublished = [close for close in store.closed_periods() if close["period"] not in published]
+            if unpublished:
+                with Publisher(settings) as publisher:
+                    for close in unpublished:
+                        event = {"event_id": f"period-closed:{close['period']}", **close}
+                        publisher.publish_raw(self.names.periods, close["period"].encode(),
+                                              schemas.encode("PeriodClosed", event))
             self.store = store
         return self.store
 
@@ -180,6 +191,8 @@ class Worker:
         """Close a month on the ClickHouse thread (between project batches), then put the PeriodClosed
         on the finance-periods topic (recorded first: a month the store refuses is never published)."""
         event = await self.on_clickhouse("close_period", period, closed_by, int(time.time() * 1000))
+        # Recorded first, with the offsets, on the thread that projects (so no batch lands between the
+        # two); should this send fail, the worker publishes the close when it next opens ClickHouse.
         await self._publish_event(self.names.periods, period.encode(), "PeriodClosed", event)
         return event
 

@@ -51,8 +51,9 @@ ROUTES = {
     "/finance/customer": ("get", "One customer's decisions, outstanding credit and account totals (per currency)",
                           [_query("id", "customer_id", required=True)], None, {"200": JSON_ANSWER, "400": ERROR}),
     "/finance/associates": ("get", "Current grants per associate, as requester and as decider, by kind (cents per "
-                                   "currency)", [], None,
-                            {"200": JSON_ANSWER}),
+                                   "currency), decided between since and until; never \"customer\" or \"system\"",
+                            [SINCE, UNTIL], None,
+                            {"200": JSON_ANSWER, "400": ERROR}),
     "/finance/daily": ("get", "Granted count and cents per currency, per day and kind", [SINCE, UNTIL], None,
                        {"200": JSON_ANSWER, "400": ERROR}),
     "/finance/export": ("get", "Every decision (with is_current) as CSV (header row, NULL as an empty field, "

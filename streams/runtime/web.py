@@ -341,7 +341,11 @@ class WebViews:
         return _json(await self.on_clickhouse("customer", customer_id))
 
     async def finance_associates(self, request):
-        return _json(await self.on_clickhouse("associates"))
+        try:
+            since, until = self._day_range(request.query)
+        except InvariantViolation as error:
+            return _json({"error": str(error)}, status=400)
+        return _json(await self.on_clickhouse("associates", since, until))
 
     async def finance_daily(self, request):
         try:

@@ -8,6 +8,8 @@ import csv
 import io
 import json
 
+import schemas
+
 from tests.integration.test_stories import publish
 
 
@@ -65,3 +67,45 @@ def test_close_october_then_an_october_dated_request_posts_in_november_marked_la
     assert "every figure is unchanged" in rebuilt.stdout
     assert month(deployment, "2026-10-01", "2026-10-31") == october
     assert month(deployment, "2026-11-01", "2026-11-30") == november
+
+
+def test_a_clickhouse_that_lost_its_data_learns_the_closed_months_from_the_topic_again(deployment, tmp_path):
+    import shutil
+
+    deployment.start_worker()
+    publish(deployment, tmp_path / "october.jsonl", [credit("oct-a", "cust-a", 1_000, "2026-10-15")])
+    deployment.cli("wait", "--decisions", "1", "--timeout", "120")
+    deployment.cli("finance", "close-period", "2026-10", "--by", "fin-ana")
+    publish(deployment, tmp_path / "late.jsonl", [credit("late-oct", "cust-d", 700, "2026-10-20")])
+    deployment.cli("wait", "--decisions", "2", "--timeout", "120")
+    october, november = month(deployment, "2026-10-01", "2026-10-31"), month(deployment, "2026-11-01", "2026-11-30")
+    assert (october["granted"]["cents"], november["granted"]["cents"], november["late_postings"]) == (
+        {"USD": 1_000}, {"USD": 700}, 1)
+
+    # A new, empty ClickHouse volume: the worker reads the closed month back from the topic, and
+    # the books rebuilt from the decision log are the same.
+    deployment.stop_worker()
+    shutil.rmtree(deployment.settings.data_dir / "clickhouse")
+    deployment.start_worker()
+    deployment.cli("projections", "rebuild")
+    assert month(deployment, "2026-10-01", "2026-10-31") == october
+    assert month(deployment, "2026-11-01", "2026-11-30") == november
+    again = deployment.cli("finance", "close-period", "2026-10", "--by", "fin-bo", check=False)
+    assert again.returncode != 0 and "2026-10 is already closed" in again.stderr
+
+
+def test_a_close_recorded_but_never_published_is_published_when_the_worker_opens_clickhouse(deployment, tmp_path):
+    from projections.store import Store
+
+    # As if the worker had recorded the close and died before its send was acknowledged.
+    store = Store(deployment.settings.clickhouse_dsn, deployment.settings.clickhouse_database)
+    store.migrate()
+    store.close_period("2026-09", "fin-ana", 1_790_000_000_000)
+    store.close()
+    assert deployment.read_topic(deployment.names.periods) == []
+    deployment.start_worker()
+    deployment.cli("finance", "totals")  # the worker opens ClickHouse
+    deployment.wait_for("the close on the topic", lambda: deployment.read_topic(deployment.names.periods))
+    (message,) = deployment.read_topic(deployment.names.periods)
+    assert message.key == b"2026-09"
+    assert schemas.decode(message.value)[1]["closed_by"] == "fin-ana"

@@ -156,9 +156,9 @@ def test_finance_views_answer_from_the_current_decisions(store):
             key = f"{r['role']}|{r['associate_id']}|{currency}"
             associates[key] = associates.get(key, 0) + cents
     assert associates == {k: v[1] for k, v in figures["associate_grants"].items()}
-    daily = store.daily_granted()
+    daily = store.daily_granted()  # every granted kind (issue 10: the chart shows refunds too)
     assert merged_cents(r["granted_cents"] for r in daily) == merged_cents(
-        {k.split("|")[6]: v[1]} for k, v in figures["granted_totals"].items() if k.split("|")[2] in ("CREDIT", "RESHIP"))
+        {k.split("|")[6]: v[1]} for k, v in figures["granted_totals"].items())
     exported = store.export("csv").decode()
     assert exported.splitlines()[0].startswith('"decision_id"') and len(exported.splitlines()) == len(decisions) + 1
     assert store.export("parquet")[:4] == b"PAR1"
@@ -188,6 +188,7 @@ def test_a_day_of_usd_and_eur_grants_gives_exact_sums_per_currency_and_never_a_m
                           "granted_cents": {"EUR": 1500, "USD": 4500}, "decisions": 3}
     assert store.daily_granted() == [
         {"day": "2026-11-22", "kind": "CREDIT", "granted_count": 2, "granted_cents": {"EUR": 1500, "USD": 4500}},
+        {"day": "2026-11-22", "kind": "REFUND", "granted_count": 1, "granted_cents": {"EUR": 399}},
         {"day": "2026-11-22", "kind": "RESHIP", "granted_count": 1, "granted_cents": {"USD": 2000}}]
     assert store.associates() == [{"role": "requested", "associate_id": "assoc-1", "kind": "CREDIT",
                                    "granted_count": 2, "granted_cents": {"EUR": 1500, "USD": 4500}}]

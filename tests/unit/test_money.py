@@ -86,9 +86,10 @@ def test_associates_print_one_line_per_currency():
 def test_the_chart_draws_each_currency_on_its_own_axis():
     rows = [{"day": "2026-11-22", "kind": "CREDIT", "granted_count": 2, "granted_cents": {"EUR": 1500, "USD": 500}},
             {"day": "2026-11-23", "kind": "RESHIP", "granted_count": 1, "granted_cents": {"USD": 2000}}]
+    empty = {"REFUND": {}, "SHIPPING_UPGRADE": {}, "GIFT_WRAP": {}}
     assert chart_series(rows) == {
-        "EUR": {"CREDIT": {"2026-11-22": 1500}, "RESHIP": {}},
-        "USD": {"CREDIT": {"2026-11-22": 500}, "RESHIP": {"2026-11-23": 2000}},
+        "EUR": {"CREDIT": {"2026-11-22": 1500}, "RESHIP": {}, **empty},
+        "USD": {"CREDIT": {"2026-11-22": 500}, "RESHIP": {"2026-11-23": 2000}, **empty},
     }
 
 
@@ -99,3 +100,21 @@ def test_the_chart_file_is_written_for_two_currencies_and_for_none(tmp_path):
     chart(rows, str(tmp_path / "two.png"))
     chart([], str(tmp_path / "none.png"))
     assert (tmp_path / "two.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "none.png").stat().st_size > 0
+
+
+def test_the_chart_data_spans_the_asked_days_and_counts_grants_only_for_one_currency_and_a_month_at_most():
+    from projections.finance import CHART_COUNTS_DAYS_MAX, chart_data
+
+    rows = [{"day": "2026-11-02", "kind": "REFUND", "granted_count": 3, "granted_cents": {"USD": 900}},
+            {"day": "2026-11-09", "kind": "CREDIT", "granted_count": 1, "granted_cents": {"USD": 100}}]
+    data = chart_data(rows)
+    assert (data["first_day"], data["last_day"], data["days"]) == ("2026-11-02", "2026-11-09", 8)  # the gap counts
+    assert data["counts"] == {"2026-11-02": 3, "2026-11-09": 1}
+    assert data["panels"] == [{"currency": "USD", "y_label": "amount granted (USD)",
+                               "cents": {"CREDIT": {"2026-11-09": 100}, "REFUND": {"2026-11-02": 900}}}]
+    month = chart_data(rows, "2026-11-01", "2026-12-01")
+    assert month["days"] == CHART_COUNTS_DAYS_MAX and month["counts"]
+    longer = chart_data(rows, "2026-11-01", "2026-12-02")
+    assert longer["days"] == CHART_COUNTS_DAYS_MAX + 1 and longer["counts"] == {}
+    two = chart_data(rows + [{"day": "2026-11-02", "kind": "CREDIT", "granted_count": 1, "granted_cents": {"EUR": 5}}])
+    assert two["counts"] == {} and [p["currency"] for p in two["panels"]] == ["EUR", "USD"]

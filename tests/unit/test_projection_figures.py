@@ -48,3 +48,9 @@ def test_figures_keep_each_currency_apart():
                                          "2026-11-21|c1|CREDIT||CUSTOMER|p1|USD": [1, 4500]}
     assert figures["associate_grants"] == {"requested|assoc-1|EUR": [1, 1500], "requested|assoc-1|USD": [1, 4500]}
     assert figures["customer_credit_balances"] == {"c1|EUR": 1500, "c1|USD": 4500}
+
+
+def test_the_customer_asking_for_herself_is_no_associate():
+    figures = fold([decision(1, requested_by="customer"), decision(2, requested_by="system"),
+                    decision(3, requested_by="assoc-1")])
+    assert figures["associate_grants"] == {"requested|assoc-1|USD": [1, 500]}

@@ -221,3 +221,72 @@ def test_an_outage_credit_an_associate_asked_for_notifies_too_and_a_denied_one_d
     assert granted["outcome"] == "GRANTED" and detail.notifies(granted)
     denied = {**granted, "outcome": "DENIED", "granted_cents": 0}
     assert detail.effects_of(denied) == []
+
+
+# Repeats and bounds ------------------------------------------------------------------------------
+
+def test_a_repeat_of_a_request_id_with_other_items_is_refused_and_an_identical_one_answered_again():
+    world = world_after(order(), incident())
+    (first,) = world.feed(request("r1", 2_500, items=[item("scarf")]))
+    assert world.feed(request("r1", 2_500, items=[item("scarf")])) == [first]
+    assert world.feed(request("r1", 2_500, items=[item("puzzle", price=2_500)])) == []
+    (rejected, reason), = world.rejected  # dead-lettered by the worker, naming the field
+    assert rejected["request_id"] == "r1" and reason.startswith("CONFLICTING_DUPLICATE") and "items" in reason
+
+
+@pytest.mark.parametrize("record_name", ["RemedyRequested", "OrderDelivered"])
+def test_an_empty_item_list_is_refused_naming_the_field_and_null_is_the_whole_order(record_name):
+    from streams.core.inbound import decoded_event_problems
+
+    assert decoded_event_problems(record_name, {"items": []}) == [
+        "field 'items': an empty list; name at least one order line, or null for the whole order"]
+    assert decoded_event_problems(record_name, {"items": None}) == []
+
+
+# The publish format ------------------------------------------------------------------------------
+
+GIFT_LINE = {"type": "RemedyRequested", "event_id": "e5", "request_id": "r2", "customer_id": "c1", "order_id": "o1",
+             "incident_id": "i1", "kind": "RESHIP", "amount_cents": 2500, "currency": "USD", "requested_by": "assoc-7",
+             "requested_at": "2026-11-20T10:00:00Z", "reason": "lost present",
+             "items": [{"sku": "scarf", "quantity": 1, "unit_price_cents": 2500}], "shipping_address_id": "addr-gran",
+             "shipping_speed": "NEXT_DAY", "gift_message": "Merry Christmas, Gran"}
+
+
+def test_the_publish_format_takes_the_remedy_detail_under_exactly_these_names():
+    import json
+
+    from streams.core.inbound import parse_event_line
+    from streams.runtime.upstream import avro_json_by_name
+
+    name, datum = parse_event_line(json.dumps(GIFT_LINE), avro_json_by_name())
+    assert name == "RemedyRequested"
+    assert (datum["items"], datum["shipping_address_id"], datum["shipping_speed"], datum["gift_message"]) == (
+        [{"sku": "scarf", "quantity": 1, "unit_price_cents": 2500}], "addr-gran", "NEXT_DAY", "Merry Christmas, Gran")
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"shipping_speed": "FAST"}, "field 'shipping_speed': 'FAST' is not one of STANDARD, EXPEDITED, EXPRESS, NEXT_DAY"),
+    ({"items": []}, "field 'items': an empty list"),
+    ({"items": [{"sku": "scarf", "quantity": 0, "unit_price_cents": 2500}]}, "field 'items[0].quantity': must be positive"),
+    ({"items": [{"sku": "scarf", "quantity": 1}]}, "items[0].unit_price_cents"),
+    ({"shipping_address": "1 Main St"}, "shipping_address"),
+])
+def test_bad_remedy_detail_is_refused_naming_the_field(change, problem):
+    import json
+
+    from streams.core.inbound import LineProblems, parse_event_line
+    from streams.runtime.upstream import avro_json_by_name
+
+    with pytest.raises(LineProblems) as refused:
+        parse_event_line(json.dumps({**GIFT_LINE, **change}), avro_json_by_name())
+    assert any(problem in text for text in refused.value.problems), refused.value.problems
+
+
+def test_a_request_of_an_erased_customer_repeats_no_address_or_gift_message():
+    world = world_after(order(), incident())
+    world.feed({"type": "CustomerErased", "event_id": "er-1", "customer_id": "c1",
+                "pseudonym": "erased:0123456789abcdef0123456789abcdef", "erased_at": T0 + 5 * HOUR_MS + 1})
+    (decision,) = world.feed(request("r1", 2_500, items=[item("scarf")], address="addr-gran", gift="For Gran"))
+    assert (decision["outcome"], decision["reason_codes"]) == ("ESCALATED", [core.CUSTOMER_ERASED])
+    assert (decision["shipping_address_id"], decision["gift_message"]) == (None, None)
+    assert detail.effects_of(decision) == []
