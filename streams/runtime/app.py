@@ -60,6 +60,7 @@ from streams.runtime.settings import Settings
 from streams.runtime.state import OutboxEntry, PartitionState
 from streams.runtime.sync_api import DecisionFollower, SyncApi
 from streams.runtime.web import WebViews
+from streams.runtime.workbench import Workbench
 from streams.runtime.access import check_binding, load_tokens
 from streams.runtime.metrics import WorkerMetrics, gauge
 from streams.redaction import scrubbed
@@ -149,6 +150,7 @@ class Worker:
         from projections.rebuild import progress_state
 
         self.rebuild_progress = progress_state()
+        self.workbench = Workbench(settings)  # the fraud team's reads (review queue, policy, backtest)
 
     # ClickHouse -------------------------------------------------------------------------------
 
@@ -562,14 +564,6 @@ class Worker:
         await self._publish_event(self.names.requests, review["customer_id"].encode(), "RemedyReviewed", datum)
         log.warning("review of %s: %s by %s", review["request_id"], review["verdict"], review["reviewed_by"])
         return datum
-
-    async def review_data(self) -> tuple[list[dict], dict[str, dict]]:
-        """Every decision and the newest assignment of every case, read from Kafka in threads
-        (kafka-python blocks), for the review queue's routes."""
-        from streams.runtime import cases
-
-        return await asyncio.gather(asyncio.to_thread(cases.decisions, self.settings),
-                                    asyncio.to_thread(cases.assignments, self.settings))
 
     async def publish_assignment(self, datum: dict) -> None:
         """Put a ReviewAssigned record on the compacted review-assignments topic (keyed by request id)

@@ -24,8 +24,10 @@ from streams.core import saga
 from streams.core.inbound import timestamps_to_ms
 from streams.core.policy import Policy
 from streams.errors import DecodeError
+from streams.measure import quality
 from streams.runtime.batch import Incoming, PartitionClocks, fold_batch
 from streams.runtime.kafka_io import read_topic, topic_names
+from streams.runtime.policy_log import in_force
 from streams.runtime.settings import Settings
 from streams.runtime.topics import TopicNames
 from streams.runtime.upstream import avro_json_by_name
@@ -149,6 +151,32 @@ def replay_period(records: Iterable[Incoming], in_force: Policy, candidate: Poli
                      f"({time.monotonic() - started:.0f}s)")
     return ReplayedPeriod(made[0], made[1], before_records, len(period), runs[0].dead_letters,
                           round(time.monotonic() - started, 3))
+
+
+def backtest_report(settings: Settings, candidate: Policy, since_ms: int | None, until_ms: int | None,
+                 labels: list[dict] | None = None, progress=None) -> dict:
+    """The backtest report (JSON-ready): the replay's self-check against the log, then the change."""
+    applied = in_force(settings)
+    current = applied.policy if applied else settings.policy
+    records = upstream_records(settings, progress)
+    replayed = replay_period(records, current, candidate, topic_names(settings), since_ms, until_ms, progress)
+    recorded = [d for d in recorded_decisions(settings) if backtest.in_period(d, since_ms, until_ms)]
+    before = [d for d in replayed.before if backtest.in_period(d, since_ms, until_ms)]
+    after = [d for d in replayed.after if backtest.in_period(d, since_ms, until_ms)]
+    check = backtest.reproduction(recorded, before, current.version)
+    report = {
+        "policy_in_force": current.version, "candidate": candidate.version,
+        "candidate_changes": [{"threshold": name, "before": old, "after": new}
+                              for name, new, old in candidate.differences(current)],
+        "since": since_ms, "until": until_ms,
+        "records_before_period": replayed.records_before_period, "records_in_period": replayed.records_in_period,
+        "dead_letters_in_replay": replayed.dead_letters, "replay_seconds": replayed.seconds,
+        "reproduced_share": check["reproduced_share"], "reproduction": check,
+        **backtest.compare(before, after),
+    }
+    if labels is not None:
+        report["labels"] = backtest.quality_delta(quality.evaluate(before, labels), quality.evaluate(after, labels))
+    return report
 
 
 def to_stderr(line: str) -> None:

@@ -105,12 +105,30 @@ class FakeWorker:
     async def on_clickhouse(self, method, *args):
         return b"" if method == "export" else {"rows": [], "method": method}
 
+    @property
+    def workbench(self):
+        return FakeWorkbench()
+
+
+class FakeWorkbench:
+    """The fraud team's reads, empty."""
+
     async def review_data(self):
         return [], {}
 
+    async def policy(self):
+        return {"version": "p1", "history": []}
+
+    async def rankings(self, since_ms, until_ms):
+        return {"households": [], "associates": []}
+
+    async def backtest(self, document, since, until):
+        return {"transitions": {}}
+
 
 # Routes that only take POST (the guard runs first either way).
-POST_ONLY = {"/v1/reviews", "/privacy/erase", "/v1/remedy-requests", "/v1/incidents", "/v1/review-assignments"}
+POST_ONLY = {"/v1/reviews", "/privacy/erase", "/v1/remedy-requests", "/v1/incidents", "/v1/review-assignments",
+             "/v1/backtests"}
 
 
 async def _calls(tmp_path, tokens_enabled: bool):
