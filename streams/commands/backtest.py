@@ -98,6 +98,46 @@ def cmd_policy_backtest(args) -> int:
     return 0
 
 
+SHADOW_ACTIONS = ("report", "promote", "stop")
+
+
+def cmd_policy_shadow(args) -> int:
+    """Start FILE in shadow (`policy shadow FILE --author --reason`), or `report`, `promote` or `stop` the shadow."""
+    import time
+
+    from streams.runtime import shadow
+
+    settings = load_settings()
+    now_ms = int(time.time() * 1000)
+    if args.target == "report":
+        report = shadow.report(settings)
+        if args.json:
+            print(json.dumps(report, indent=2))
+            return 0
+        print(f"shadow {report['shadow_version']} ({report['state']}, started by {report['started_by']}): "
+              f"{report['shadow_decisions']:,} shadow decisions; {report['changed']:,} differ from live")
+        for name, count in report["transitions"].items():
+            print(f"  live->shadow {name:28} {count:,}")
+        print(f"granted live: {_money(report['granted_cents_before'])}; shadow: {_money(report['granted_cents_after'])}")
+        for code, sides in report["reason_codes"].items():
+            if sides["before"] != sides["after"]:
+                print(f"  {code:40} {sides['before']:,} -> {sides['after']:,}")
+        return 0
+    if args.author is None or args.reason is None:
+        raise InvariantViolation("--author and --reason are required to start, promote or stop a shadow")
+    if args.target == "promote":
+        done = shadow.promote(settings, args.author, args.reason, now_ms)
+        print(f"promoted shadow {done['version']}: it is the live policy now; workers switch within seconds")
+    elif args.target == "stop":
+        done = shadow.stop(settings, args.author, args.reason, now_ms)
+        print(f"stopped shadow {done['version']}; its decisions stay for `policy shadow report`")
+    else:
+        done = shadow.start(settings, Path(args.target), args.author, args.reason, now_ms)
+        print(f"shadow {done['version']} running: the projecting worker decides every request sent from now on "
+              "under it too, off the decision path (`policy shadow report`)")
+    return 0
+
+
 def register(policy_sub) -> None:
     """Add `policy backtest` to the policy subcommands."""
     parser = policy_sub.add_parser("backtest", help=cmd_policy_backtest.__doc__)
@@ -109,3 +149,9 @@ def register(policy_sub) -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(run=cmd_policy_backtest)
+    shadow = policy_sub.add_parser("shadow", help=cmd_policy_shadow.__doc__)
+    shadow.add_argument("target", help="a policy document to start in shadow, or one of: " + ", ".join(SHADOW_ACTIONS))
+    shadow.add_argument("--author", help="who (required to start, promote or stop)")
+    shadow.add_argument("--reason", help="why, in a sentence (required to start, promote or stop)")
+    shadow.add_argument("--json", action="store_true", help="report as JSON")
+    shadow.set_defaults(run=cmd_policy_shadow)

@@ -722,9 +722,16 @@ class Worker:
             follower, self._publish_event, self._projected_decision if self.serves_clickhouse else None,
             self.names.requests, self.names.incidents, self.settings.sync_wait_ms / 1000,
             lambda: int(time.time() * 1000), self.metrics)
+        if self.serves_clickhouse:  # the shadow's decisions go to this worker's ClickHouse
+            from streams.runtime.shadow import ShadowRunner
+
+            shadow = ShadowRunner(self.settings, lambda made: self.on_clickhouse("insert_shadow_decisions", made))
+            self.shadow_task = asyncio.ensure_future(shadow.run())
         tasks = {asyncio.ensure_future(self._follow_policy()): "policy",
                  asyncio.ensure_future(follower.run()): "decision follower (synchronous API)",
                  asyncio.ensure_future(self._until_crashed(app)): "faust app"}
+        if self.serves_clickhouse:
+            tasks[self.shadow_task] = "shadow policy"
         stopping = asyncio.ensure_future(stop.wait())
         log.warning("worker ready on %s: roles %s (web %s:%s)", self.settings.kafka, ",".join(self.roles),
                     self.settings.web_host, self.settings.web_port)

@@ -3,7 +3,7 @@
 The page itself holds no data: the person enters their token once (kept in the tab's
 sessionStorage, sent as `Authorization: Bearer` like any API client), and the script reads and
 writes through the same routes and roles as the HTTP API (/v1/review-cases, /v1/reviews,
-/v1/review-assignments, /v1/policy, /v1/backtests, /v1/rankings). Every value from the server is
+/v1/review-assignments, /v1/policy, /v1/backtests, /v1/shadow, /v1/rankings). Every value from the server is
 put on the page as text (textContent), never as HTML. No framework, no build step.
 """
 
@@ -38,7 +38,7 @@ nav a { margin-right: 1em; }
   <span id="signin-status"></span>
 </form>
 <nav><a href="#queue">Review queue</a><a href="#policy">Policy</a><a href="#backtest">Backtest</a>
-<a href="#rankings">Households and associates</a></nav>
+<a href="#shadow">Shadow</a><a href="#rankings">Households and associates</a></nav>
 
 <h2 id="queue">Review queue</h2>
 <fieldset>
@@ -91,6 +91,15 @@ nav a { margin-right: 1em; }
   <h4>Daily effect: granted per day, before (grey) and after (red)</h4>
   <div id="backtest-chart"></div>
 </div>
+
+<h2 id="shadow">Shadow policy</h2>
+<p>Started with <code>remedy-ledger policy shadow FILE</code>: decided beside the live policy, never in the ledger.</p>
+<button id="shadow-refresh" type="button">Shadow report</button>
+<div id="shadow-message"></div>
+<p id="shadow-summary"></p>
+<table id="shadow-transitions"><thead><tr><th>live -> shadow</th><th>decisions</th></tr></thead><tbody></tbody></table>
+<table id="shadow-granted"><thead><tr><th>currency</th><th>granted live</th><th>granted in shadow</th></tr></thead>
+<tbody></tbody></table>
 
 <h2 id="rankings">Households and associates by claims</h2>
 <label>Since <input id="rank-since" size="12" placeholder="YYYY-MM-DD"></label>
@@ -282,12 +291,28 @@ $("backtest-run").addEventListener("click", async () => {
       " decisions, " + r.changed + " changed; replay reproduced " + reproduced + " of the recorded decisions" +
       (r.reproduction.differing_count ? " (DEFECT: " + r.reproduction.differing_count + " differ)" : "");
     fill("backtest-transitions", Object.entries(r.transitions).map(([name, n]) => row([name, n], [1])));
-    const currencies = [...new Set([...Object.keys(r.granted_cents_before), ...Object.keys(r.granted_cents_after)])].sort();
-    fill("backtest-granted", currencies.map((c) => row([c, cents({[c]: r.granted_cents_before[c] || 0}),
-                                                       cents({[c]: r.granted_cents_after[c] || 0})])));
+    fill("backtest-granted", grantedRows(r.granted_cents_before, r.granted_cents_after));
     $("backtest-chart").replaceChildren(chart(r.daily));
     say("backtest-message", "done in " + r.replay_seconds + " s", !r.reproduction.differing_count);
   } catch (error) { say("backtest-message", error.message); }
+});
+
+function grantedRows(before, after) {
+  const currencies = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
+  return currencies.map((c) => row([c, cents({[c]: before[c] || 0}), cents({[c]: after[c] || 0})]));
+}
+
+$("shadow-refresh").addEventListener("click", async () => {
+  try {
+    const r = await api("/v1/shadow");
+    $("shadow-summary").textContent = "shadow " + r.shadow_version + " (" + r.state + ", started by " + r.started_by +
+      "): " + r.shadow_decisions + " shadow decisions, " + r.changed + " differ from live" +
+      (r.clickhouse_shadow_decisions === undefined ? "" : "; " + r.clickhouse_shadow_decisions +
+       " in ClickHouse's shadow table");
+    fill("shadow-transitions", Object.entries(r.transitions).map(([name, n]) => row([name, n], [1])));
+    fill("shadow-granted", grantedRows(r.granted_cents_before, r.granted_cents_after));
+    say("shadow-message", "", true);
+  } catch (error) { say("shadow-message", error.message); }
 });
 
 $("rank-refresh").addEventListener("click", async () => {

@@ -91,6 +91,9 @@ ROUTES = {
                               "reproduced_share, decisions, changed, transitions, granted cents before and after per "
                               "currency, per kind, per reason code, per day, most affected; one at a time (409)",
                       [], "Backtest", {"200": JSON_ANSWER, "400": ERROR, "409": ERROR}),
+    "/v1/shadow": ("get", "The shadow policy (`remedy-ledger policy shadow`) against the live decisions of the same "
+                          "requests: transitions, granted cents live and in shadow per currency, per kind, per reason "
+                          "code; 404 before any shadow was started", [], None, {"200": JSON_ANSWER, "404": ERROR}),
     "/fraud": ("get", "The fraud team's page (HTML and script; its figures come from the routes above with the "
                       "token the person enters)", [], None,
                {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}}),

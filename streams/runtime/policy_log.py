@@ -218,6 +218,13 @@ def policy_of_version(settings: Settings, version: str) -> Policy:
     raise PolicyError(f"{version}: no such valid version on the policy topic (see `remedy-ledger policy history`)")
 
 
+def apply_policy(settings: Settings, policy: Policy, author: str, reason: str, now_ms: int) -> AppliedPolicy:
+    """Publish an already validated policy as the version in force (a promoted shadow)."""
+    _who_and_why(author, reason)
+    current, _ = _current(settings)
+    return _publish(settings, policy, author, reason, now_ms, current)
+
+
 def rollback(settings: Settings, version: str, author: str, reason: str, now_ms: int) -> AppliedPolicy:
     """Publish an earlier version's document (from the topic, or the configured default's) again as the newest."""
     # The new message's reason says which version it rolls back to; previous_version names the

@@ -86,14 +86,24 @@ def upstream_records(settings: Settings, progress: Callable[[str], None] | None 
     return backtest.sorted_records(records, rank)
 
 
-def recorded_decisions(settings: Settings) -> list[core.Decision]:
-    """Every decision on the decision topic, decoded, timestamps as ms (as the core makes them)."""
+def decoded(settings: Settings, topic: str, timeout_s: float, client_id: str, record_name: str | None = None,
+            missing_ok: bool = False) -> list[dict]:
+    """Every record of a topic decoded, timestamps as ms (as the core makes them); with `record_name`,
+    only records of that name; tombstones skipped."""
     found = []
     shapes = avro_json_by_name()
-    for record in read_topic(settings.kafka, topic_names(settings).decisions, LOG_READ_TIMEOUT_S, "remedy-backtest"):
-        record_name, datum = schemas.decode(record.value)
-        found.append(timestamps_to_ms(record_name, datum, shapes))
+    for record in read_topic(settings.kafka, topic, timeout_s, client_id, missing_ok=missing_ok):
+        if record.value is None:
+            continue
+        name, datum = schemas.decode(record.value)
+        if record_name is None or name == record_name:
+            found.append(timestamps_to_ms(name, datum, shapes))
     return found
+
+
+def recorded_decisions(settings: Settings) -> list[core.Decision]:
+    """Every decision on the decision topic, decoded, timestamps as ms (as the core makes them)."""
+    return decoded(settings, topic_names(settings).decisions, LOG_READ_TIMEOUT_S, "remedy-backtest")
 
 
 def _event_time_ms(message: Incoming) -> int | None:

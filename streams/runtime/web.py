@@ -113,6 +113,7 @@ ROUTE_ROLES = {
     "/v1/policy": ("reviewer", "fraud"),
     "/v1/rankings": ("reviewer", "fraud"),
     "/v1/backtests": ("fraud",),
+    "/v1/shadow": ("reviewer", "fraud"),
     # The fraud team's page: HTML and script only; every figure on it comes from the routes above,
     # fetched with the token the person enters (kept in the tab's sessionStorage).
     "/fraud": "public",
@@ -192,6 +193,7 @@ class WebViews:
             web.get("/v1/policy", self.policy),
             web.get("/v1/rankings", self.rankings),
             web.post("/v1/backtests", self.backtest),
+            web.get("/v1/shadow", self.shadow_report),
             web.get("/fraud", self.fraud_page),
             web.post("/v1/remedy-requests", self.remedy_request),
             web.get("/v1/remedy-requests/{request_id}", self.remedy_request_status),
@@ -283,6 +285,16 @@ class WebViews:
             return _json({"error": str(error)}, status=400)
         except BacktestBusy as error:
             return _json({"error": str(error)}, status=409)
+        return _json(report)
+
+    async def shadow_report(self, request):
+        """The shadow policy against live (the backtest's measures), with the rows in ClickHouse's shadow table."""
+        try:
+            report = await self.worker.workbench.shadow_report()
+        except InvariantViolation as error:
+            return _json({"error": str(error)}, status=404)
+        if "project" in self.worker.roles:
+            report["clickhouse_shadow_decisions"] = await self.on_clickhouse("shadow_decision_count")
         return _json(report)
 
     async def fraud_page(self, request):

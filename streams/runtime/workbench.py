@@ -47,6 +47,12 @@ class Workbench:
         """Households and associates ranked by claims and cents over the period."""
         return rankings(await asyncio.to_thread(cases.decisions, self.settings), since_ms, until_ms)
 
+    async def shadow_report(self) -> dict:
+        """The running (or last) shadow policy against the live decisions of the same requests."""
+        from streams.runtime import shadow
+
+        return await asyncio.to_thread(shadow.report, self.settings)
+
     async def backtest(self, document: dict, since: str | None, until: str | None) -> dict:
         """The backtest report of a policy document (full or partial) over [since, until)."""
         candidate = Policy.from_document(document)

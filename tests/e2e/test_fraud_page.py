@@ -20,6 +20,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # Longest the page may take for one step (a backtest replays the sample day twice: well under this).
 STEP_WAIT_S = 90
+# Requests sent after the shadow started: dated the sample's day (2026-11-21), after its events.
+LATE_AT = "2026-11-21T23:00:00Z"
 
 
 @pytest.fixture
@@ -92,6 +94,23 @@ def test_the_fraud_team_reviews_backtests_and_ranks_in_the_browser(browser, work
         assert browser.find_elements(By.CSS_SELECTOR, "#backtest-svg polyline.series-before")
         assert browser.find_elements(By.CSS_SELECTOR, "#backtest-svg polyline.series-after")
         assert page.text("backtest-granted").count("USD") >= 1
+        page.click("shadow-refresh")
+        page.wait_text("shadow-message", "no shadow policy was ever started")
+        stricter = tmp_path / "stricter.json"
+        stricter.write_text('{"kind_cents_max_per_customer_30d": {"CREDIT": 500}}')
+        worker.cli("policy", "shadow", str(stricter), "--author", "fraud-ana", "--reason", "credit wave")
+        later = tmp_path / "later.jsonl"
+        later.write_text("".join(
+            '{"type": "RemedyRequested", "event_id": "e-late-%d", "request_id": "late-%d", "customer_id": "late-c%d", '
+            '"order_id": null, "incident_id": null, "kind": "CREDIT", "amount_cents": 1000, "currency": "USD", '
+            '"requested_by": "customer", "requested_at": "%s", "reason": "late"}\n' % (n, n, n, LATE_AT)
+            for n in range(3)))
+        worker.cli("publish", str(later))
+        worker.cli("wait", "--file", str(later), "--timeout", "120")
+        worker.wait_for("the shadow's decisions", lambda: len(worker.read_topic(worker.names.shadow_decisions)) >= 3)
+        page.click("shadow-refresh")
+        page.wait_text("shadow-summary", "3 shadow decisions")
+        assert "GRANTED->DENIED" in page.text("shadow-transitions")
         page.click("rank-refresh")
         WebDriverWait(browser, STEP_WAIT_S).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, "#rank-households tbody tr"))

@@ -179,6 +179,8 @@ EXAMPLES = [
     ("DeadLetter", dead_letter(source_timestamp_ms=None, key=None, original_value=b"")),
     ("ReviewAssigned", {"request_id": "req-77", "assigned_to": "fraud-ana", "assigned_by": "lead-bo",
                         "assigned_at": T0_MS}),
+    ("ShadowPolicy", {"version": "p1-abc", "document": "{}", "state": "RUNNING", "started_at": T0_MS,
+                      "changed_by": "fraud-ana", "reason": "porch thefts", "changed_at": T0_MS}),
 ]
 
 
@@ -235,7 +237,7 @@ def test_every_schema_file_is_one_documented_named_type(path: Path) -> None:
 
 def test_the_package_schemas_load_and_name_the_expected_records() -> None:
     assert schemas.record_names() == tuple(sorted(set(FINGERPRINTS_R1) | {"LimitCheck", "RemedyReviewed", "PolicyApplied",
-                                                                          "CustomerErased", "ReviewAssigned"}))
+                                                                          "CustomerErased", "ReviewAssigned", "ShadowPolicy"}))
     assert len(list((SCHEMA_ROOT_DEFAULT / "r1").glob("*.avsc"))) == 11
 
 
