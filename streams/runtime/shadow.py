@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
@@ -36,8 +37,10 @@ log = logging.getLogger("remedy.shadow")
 
 # The one key of the compacted control topic: at most one shadow policy at a time.
 SHADOW_KEY = b"shadow"
-# How often the runner looks for a new shadow and for new upstream records.
+# How often the runner looks for new upstream records while a shadow runs.
 SHADOW_POLL_S = 1.0
+# How often it reads the control topic (each read opens a consumer: not every poll).
+SHADOW_CONTROL_EVERY_S = 5.0
 # Longest one poll of the upstream topics waits for records.
 UPSTREAM_POLL_MS = 200
 # Longest a read of the control or shadow-decisions topic may take to reach its end.
@@ -139,6 +142,8 @@ class ShadowRunner:
         self.decided = 0
         self.replay_candidate: Replay | None = None
         self.pending: list[Incoming] = []  # records read while starting, sent after the shadow began
+        self.control: dict | None = None  # the newest ShadowPolicy record read
+        self.control_read_s = float("-inf")  # monotonic time of the last read of the control topic
 
     async def run(self) -> None:
         """Forever: follow the control topic; while a shadow runs, decide new upstream records under it."""
@@ -150,7 +155,10 @@ class ShadowRunner:
 
     def step(self) -> list[dict]:
         """One poll: (re)start or end the shadow as the control topic says, then decide what arrived."""
-        shadow = current(self.settings)
+        now_s = time.monotonic()
+        if now_s - self.control_read_s >= SHADOW_CONTROL_EVERY_S:
+            self.control, self.control_read_s = current(self.settings), now_s
+        shadow = self.control
         if shadow is None or shadow["state"] != "RUNNING":
             if self.shadow is not None:
                 log.warning("shadow %s ended (%s)", self.shadow["version"], shadow["state"] if shadow else "gone")
