@@ -12,7 +12,12 @@ SAMPLE := samples/sample-day.jsonl
 
 .PHONY: install run test test-unit stop kafka-start kafka-stop registry-start registry-stop bench
 
+# The fraud page's browser test drives Debian's chromium through its chromedriver (/usr/bin/chromedriver).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 $(BIN)/.installed: pyproject.toml
+	command -v chromium >/dev/null && test -x /usr/bin/chromedriver || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

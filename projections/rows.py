@@ -164,3 +164,16 @@ def posting_row(posting, decision: dict, partition: int, offset: int) -> list:
         partition,
         offset,
     ]
+
+
+# The columns of shadow_decisions (migration 0010), in order.
+SHADOW_COLUMNS = ("decision_id", "request_id", "customer_id", "kind", "outcome", "requested_cents", "granted_cents",
+                  "currency", "reason_codes", "policy_version", "requested_at", "decided_at")
+
+
+def shadow_row(decision: dict) -> list:
+    """A shadow decision as a shadow_decisions row."""
+    return [decision["decision_id"], decision["request_id"], decision["customer_id"], decision["kind"],
+            decision["outcome"], decision["requested_cents"], decision["granted_cents"], decision["currency"],
+            list(decision["reason_codes"]), decision["policy_version"], _utc(decision["requested_at"]),
+            _utc(decision["decided_at"])]

@@ -6,6 +6,7 @@ everything goes through clickhouse-connect's client API; nothing here is chDB-sp
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import re
@@ -155,6 +156,18 @@ class Store:
     def insert_decisions(self, rows: list[list], token: str) -> None:
         """Insert decisions_v2 rows (no postings); a retry with the same token is a no-op on the server."""
         self._insert(DECISIONS_TABLE, rows, DECISION_COLUMNS, token)
+
+    def insert_shadow_decisions(self, decisions: list[dict]) -> None:
+        """Insert a shadow policy's decisions into shadow_decisions (never the ledger); a repeat changes nothing."""
+        from projections.rows import SHADOW_COLUMNS, shadow_row
+
+        token = "shadow:" + ",".join(sorted(d["decision_id"] for d in decisions))
+        self._insert("shadow_decisions", [shadow_row(d) for d in decisions], SHADOW_COLUMNS,
+                     hashlib.sha256(token.encode()).hexdigest())
+
+    def shadow_decision_count(self) -> int:
+        """How many distinct shadow decisions the store holds."""
+        return int(self.client.command(f"SELECT count() FROM {self.database}.shadow_decisions FINAL"))
 
     def _insert(self, table: str, rows: list[list], columns, token: str) -> None:
         settings = {**INSERT_SETTINGS, "insert_deduplication_token": token}
@@ -558,10 +571,11 @@ class Store:
                              f"{ERASE_PASSES_MAX} rewrites; run privacy erase again")
 
     def _erasable_tables(self) -> list[str]:
-        """The tables that hold customer ids: 0001's frozen ledger, the live tables and any rebuild tables."""
+        """The tables that hold customer ids: 0001's frozen ledger, the live tables, any rebuild tables and
+        the shadow policy's decisions (0010)."""
         names = {row[0] for row in self.client.query(f"SHOW TABLES FROM {self.database}").result_rows}
         wanted = ["decision_ledger", DECISIONS_TABLE, POSTINGS_TABLE,
-                  DECISIONS_TABLE + REBUILD_SUFFIX, POSTINGS_TABLE + REBUILD_SUFFIX]
+                  DECISIONS_TABLE + REBUILD_SUFFIX, POSTINGS_TABLE + REBUILD_SUFFIX, "shadow_decisions"]
         return [table for table in wanted if table in names]
 
     def _rows_of(self, table: str, customer_id: str) -> int:

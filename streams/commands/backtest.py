@@ -4,35 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 from streams.core import backtest
 from streams.core.money import money_text
 from streams.core.policy import Policy
 from streams.errors import InvariantViolation
-from streams.measure import quality
-from streams.runtime.kafka_io import topic_names
-from streams.runtime.policy_log import in_force, read_document
-from streams.runtime.replay import recorded_decisions, replay_period, to_stderr, upstream_records
-from streams.runtime.settings import Settings, load_settings
+from streams.runtime.policy_log import read_document
+from streams.runtime.replay import backtest_report, to_stderr
+from streams.runtime.settings import load_settings
 
 # Exit status when the replay under the policy in force does not reproduce every recorded decision.
 EXIT_NOT_REPRODUCED = 3
-
-
-def date_ms(text: str | None, flag: str) -> int | None:
-    """A --since/--until value (YYYY-MM-DD, or an ISO time with its zone) as ms; InvariantViolation naming the flag."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvariantViolation(f"{flag} {text!r}: not a date (YYYY-MM-DD) or an ISO time such as "
-                                 "2026-11-01T00:00:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
 
 
 def read_labels(path: Path) -> list[dict]:
@@ -53,32 +36,6 @@ def read_labels(path: Path) -> list[dict]:
             raise InvariantViolation(f"--labels {path}:{number}: not a label (an object with a 'label' field)")
         labels.append(label)
     return labels
-
-
-def run_backtest(settings: Settings, candidate: Policy, since_ms: int | None, until_ms: int | None,
-                 labels: list[dict] | None = None, progress=None) -> dict:
-    """The backtest report (JSON-ready): the replay's self-check against the log, then the change."""
-    applied = in_force(settings)
-    current = applied.policy if applied else settings.policy
-    records = upstream_records(settings, progress)
-    replayed = replay_period(records, current, candidate, topic_names(settings), since_ms, until_ms, progress)
-    recorded = [d for d in recorded_decisions(settings) if backtest.in_period(d, since_ms, until_ms)]
-    before = [d for d in replayed.before if backtest.in_period(d, since_ms, until_ms)]
-    after = [d for d in replayed.after if backtest.in_period(d, since_ms, until_ms)]
-    check = backtest.reproduction(recorded, before, current.version)
-    report = {
-        "policy_in_force": current.version, "candidate": candidate.version,
-        "candidate_changes": [{"threshold": name, "before": old, "after": new}
-                              for name, new, old in candidate.differences(current)],
-        "since": since_ms, "until": until_ms,
-        "records_before_period": replayed.records_before_period, "records_in_period": replayed.records_in_period,
-        "dead_letters_in_replay": replayed.dead_letters, "replay_seconds": replayed.seconds,
-        "reproduced_share": check["reproduced_share"], "reproduction": check,
-        **backtest.compare(before, after),
-    }
-    if labels is not None:
-        report["labels"] = backtest.quality_delta(quality.evaluate(before, labels), quality.evaluate(after, labels))
-    return report
 
 
 def _money(per_currency: dict) -> str:
@@ -128,16 +85,56 @@ def cmd_policy_backtest(args) -> int:
     """Replay the recorded log of a period under the policy in force and under FILE; report what changes."""
     settings = load_settings()
     candidate = Policy.from_document(read_document(Path(args.file)))
-    since_ms, until_ms = date_ms(args.since, "--since"), date_ms(args.until, "--until")
+    since_ms, until_ms = backtest.date_ms(args.since, "--since"), backtest.date_ms(args.until, "--until")
     if since_ms is not None and until_ms is not None and until_ms <= since_ms:
         raise InvariantViolation(f"--until {args.until} is not after --since {args.since}")
     labels = read_labels(Path(args.labels)) if args.labels else None
-    report = run_backtest(settings, candidate, since_ms, until_ms, labels, None if args.quiet else to_stderr)
+    report = backtest_report(settings, candidate, since_ms, until_ms, labels, None if args.quiet else to_stderr)
     print(json.dumps(report, indent=2) if args.json else render(report))
     if report["reproduction"]["differing_count"]:
         print(f"backtest: DEFECT: {report['reproduction']['differing_count']} recorded decisions not reproduced "
               "under the policy in force (see `reproduction.differing`)", file=sys.stderr)
         return EXIT_NOT_REPRODUCED
+    return 0
+
+
+SHADOW_ACTIONS = ("report", "promote", "stop")
+
+
+def cmd_policy_shadow(args) -> int:
+    """Start FILE in shadow (`policy shadow FILE --author --reason`), or `report`, `promote` or `stop` the shadow."""
+    import time
+
+    from streams.runtime import shadow
+
+    settings = load_settings()
+    now_ms = int(time.time() * 1000)
+    if args.target == "report":
+        report = shadow.report(settings)
+        if args.json:
+            print(json.dumps(report, indent=2))
+            return 0
+        print(f"shadow {report['shadow_version']} ({report['state']}, started by {report['started_by']}): "
+              f"{report['shadow_decisions']:,} shadow decisions; {report['changed']:,} differ from live")
+        for name, count in report["transitions"].items():
+            print(f"  live->shadow {name:28} {count:,}")
+        print(f"granted live: {_money(report['granted_cents_before'])}; shadow: {_money(report['granted_cents_after'])}")
+        for code, sides in report["reason_codes"].items():
+            if sides["before"] != sides["after"]:
+                print(f"  {code:40} {sides['before']:,} -> {sides['after']:,}")
+        return 0
+    if args.author is None or args.reason is None:
+        raise InvariantViolation("--author and --reason are required to start, promote or stop a shadow")
+    if args.target == "promote":
+        done = shadow.promote(settings, args.author, args.reason, now_ms)
+        print(f"promoted shadow {done['version']}: it is the live policy now; workers switch within seconds")
+    elif args.target == "stop":
+        done = shadow.stop(settings, args.author, args.reason, now_ms)
+        print(f"stopped shadow {done['version']}; its decisions stay for `policy shadow report`")
+    else:
+        done = shadow.start(settings, Path(args.target), args.author, args.reason, now_ms)
+        print(f"shadow {done['version']} running: the projecting worker decides every request sent from now on "
+              "under it too, off the decision path (`policy shadow report`)")
     return 0
 
 
@@ -152,3 +149,9 @@ def register(policy_sub) -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(run=cmd_policy_backtest)
+    shadow = policy_sub.add_parser("shadow", help=cmd_policy_shadow.__doc__)
+    shadow.add_argument("target", help="a policy document to start in shadow, or one of: " + ", ".join(SHADOW_ACTIONS))
+    shadow.add_argument("--author", help="who (required to start, promote or stop)")
+    shadow.add_argument("--reason", help="why, in a sentence (required to start, promote or stop)")
+    shadow.add_argument("--json", action="store_true", help="report as JSON")
+    shadow.set_defaults(run=cmd_policy_shadow)

@@ -178,38 +178,25 @@ def cmd_policy_rollback(args) -> int:
 def cmd_policy_history(args) -> int:
     """List every message on the policy topic, oldest first: each applied version with the thresholds it
     changed against the version before it, or why a message was rejected."""
-    from streams.runtime.policy_log import RejectedPolicy, entries, version_changes
+    from streams.runtime.policy_log import history_rows
 
-    settings = load_settings()
-    found = entries(settings)
-    changes = {applied.offset: moved for applied, moved in version_changes(settings)}
+    rows = history_rows(load_settings())
     if args.json:
-        print(json.dumps([_history_row(entry, changes) for entry in found], indent=2))
+        print(json.dumps(rows, indent=2))
         return 0
-    if not found:
+    if not rows:
         print("no policy applied yet; workers use their configured default")
-    for entry in found:
-        if isinstance(entry, RejectedPolicy):
-            print(f"offset {entry.offset:<6} rejected: {entry.reason}")
+    for row in rows:
+        if "rejected" in row:
+            print(f"offset {row['offset']:<6} rejected: {row['rejected']}")
             continue
-        print(f"offset {entry.offset:<6} {_when(entry.applied_at_ms)}  {entry.policy.version}  by {entry.author}: "
-              f"{entry.reason}  (replaced {entry.previous_version})")
-        moved = changes.get(entry.offset, [])
-        if not moved:
+        print(f"offset {row['offset']:<6} {_when(row['applied_at_ms'])}  {row['version']}  by {row['author']}: "
+              f"{row['reason']}  (replaced {row['previous_version']})")
+        if not row["changes"]:
             print("    no threshold changes")
-        for name, old, new in moved:
-            print(f"    {name:50} {json.dumps(old)} -> {json.dumps(new)}")
+        for change in row["changes"]:
+            print(f"    {change['threshold']:50} {json.dumps(change['before'])} -> {json.dumps(change['after'])}")
     return 0
-
-
-def _history_row(entry, changes: dict) -> dict:
-    from streams.runtime.policy_log import RejectedPolicy
-
-    if isinstance(entry, RejectedPolicy):
-        return {"offset": entry.offset, "rejected": entry.reason}
-    return {"offset": entry.offset, "version": entry.policy.version, "author": entry.author, "reason": entry.reason,
-            "applied_at": _when(entry.applied_at_ms), "previous_version": entry.previous_version,
-            "changes": [{"threshold": name, "before": old, "after": new} for name, old, new in changes.get(entry.offset, [])]}
 
 
 def cmd_policy_diff(args) -> int:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Iterable, Mapping, Sequence
 
+from streams.errors import InvariantViolation
+
 Decision = dict
 
 # The fields a replayed decision must share with the recorded one to count as reproduced. The
@@ -26,6 +28,21 @@ MOST_AFFECTED_COUNT = 20
 # How many differing decisions the report lists in full (the count is always complete).
 DIFFERING_LISTED_MAX = 200
 DAY_MS = 86_400_000
+
+
+def date_ms(text: str | None, name: str) -> int | None:
+    """A period bound (YYYY-MM-DD, or an ISO time with its zone; UTC when none) as ms; None stays None.
+    InvariantViolation names the parameter (`name`) and the value."""
+    if text is None or text == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvariantViolation(f"{name} {text!r}: not a date (YYYY-MM-DD) or an ISO time such as "
+                                 "2026-11-01T00:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
 
 
 def in_period(decision: Decision, since_ms: int | None, until_ms: int | None) -> bool:

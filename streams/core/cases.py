@@ -181,3 +181,32 @@ def review_problem(decision: Mapping | None, request_id: str, reviewer: str, ver
     if note is None or not note.strip():
         return 400, "field 'note': a note saying why is required for every review"
     return None
+
+
+# How many households and associates the ranking names.
+RANKED_MAX = 50
+
+
+def rankings(decisions: Iterable[dict], since_ms: int | None, until_ms: int | None) -> dict:
+    """Households and associates ranked by claims (requests decided in [since, until)), then by
+    granted cents; cents per currency, never added across currencies."""
+    tables: dict[str, dict[str, dict]] = {"households": {}, "associates": {}}
+    for decision in current(decisions).values():
+        at = decision["requested_at"]
+        if (since_ms is not None and at < since_ms) or (until_ms is not None and at >= until_ms):
+            continue
+        keys = {"households": decision.get("household_id"),
+                "associates": decision["requested_by"] if decision.get("origin") == "ASSOCIATE" else None}
+        for group, key in keys.items():
+            if not key:
+                continue
+            row = tables[group].setdefault(key, {"key": key, "claims": 0, "granted": 0, "denied": 0, "escalated": 0,
+                                                 "granted_cents": {}})
+            row["claims"] += 1
+            row[decision["outcome"].lower()] += 1
+            if decision["outcome"] == "GRANTED":
+                cents = row["granted_cents"]
+                cents[decision["currency"]] = cents.get(decision["currency"], 0) + decision["granted_cents"]
+    def order(row: dict) -> tuple:
+        return (-row["claims"], -max(row["granted_cents"].values(), default=0), row["key"])
+    return {group: sorted(rows.values(), key=order)[:RANKED_MAX] for group, rows in tables.items()}

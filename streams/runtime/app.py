@@ -61,6 +61,7 @@ from streams.runtime.settings import Settings
 from streams.runtime.state import OutboxEntry, PartitionState
 from streams.runtime.sync_api import DecisionFollower, SyncApi
 from streams.runtime.web import WebViews
+from streams.runtime.workbench import Workbench
 from streams.runtime.access import check_binding, load_tokens
 from streams.runtime.metrics import WorkerMetrics, gauge
 from streams.redaction import scrubbed
@@ -152,6 +153,7 @@ class Worker:
         from projections.rebuild import progress_state
 
         self.rebuild_progress = progress_state()
+        self.workbench = Workbench(settings)  # the fraud team's reads (review queue, policy, backtest)
 
     # ClickHouse -------------------------------------------------------------------------------
 
@@ -614,14 +616,6 @@ class Worker:
         log.warning("review of %s: %s by %s", review["request_id"], review["verdict"], review["reviewed_by"])
         return datum
 
-    async def review_data(self) -> tuple[list[dict], dict[str, dict]]:
-        """Every decision and the newest assignment of every case, read from Kafka in threads
-        (kafka-python blocks), for the review queue's routes."""
-        from streams.runtime import cases
-
-        return await asyncio.gather(asyncio.to_thread(cases.decisions, self.settings),
-                                    asyncio.to_thread(cases.assignments, self.settings))
-
     async def publish_assignment(self, datum: dict) -> None:
         """Put a ReviewAssigned record on the compacted review-assignments topic (keyed by request id)
         and wait for the broker's acknowledgement."""
@@ -781,9 +775,16 @@ class Worker:
             follower, self._publish_event, self._earlier_decision,
             self.names.requests, self.names.incidents, self.settings.sync_wait_ms / 1000,
             lambda: int(time.time() * 1000), self.metrics)
+        if self.serves_clickhouse:  # the shadow's decisions go to this worker's ClickHouse
+            from streams.runtime.shadow import ShadowRunner
+
+            shadow = ShadowRunner(self.settings, lambda made: self.on_clickhouse("insert_shadow_decisions", made))
+            self.shadow_task = asyncio.ensure_future(shadow.run())
         tasks = {asyncio.ensure_future(self._follow_policy()): "policy",
                  asyncio.ensure_future(follower.run()): "decision follower (synchronous API)",
                  asyncio.ensure_future(self._until_crashed(app)): "faust app"}
+        if self.serves_clickhouse:
+            tasks[self.shadow_task] = "shadow policy"
         stopping = asyncio.ensure_future(stop.wait())
         log.warning("worker ready on %s: roles %s (web %s:%s)", self.settings.kafka, ",".join(self.roles),
                     self.settings.web_host, self.settings.web_port)

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import hashlib
 
-import schemas
-from streams.core.inbound import timestamps_to_ms
 from streams.errors import InvariantViolation
-from streams.runtime.kafka_io import read_topic, topic_names
-from streams.runtime.replay import recorded_decisions
+from streams.runtime.kafka_io import topic_names
+from streams.runtime.replay import decoded, recorded_decisions
 from streams.runtime.settings import Settings
-from streams.runtime.upstream import avro_json_by_name
 
 # Longest a read of the assignments topic may take to reach its end.
 ASSIGNMENT_READ_TIMEOUT_S = 30
@@ -29,16 +26,9 @@ def decisions(settings: Settings) -> list[dict]:
 
 def assignments(settings: Settings) -> dict[str, dict]:
     """The newest assignment of every case, by request id (an empty dict before any)."""
-    found: dict[str, dict] = {}
-    shapes = avro_json_by_name()
-    for record in read_topic(settings.kafka, topic_names(settings).review_assignments, ASSIGNMENT_READ_TIMEOUT_S,
-                             "remedy-review", missing_ok=True):
-        if record.value is None:
-            continue
-        name, datum = schemas.decode(record.value)
-        if name == "ReviewAssigned":
-            found[datum["request_id"]] = timestamps_to_ms(name, datum, shapes)
-    return found
+    found = decoded(settings, topic_names(settings).review_assignments, ASSIGNMENT_READ_TIMEOUT_S, "remedy-review",
+                    "ReviewAssigned", missing_ok=True)
+    return {datum["request_id"]: datum for datum in found}
 
 
 def assignment(request_id: object, assigned_to: object, assigned_by: str, now_ms: int) -> dict:

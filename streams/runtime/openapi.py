@@ -88,6 +88,23 @@ ROUTES = {
     "/v1/review-assignments": ("post", "Assign a case to a person (the assigner is the token's identity); 202 once "
                                        "the assignment is on Kafka", [], "Assignment",
                                {"202": JSON_ANSWER, "400": ERROR}),
+    "/v1/policy": ("get", "The policy in force (document, version, who applied it and why) and every version on "
+                          "the policy topic with the thresholds it changed against the version before it", [], None,
+                   {"200": JSON_ANSWER}),
+    "/v1/rankings": ("get", "Households and associates ranked by claims (requests made in the period), then granted "
+                            "cents (per currency)", [SINCE, _query("until", "first UTC day after the period "
+                                                                            "(YYYY-MM-DD)", format="date")], None,
+                     {"200": JSON_ANSWER, "400": ERROR}),
+    "/v1/backtests": ("post", "Backtest a policy document on the recorded log (as `remedy-ledger policy backtest`): "
+                              "reproduced_share, decisions, changed, transitions, granted cents before and after per "
+                              "currency, per kind, per reason code, per day, most affected; one at a time (409)",
+                      [], "Backtest", {"200": JSON_ANSWER, "400": ERROR, "409": ERROR}),
+    "/v1/shadow": ("get", "The shadow policy (`remedy-ledger policy shadow`) against the live decisions of the same "
+                          "requests: transitions, granted cents live and in shadow per currency, per kind, per reason "
+                          "code; 404 before any shadow was started", [], None, {"200": JSON_ANSWER, "404": ERROR}),
+    "/fraud": ("get", "The fraud team's page (HTML and script; its figures come from the routes above with the "
+                      "token the person enters)", [], None,
+               {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}}),
     "/v1/remedy-requests": ("post", "Decide a remedy request now: 200 with the decision within REMEDY_SYNC_WAIT_MS, "
                                     "else 202 to poll; a repeat gets the same decision, a conflicting repeat 409",
                             [], "RemedyRequested", {"200": DECISION, "202": PENDING, "400": ERROR, "409": ERROR}),
@@ -147,6 +164,10 @@ def document(route_roles: dict) -> dict:
         "Assignment": {"type": "object", "required": ["request_id", "assigned_to"], "properties": {
             "request_id": {"type": "string"}, "assigned_to": {"type": "string"},
             "by": {"type": "string", "description": "only for a worker without tokens (loopback)"}}},
+        "Backtest": {"type": "object", "properties": {
+            "policy": {"type": "object", "description": "a full or partial policy document ({} = the defaults)"},
+            "since": {"type": ["string", "null"], "description": "first day of the period (YYYY-MM-DD, UTC)"},
+            "until": {"type": ["string", "null"], "description": "first day after the period (YYYY-MM-DD, UTC)"}}},
         "Erasure": {"type": "object", "required": ["customer_id", "reason"], "properties": {
             "customer_id": {"type": "string"}, "reason": {"type": "string"}}},
         "Decision": {"type": "object", "properties": {

@@ -191,6 +191,23 @@ def version_changes(settings: Settings) -> list[tuple[AppliedPolicy, list[tuple[
     return changes
 
 
+def history_rows(settings: Settings) -> list[dict]:
+    """Every message on the policy topic as JSON-ready rows, oldest first: a version with who, when, why
+    and the thresholds it changed against the version before it, or a rejected message with why."""
+    changes = {applied.offset: moved for applied, moved in version_changes(settings)}
+    rows = []
+    for entry in entries(settings):
+        if isinstance(entry, RejectedPolicy):
+            rows.append({"offset": entry.offset, "rejected": entry.reason})
+            continue
+        rows.append({"offset": entry.offset, "version": entry.policy.version, "author": entry.author,
+                     "reason": entry.reason, "applied_at_ms": entry.applied_at_ms,
+                     "previous_version": entry.previous_version,
+                     "changes": [{"threshold": name, "before": old, "after": new}
+                                 for name, old, new in changes.get(entry.offset, [])]})
+    return rows
+
+
 def policy_of_version(settings: Settings, version: str) -> Policy:
     """The policy of a version on the topic (or the configured default's); PolicyError naming it if unknown."""
     for applied in reversed(history(settings)):
@@ -199,6 +216,13 @@ def policy_of_version(settings: Settings, version: str) -> Policy:
     if settings.policy.version == version:
         return settings.policy
     raise PolicyError(f"{version}: no such valid version on the policy topic (see `remedy-ledger policy history`)")
+
+
+def apply_policy(settings: Settings, policy: Policy, author: str, reason: str, now_ms: int) -> AppliedPolicy:
+    """Publish an already validated policy as the version in force (a promoted shadow)."""
+    _who_and_why(author, reason)
+    current, _ = _current(settings)
+    return _publish(settings, policy, author, reason, now_ms, current)
 
 
 def rollback(settings: Settings, version: str, author: str, reason: str, now_ms: int) -> AppliedPolicy:

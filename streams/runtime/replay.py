@@ -24,8 +24,10 @@ from streams.core import saga
 from streams.core.inbound import timestamps_to_ms
 from streams.core.policy import Policy
 from streams.errors import DecodeError
+from streams.measure import quality
 from streams.runtime.batch import Incoming, PartitionClocks, fold_batch
 from streams.runtime.kafka_io import read_topic, topic_names
+from streams.runtime.policy_log import in_force
 from streams.runtime.settings import Settings
 from streams.runtime.topics import TopicNames
 from streams.runtime.upstream import avro_json_by_name
@@ -84,14 +86,24 @@ def upstream_records(settings: Settings, progress: Callable[[str], None] | None 
     return backtest.sorted_records(records, rank)
 
 
-def recorded_decisions(settings: Settings) -> list[core.Decision]:
-    """Every decision on the decision topic, decoded, timestamps as ms (as the core makes them)."""
+def decoded(settings: Settings, topic: str, timeout_s: float, client_id: str, record_name: str | None = None,
+            missing_ok: bool = False) -> list[dict]:
+    """Every record of a topic decoded, timestamps as ms (as the core makes them); with `record_name`,
+    only records of that name; tombstones skipped."""
     found = []
     shapes = avro_json_by_name()
-    for record in read_topic(settings.kafka, topic_names(settings).decisions, LOG_READ_TIMEOUT_S, "remedy-backtest"):
-        record_name, datum = schemas.decode(record.value)
-        found.append(timestamps_to_ms(record_name, datum, shapes))
+    for record in read_topic(settings.kafka, topic, timeout_s, client_id, missing_ok=missing_ok):
+        if record.value is None:
+            continue
+        name, datum = schemas.decode(record.value)
+        if record_name is None or name == record_name:
+            found.append(timestamps_to_ms(name, datum, shapes))
     return found
+
+
+def recorded_decisions(settings: Settings) -> list[core.Decision]:
+    """Every decision on the decision topic, decoded, timestamps as ms (as the core makes them)."""
+    return decoded(settings, topic_names(settings).decisions, LOG_READ_TIMEOUT_S, "remedy-backtest")
 
 
 def _event_time_ms(message: Incoming) -> int | None:
@@ -149,6 +161,32 @@ def replay_period(records: Iterable[Incoming], in_force: Policy, candidate: Poli
                      f"({time.monotonic() - started:.0f}s)")
     return ReplayedPeriod(made[0], made[1], before_records, len(period), runs[0].dead_letters,
                           round(time.monotonic() - started, 3))
+
+
+def backtest_report(settings: Settings, candidate: Policy, since_ms: int | None, until_ms: int | None,
+                 labels: list[dict] | None = None, progress=None) -> dict:
+    """The backtest report (JSON-ready): the replay's self-check against the log, then the change."""
+    applied = in_force(settings)
+    current = applied.policy if applied else settings.policy
+    records = upstream_records(settings, progress)
+    replayed = replay_period(records, current, candidate, topic_names(settings), since_ms, until_ms, progress)
+    recorded = [d for d in recorded_decisions(settings) if backtest.in_period(d, since_ms, until_ms)]
+    before = [d for d in replayed.before if backtest.in_period(d, since_ms, until_ms)]
+    after = [d for d in replayed.after if backtest.in_period(d, since_ms, until_ms)]
+    check = backtest.reproduction(recorded, before, current.version)
+    report = {
+        "policy_in_force": current.version, "candidate": candidate.version,
+        "candidate_changes": [{"threshold": name, "before": old, "after": new}
+                              for name, new, old in candidate.differences(current)],
+        "since": since_ms, "until": until_ms,
+        "records_before_period": replayed.records_before_period, "records_in_period": replayed.records_in_period,
+        "dead_letters_in_replay": replayed.dead_letters, "replay_seconds": replayed.seconds,
+        "reproduced_share": check["reproduced_share"], "reproduction": check,
+        **backtest.compare(before, after),
+    }
+    if labels is not None:
+        report["labels"] = backtest.quality_delta(quality.evaluate(before, labels), quality.evaluate(after, labels))
+    return report
 
 
 def to_stderr(line: str) -> None:

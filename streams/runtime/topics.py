@@ -91,6 +91,16 @@ class TopicNames:
         return f"{self.prefix}.review-assignments.v1"
 
     @property
+    def policy_shadow(self) -> str:
+        """ShadowPolicy records under the key 'shadow' (compacted: the newest state of the shadow stands)."""
+        return f"{self.prefix}.policy-shadow.v1"
+
+    @property
+    def shadow_decisions(self) -> str:
+        """RemedyDecided records a shadow policy made (keyed by customer_id); never read by the ledger."""
+        return f"{self.prefix}.shadow-decisions.v1"
+
+    @property
     def limit_results(self) -> str:
         """LimitCheck RESULT messages back to the customer's partition, keyed by customer_id."""
         return f"{self.prefix}.limit-results.v1"
@@ -142,6 +152,8 @@ class TopicNames:
             (self.limit_results, partitions, log),
             (self.policy, 1, compacted),
             (self.review_assignments, 1, compacted),
+            (self.policy_shadow, 1, compacted),
+            (self.shadow_decisions, partitions, log),
             (self.customer_state_changelog, partitions, compacted),
             (self.scope_state_changelog, partitions, compacted),
         ]

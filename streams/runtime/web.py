@@ -111,6 +111,13 @@ ROUTE_ROLES = {
     "/v1/review-cases": ("reviewer", "fraud"),
     "/v1/review-cases/{request_id}": ("reviewer", "fraud"),
     "/v1/review-assignments": ("reviewer", "fraud"),
+    "/v1/policy": ("reviewer", "fraud"),
+    "/v1/rankings": ("reviewer", "fraud"),
+    "/v1/backtests": ("fraud",),
+    "/v1/shadow": ("reviewer", "fraud"),
+    # The fraud team's page: HTML and script only; every figure on it comes from the routes above,
+    # fetched with the token the person enters (kept in the tab's sessionStorage).
+    "/fraud": "public",
     "/v1/remedy-requests": ("upstream",),
     "/v1/remedy-requests/{request_id}": ("upstream",),
     "/v1/incidents": ("upstream",),
@@ -185,6 +192,11 @@ class WebViews:
             web.get("/v1/review-cases", self.review_cases),
             web.get("/v1/review-cases/{request_id}", self.review_case),
             web.post("/v1/review-assignments", self.review_assign),
+            web.get("/v1/policy", self.policy),
+            web.get("/v1/rankings", self.rankings),
+            web.post("/v1/backtests", self.backtest),
+            web.get("/v1/shadow", self.shadow_report),
+            web.get("/fraud", self.fraud_page),
             web.post("/v1/remedy-requests", self.remedy_request),
             web.get("/v1/remedy-requests/{request_id}", self.remedy_request_status),
             web.post("/v1/incidents", self.incident),
@@ -243,7 +255,57 @@ class WebViews:
 
     async def _cases(self):
         """The decisions and assignments as the worker reads them from Kafka now."""
-        return await self.worker.review_data()
+        return await self.worker.workbench.review_data()
+
+    async def policy(self, request):
+        """The policy in force and every version's changes."""
+        return _json(await self.worker.workbench.policy())
+
+    async def rankings(self, request):
+        """Households and associates ranked by claims and cents over [since, until)."""
+        from streams.core.backtest import date_ms
+
+        try:
+            since_ms = date_ms(request.query.get("since"), "since")
+            until_ms = date_ms(request.query.get("until"), "until")
+        except InvariantViolation as error:
+            return _json({"error": str(error)}, status=400)
+        return _json(await self.worker.workbench.rankings(since_ms, until_ms))
+
+    async def backtest(self, request):
+        """Backtest a policy document (`policy`, full or partial) over [`since`, `until`) on the recorded log."""
+        from streams.errors import PolicyError
+        from streams.runtime.workbench import BacktestBusy
+
+        try:
+            body = await _json_body(request, BODY_BYTES_MAX)
+            document = body.get("policy", {})
+            if not isinstance(document, dict):
+                raise InvariantViolation("field 'policy': a policy document (a JSON object) is required")
+            report = await self.worker.workbench.backtest(document, body.get("since"), body.get("until"))
+        except (InvariantViolation, PolicyError) as error:
+            return _json({"error": str(error)}, status=400)
+        except BacktestBusy as error:
+            return _json({"error": str(error)}, status=409)
+        return _json(report)
+
+    async def shadow_report(self, request):
+        """The shadow policy against live (the backtest's measures), with the rows in ClickHouse's shadow table."""
+        try:
+            report = await self.worker.workbench.shadow_report()
+        except InvariantViolation as error:
+            return _json({"error": str(error)}, status=404)
+        if "project" in self.worker.roles:
+            report["clickhouse_shadow_decisions"] = await self.on_clickhouse("shadow_decision_count")
+        return _json(report)
+
+    async def fraud_page(self, request):
+        """The fraud team's page (streams/runtime/fraud_page.py)."""
+        from streams.runtime.fraud_page import CONTENT_SECURITY_POLICY, PAGE
+
+        return web.Response(text=PAGE, content_type="text/html", charset="utf-8",
+                            headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                                     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
 
     async def review_cases(self, request):
         """The escalated requests waiting for a person, filtered and sorted as the query says."""

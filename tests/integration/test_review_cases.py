@@ -12,9 +12,9 @@ from tests.integration.conftest import Deployment
 from tests.integration.test_operations import NAMED, SAMPLE, TOKENS, call, current
 
 
-@pytest.fixture
-def team(tmp_path):
-    """A worker with tokens, the sample day decided."""
+def sample_with_tokens(tmp_path):
+    """A worker with role tokens and named reviewer tokens, the sample day decided and projected."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     tokens = tmp_path / "tokens"
     tokens.write_text("".join(f"{role} {token}\n" for role, token in TOKENS.items())
                       + "".join(f"reviewer {token} {name}\n" for name, token in NAMED.items()))
@@ -26,6 +26,12 @@ def team(tmp_path):
     deployment.cli("wait", "--decisions", "0", "--timeout", "120")  # reviews look decisions up in the projection
     yield deployment
     deployment.stop_worker()
+
+
+@pytest.fixture
+def team(tmp_path):
+    """A worker with tokens, the sample day decided."""
+    yield from sample_with_tokens(tmp_path)
 
 
 def api(deployment, path, token, method="GET", body=None):

@@ -105,13 +105,33 @@ class FakeWorker:
     async def on_clickhouse(self, method, *args):
         return b"" if method == "export" else {"rows": [], "method": method}
 
+    @property
+    def workbench(self):
+        return FakeWorkbench()
+
+
+class FakeWorkbench:
+    """The fraud team's reads, empty."""
+
     async def review_data(self):
         return [], {}
+
+    async def policy(self):
+        return {"version": "p1", "history": []}
+
+    async def rankings(self, since_ms, until_ms):
+        return {"households": [], "associates": []}
+
+    async def backtest(self, document, since, until):
+        return {"transitions": {}}
+
+    async def shadow_report(self):
+        raise InvariantViolation("no shadow policy was ever started")
 
 
 # Routes that only take POST (the guard runs first either way).
 POST_ONLY = {"/v1/reviews", "/privacy/erase", "/v1/remedy-requests", "/v1/incidents", "/finance/close-period",
-             "/v1/review-assignments"}
+             "/v1/review-assignments", "/v1/backtests"}
 
 
 async def _calls(tmp_path, tokens_enabled: bool):
@@ -155,8 +175,8 @@ def test_every_route_refuses_no_token_and_the_wrong_role_and_answers_the_right_o
                 assert results[(path, who)] == 403, (path, who)
             else:
                 # 400: a parameter or body field is required; 503: the synchronous API is not running (no Kafka
-                # here); 404: the fake knows no case r-1
-                allowed = (200, 400, 503, 404) if "{request_id}" in path else (200, 400, 503)
+                # here); 404: the fake knows no case r-1 and no shadow policy
+                allowed = (200, 400, 503, 404) if "{request_id}" in path or path == "/v1/shadow" else (200, 400, 503)
                 assert results[(path, who)] in allowed, (path, who)
     assert results["cross-origin"] == 403
     assert results["health"] == {"status": "ok"}  # no detail without the ops role

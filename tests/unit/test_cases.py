@@ -89,3 +89,14 @@ def test_four_eyes_and_a_note_for_every_review():
     assert cases.review_problem(case, "r1", "assoc-lead", "APPROVE", "loyal customer") is None
     assert cases.review_problem(cases.current(LOG)["r5"], "r5", "assoc-lead", "DENY", "x")[0] == 409
     assert cases.review_problem(None, "r9", "assoc-lead", "DENY", "x")[0] == 404
+
+
+def test_households_and_associates_are_ranked_by_claims_then_cents_within_the_period():
+    log = LOG + [escalated("r6", outcome="GRANTED", cents=1_000, household="h2", by="assoc-ben", hours_ago=3),
+                 escalated("r7", outcome="GRANTED", cents=2_000, household="h2", by="assoc-ben", hours_ago=3)]
+    ranked = cases.rankings(log, None, None)
+    assert [(row["key"], row["claims"]) for row in ranked["households"]] == [("h1", 4), ("h2", 3)]
+    assert ranked["households"][1]["granted_cents"] == {"USD": 3_000}
+    assert [(row["key"], row["claims"]) for row in ranked["associates"]] == [("assoc-ana", 3), ("assoc-ben", 3)]
+    recent = cases.rankings(log, NOW - 4 * HOUR_MS, NOW)
+    assert [(row["key"], row["claims"]) for row in recent["households"]] == [("h2", 3), ("h1", 1)]

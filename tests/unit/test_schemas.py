@@ -207,6 +207,8 @@ EXAMPLES = [
                       "closed_at": T0_MS, "decision_offsets": {"0": 12, "1": 0}}),
     ("ReviewAssigned", {"request_id": "req-77", "assigned_to": "fraud-ana", "assigned_by": "lead-bo",
                         "assigned_at": T0_MS}),
+    ("ShadowPolicy", {"version": "p1-abc", "document": "{}", "state": "RUNNING", "started_at": T0_MS,
+                      "changed_by": "fraud-ana", "reason": "porch thefts", "changed_at": T0_MS}),
 ]
 
 
@@ -265,7 +267,7 @@ def test_the_package_schemas_load_and_name_the_expected_records() -> None:
     assert schemas.record_names() == tuple(sorted(set(FINGERPRINTS_R1) | {"LimitCheck", "RemedyReviewed", "PolicyApplied",
                                                                           "CustomerErased", "RecoverySuggested",
                                                                           "RemedyInstruction", "CustomerNotification",
-                                                                          "PeriodClosed", "ReviewAssigned"}))
+                                                                          "PeriodClosed", "ReviewAssigned", "ShadowPolicy"}))
     assert len(list((SCHEMA_ROOT_DEFAULT / "r1").glob("*.avsc"))) == 11
 
 
