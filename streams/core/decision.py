@@ -437,14 +437,15 @@ def _refunded_cents(state: State, order_id: str) -> int:
     return state["orders"][order_id]["refunded_cents"] + reserved
 
 
-def scopes_for(decision: Decision, state: State | None = None) -> list[str]:
+def scopes_for(decision: Decision, state: State | None = None, policy: Policy | None = None) -> list[str]:
     """The scopes after the customer a granted request must pass, as "scope:key" strings, in order."""
     scopes = []
     # Household limits count customer-asserted claims only: a remedy of a confirmed incident (a
     # carrier loss, a slow download the monitor saw) says nothing about the address.
     if decision["household_id"] and not decision["inputs"].get("incident_confirmed"):
         scopes.append("household:" + decision["household_id"])
-    scopes += linked_scopes(decision, state)
+    if policy is not None and policy.linked_accounts_scope_enabled:
+        scopes += linked_scopes(decision, state)
     if decision["origin"] == "ASSOCIATE":
         scopes.append("associate:" + decision["requested_by"])
     return scopes
@@ -839,7 +840,7 @@ def _drain(state: State, policy: Policy, newest_request_ms: int | None,
         elif head.get("amount_rule") == "ORDER_TOTAL":
             head = {**head, "amount_cents": state["orders"][order_id]["total_cents"], "amount_rule": None}
         decision = decide(state, head, policy)
-        scopes = scopes_for(decision, state) if decision["outcome"] == GRANTED else []
+        scopes = scopes_for(decision, state, policy) if decision["outcome"] == GRANTED else []
         if scopes:
             # Dated by the event being applied; an answer's drain goes on at the last check's key.
             order_ms = max(state.get(POSITION_FIELD) or 0, state.get("order_ms_last") or 0)
@@ -1199,7 +1200,7 @@ def _forget_checks(state: State, customer_id: str, customer_pseudonym: str, at_m
         if customer_id not in request_id and customer_id not in (decision["incident_id"] or ""):
             continue
         renamed = erased_id(request_id, customer_id, customer_pseudonym)
-        for scope_key in scopes_for(decision, state):
+        for scope_key in scopes_for(decision, state, policy):
             scope, _, key = scope_key.partition(":")
             checks.append({
                 "event_id": f"{renamed}/FORGET/{erased_id(scope_key, customer_id, customer_pseudonym)}",

@@ -123,6 +123,7 @@ BOUNDS: dict[str, Bound] = {
     "household_claims_max_90d": _CLAIMS,
     "household_cents_max_30d": _CAP,
     "household_incident_claims_max_90d": _CLAIMS,
+    "linked_accounts_scope_enabled": _SWITCH,
     "linked_claims_max_90d": _CLAIMS,
     "linked_cents_max_30d": _CAP,
     "associate_cents_max_per_day": _CAP,
@@ -209,6 +210,10 @@ class Policy:
     # across every account the link ties together (a scope per link id, like the household).
     # Rings that rotate apartment-level addresses in one building, or open fresh accounts on one
     # card or device, meet here.
+    # 0 (the default): the linked scopes are not used. With them on, test_kill found a linked scope
+    # judging two checks in another order after kills than without (a third hop after the
+    # household that the cross-partition ordering does not cover yet; docs/decisions.md).
+    linked_accounts_scope_enabled: int = 0
     linked_claims_max_90d: dict = field(default_factory=_linked_claims)
     linked_cents_max_30d: dict = field(default_factory=_linked_cents)
     # Granted value per associate per UTC day; above it the request goes to a second person.

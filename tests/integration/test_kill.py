@@ -320,20 +320,26 @@ def check_room(decisions: list[dict], deployment: Deployment, label: str) -> int
     reservation, taken before the answer came back, so they are not compared. Returns how many were.
     """
     window_ms = deployment.settings.policy.customer_window_ms
-    grants: dict[str, dict[str, tuple[int, int]]] = {}
+    # Remedies of confirmed incidents (issue 12) use their own room: (customer, confirmed) -> grants.
+    grants: dict[tuple[str, bool], dict[str, tuple[int, int]]] = {}
     checked, short = 0, []
     for decision in first_emissions(decisions):
         inputs = decision.get("inputs") or {}
         if (not via_later_scope(decision) and "customer_granted_cents_30d" in inputs
                 and not decision.get("supersedes_decision_id")):
             now = millis(decision["decided_at"])
-            before = sum(cents for at, cents in grants.get(decision["customer_id"], {}).values() if at > now - window_ms)
             checked += 1
-            if inputs["customer_granted_cents_30d"] < before:
-                short.append(f"{decision['request_id']}: saw {inputs['customer_granted_cents_30d']} used, "
-                             f"grants before it on the log {before}")
+            for confirmed, seen in ((False, "customer_granted_cents_30d"), (True, "confirmed_granted_cents_30d")):
+                if seen not in inputs:
+                    continue
+                before = sum(cents for at, cents in grants.get((decision["customer_id"], confirmed), {}).values()
+                             if at > now - window_ms)
+                if inputs[seen] < before:
+                    short.append(f"{decision['request_id']}: saw {inputs[seen]} used ({seen}), "
+                                 f"grants before it on the log {before}")
         if decision["outcome"] == "GRANTED" and not decision.get("supersedes_decision_id"):
-            grants.setdefault(decision["customer_id"], {})[decision["request_id"]] = (
+            confirmed = bool(inputs.get("incident_confirmed"))
+            grants.setdefault((decision["customer_id"], confirmed), {})[decision["request_id"]] = (
                 millis(decision["decided_at"]), decision["granted_cents"])
     assert not short, f"{label}: {len(short)} decisions saw less used room than was granted:\n" + "\n".join(short[:20])
     return checked

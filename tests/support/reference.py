@@ -7,8 +7,8 @@ It follows issue 12's rules too: confirmed incidents (carrier, QoS monitor, syst
 own room and ceiling and never at the household; one remedy of value per incident; WATCH from
 claims made against orders placed; the signals (recovery strikes, a lost claim at or after the
 delivery scan or before the parcel is overdue, new accounts' never-received claims) and an
-associate's repeated goodwill for one customer. Linked orders (OrderPlaced revision 7) are not
-predicted (LimitsWouldBind).
+associate's repeated goodwill for one customer. The linked-accounts scopes are off by default and
+not modelled.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ LOST_CLAIM_DAYS_AFTER_ORDER_MIN = 7
 ASSOCIATE_GOODWILL_REQUESTS_30D = 2
 WATCH_CLAIMS_MIN = 3
 DAY_MS = 24 * 60 * 60 * 1000
-LINK_FIELDS = ("payment_instrument_id", "device_id", "building_id")
 KINDS = ("CREDIT", "REFUND", "RESHIP", "SHIPPING_UPGRADE", "GIFT_WRAP")
 
 
@@ -107,8 +106,6 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
     for e in _with_proactive(events, orders, seen_incidents):
         if e["type"] == "OrderPlaced":
             placed.setdefault(e["customer_id"], []).append(e)
-            if any(e.get(field) for field in LINK_FIELDS):
-                raise LimitsWouldBind(f"order {e['order_id']} is linked: linked-accounts scopes are not predicted here")
         if e["type"] == "OrderDelivered" and e["order_id"] not in delivered:
             delivered[e["order_id"]] = _ms(e["delivered_at"])
             if lost_grants.get(e["order_id"]):

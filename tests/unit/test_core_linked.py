@@ -8,10 +8,15 @@ import pytest
 import schemas
 from streams.core import decision as core
 from streams.core.policy import Policy
-from tests.support.world import World
 from tests.unit.test_core import T0, incident, order, request, seasoned
 
-POLICY = Policy()
+POLICY = Policy(linked_accounts_scope_enabled=1)
+
+
+def World(policy=None):  # noqa: N802  (the linked scopes are off by default; these tests turn them on)
+    from tests.support.world import World as Pipeline
+
+    return Pipeline(policy or POLICY)
 
 
 def linked_order(order_id, customer, total=3_000, payment=None, device=None, building=None, at=T0):
@@ -50,7 +55,8 @@ def test_accounts_linked_by_one_payment_instrument_hit_the_linked_claims_cap(ear
 
 @pytest.mark.parametrize("amount, outcome", [(999, "GRANTED"), (1_000, "GRANTED"), (1_001, "DENIED")])
 def test_linked_30d_cents_cap_at_below_and_above(amount, outcome):
-    policy = Policy(linked_cents_max_30d={"payment_instrument": 10_000, "device": 60_000, "building": 250_000})
+    policy = Policy(linked_accounts_scope_enabled=1,
+                    linked_cents_max_30d={"payment_instrument": 10_000, "device": 60_000, "building": 250_000})
     world = World(policy)
     for n in range(3):
         claim(world, n, f"acct{n}", payment="card-1")  # 3 x $30
@@ -63,7 +69,7 @@ def test_linked_30d_cents_cap_at_below_and_above(amount, outcome):
 
 
 def test_a_building_links_rotating_apartment_addresses_with_its_own_wider_cap():
-    policy = Policy(linked_claims_max_90d={"payment_instrument": 6, "device": 6, "building": 2})
+    policy = Policy(linked_accounts_scope_enabled=1, linked_claims_max_90d={"payment_instrument": 6, "device": 6, "building": 2})
     world = World(policy)
     results = [claim(world, n, f"flat{n}", building="bldg-9")[0] for n in range(3)]
     assert [d["outcome"] for d in results] == ["GRANTED", "GRANTED", "DENIED"]
@@ -72,7 +78,7 @@ def test_a_building_links_rotating_apartment_addresses_with_its_own_wider_cap():
 
 
 def test_a_device_link_and_confirmed_incidents():
-    policy = Policy(linked_claims_max_90d={"payment_instrument": 6, "device": 1, "building": 24})
+    policy = Policy(linked_accounts_scope_enabled=1, linked_claims_max_90d={"payment_instrument": 6, "device": 1, "building": 24})
     world = World(policy)
     assert claim(world, 0, "a0", device="dev-1")[0]["outcome"] == "GRANTED"
     assert claim(world, 1, "a1", device="dev-1")[0]["reason_codes"] == [core.LINKED_DEVICE_LIMIT_EXCEEDED]
@@ -131,3 +137,13 @@ def test_an_erasure_renames_the_customer_s_claims_at_its_linked_scopes_and_keeps
     linked = world.scopes["linked:payment_instrument:card-1"]
     assert customer not in json.dumps(linked)
     assert sorted(r[1] for r in linked["reservations"].values()) == [3_000]
+
+
+def test_the_linked_scopes_are_off_by_default():
+    from tests.support.world import World as Pipeline
+
+    assert Policy().linked_accounts_scope_enabled == 0
+    world = Pipeline(Policy())
+    for n in range(8):
+        assert claim(world, n, f"acct{n}", payment="card-1")[0]["outcome"] == "GRANTED"
+    assert not any(key.startswith("linked:") for key in world.scopes)
