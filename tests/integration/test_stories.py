@@ -38,8 +38,9 @@ def request(request_id, customer, kind, amount, by, order_id=None, incident_id=N
 
 
 def earlier_order(customer: str) -> dict:
-    """An order weeks before the stories' day, elsewhere: the customer is no new account (a new
-    account's first-order theft claim goes to a person: NEW_ACCOUNT_NON_RECEIPT_CLAIM, issue 12)."""
+    """An order weeks before the stories' day, elsewhere: a ring account that is no new account, so
+    its household's theft cap is what stops it (fresh accounts claiming one after another at one
+    address go to a person instead: NEW_ACCOUNT_NON_RECEIPT_CLAIM)."""
     return {**order(f"earlier-{customer}", customer, 2_000, f"earlier-{customer}"), "placed_at": "2026-10-01T10:00:00Z"}
 
 
@@ -51,7 +52,8 @@ def stories() -> list[dict]:
         events.append(incident(f"lost-{n}", "gifter", "LOST_IN_TRANSIT", "CARRIER", f"gift-{n}"))
         events.append(request(f"wrap-{n}", "gifter", "GIFT_WRAP", 499, "assoc-joy", f"gift-{n}", f"lost-{n}", minute=3))
     # A porch theft, not our fault: a free express replacement anyway.
-    events += [earlier_order("porch-victim"), order("porch", "porch-victim", 6_000, "victim-home"),
+    # The victim is a new customer (this is their first order): one new account's theft is trusted.
+    events += [order("porch", "porch-victim", 6_000, "victim-home"),
                incident("theft-1", "porch-victim", "STOLEN_AFTER_DELIVERY", "CUSTOMER", "porch"),
                request("theft-reship", "porch-victim", "RESHIP", 6_000, "assoc-max", "porch", "theft-1"),
                request("theft-express", "porch-victim", "SHIPPING_UPGRADE", 1_299, "assoc-max", "porch", "theft-1")]
