@@ -39,12 +39,13 @@ def cmd_review_list(args) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print("no escalated requests are waiting" + (" that match" if any(vars(_filter_of(args)).values()) else ""))
+        print("no escalated requests or recovery cases are waiting"
+              + (" that match" if any(vars(_filter_of(args)).values()) else ""))
         return 0
-    print(f"{'request':34} {'customer':14} {'kind':16} {'amount':>10}  {'requested (UTC)':16} {'age h':>5}  "
+    print(f"{'case':8} {'request':34} {'customer':14} {'kind':16} {'amount':>10}  {'requested (UTC)':16} {'age h':>5}  "
           f"{'assigned':12} reasons")
     for row in rows:
-        print(f"{row['request_id'][:34]:34} {row['customer_id'][:14]:14} {row['kind']:16} {row['amount']:>10}  "
+        print(f"{row['case']:8} {row['request_id'][:34]:34} {row['customer_id'][:14]:14} {row['kind']:16} {row['amount']:>10}  "
               f"{_when(row['requested_at'])[:16]:16} {row['age_hours']:>5}  {(row['assigned_to'] or '-')[:12]:12} "
               f"{', '.join(row['reason_codes'])}")
     print(f"{len(rows)} waiting")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from streams.core.decision import DELIVERED_AFTER_LOST_CLAIM
 from streams.core.explain import reason_words
 from streams.core.money import money_text
 
@@ -78,12 +79,15 @@ def _matches(decision: Mapping, assigned: str | None, wanted: CaseFilter, now_ms
 
 def queue(decisions: Iterable[dict], assignments: Mapping[str, dict], wanted: CaseFilter, sort: str,
           now_ms: int) -> list[dict]:
-    """The escalated requests waiting for a person that match the filter, as case rows, in `sort` order."""
+    """The cases waiting for a person that match the filter, as case rows, in `sort` order: the
+    escalated requests (case REVIEW: approve or deny) and the grants flagged because the order
+    was delivered after its lost claim (case RECOVERY: the recovery team decides; the customer
+    is never charged automatically)."""
     if sort not in SORTS:
         raise ValueError(f"sort: one of {', '.join(SORTS)}, got {sort!r}")
     rows = []
     for decision in current(decisions).values():
-        if decision["outcome"] != "ESCALATED":
+        if case_type(decision) is None:
             continue
         assigned = assignments.get(decision["request_id"], {}).get("assigned_to")
         if _matches(decision, assigned, wanted, now_ms):
@@ -97,9 +101,20 @@ def queue(decisions: Iterable[dict], assignments: Mapping[str, dict], wanted: Ca
     return sorted(rows, key=order)
 
 
+def case_type(decision: Mapping) -> str | None:
+    """REVIEW for an escalated decision, RECOVERY for a grant flagged by a delivery after its lost
+    claim, None for a decision no person has to look at."""
+    if decision["outcome"] == "ESCALATED":
+        return "REVIEW"
+    if decision["outcome"] == "GRANTED" and DELIVERED_AFTER_LOST_CLAIM in decision["reason_codes"]:
+        return "RECOVERY"
+    return None
+
+
 def case_row(decision: Mapping, assigned_to: str | None, now_ms: int) -> dict:
     """One line of the queue: the request, its amount in words, its reasons, age and owner."""
     return {
+        "case": case_type(decision),
         "request_id": decision["request_id"], "decision_id": decision["decision_id"],
         "customer_id": decision["customer_id"], "household_id": decision.get("household_id"),
         "requested_by": decision["requested_by"], "kind": decision["kind"],

@@ -91,6 +91,9 @@ def test_a_delivery_after_a_granted_lost_claim_suggests_recovery_once_also_after
             "DELIVERED_AFTER_LOST_CLAIM" in d["reason_codes"] for d in deployment.decisions()) >= CUSTOMERS)
         time.sleep(3)
         seen = recoveries(deployment)
+        # Each flagged grant waits in the case queue as a RECOVERY case (review list reads the log).
+        listed = json.loads(deployment.cli("review", "list", "--json").stdout)
+        assert {row["request_id"] for row in listed if row["case"] == "RECOVERY"} == {f"req-{n}" for n in range(CUSTOMERS)}
     finally:
         deployment.stop_worker()
 

@@ -60,6 +60,16 @@ def test_each_filter_narrows_the_queue(wanted, expected):
     assert ids(cases.queue(LOG, assigned, wanted, "age", NOW)) == expected
 
 
+def test_a_grant_flagged_by_a_delivery_after_its_lost_claim_is_a_recovery_case():
+    flagged_grant = escalated("r6", kind="RESHIP", outcome="GRANTED", hours_ago=3,
+                              reasons=("WITHIN_LIMITS", "DELIVERED_AFTER_LOST_CLAIM"))
+    rows = cases.queue(LOG + [flagged_grant], {}, cases.CaseFilter(), "age", NOW)
+    assert [(row["request_id"], row["case"]) for row in rows] == [
+        ("r1", "REVIEW"), ("r3", "REVIEW"), ("r6", "RECOVERY"), ("r2", "REVIEW")]
+    # It is not a review: approving or denying it is refused (the grant stands; recovery decides).
+    assert cases.review_problem(flagged_grant, "r6", "fraud-ana", "APPROVE", "ok")[0] == 409
+
+
 def test_an_unknown_sort_is_named():
     with pytest.raises(ValueError, match="sort: one of age, amount, customer, kind, got 'size'"):
         cases.queue(LOG, {}, cases.CaseFilter(), "size", NOW)
