@@ -395,7 +395,9 @@ def claim_signal(state: State, request: Event, policy: Policy, now_ms: int, inpu
         return LOST_CLAIM_AFTER_DELIVERY_SCAN
     if incident["kind"] == "LOST_IN_TRANSIT" and order is not None and order["delivered_at"] is None:
         inputs["order_age_days"] = (incident["reported_at"] - order["placed_at"]) // DAY_MS
-        if inputs["order_age_days"] < policy.lost_claim_days_after_order_min:
+        # Self-service only: an associate who reships at once on the phone uses their judgement
+        # (and their daily budget bounds it).
+        if inputs["order_age_days"] < policy.lost_claim_days_after_order_min and origin_of(request) == "CUSTOMER":
             return LOST_CLAIM_BEFORE_OVERDUE
     first = state["history"]["first_order_ms"]
     if incident["kind"] in NON_RECEIPT_INCIDENT_KINDS and first is not None:
@@ -407,6 +409,8 @@ def claim_signal(state: State, request: Event, policy: Policy, now_ms: int, inpu
             # (scopes.py, shared_new_account_claims_max_90d), and the check carries the mark.
             inputs[NEW_ACCOUNT_CLAIM_INPUT] = 1
     return None
+
+
 def _items_problem(order: dict | None, request: Event, incident_kind: str | None) -> str | None:
     """The reason code why the request's items cannot be granted (ORDER_REQUIRED when it names
     items but no known order), or None (remedy_detail.item_problem)."""

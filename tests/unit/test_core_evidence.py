@@ -343,6 +343,19 @@ def test_a_lost_claim_before_the_parcel_is_overdue_goes_to_a_person(order_age_da
         assert claim["reason_codes"] == [core.LOST_CLAIM_BEFORE_OVERDUE]
 
 
+def test_an_associate_who_reships_an_early_lost_parcel_at_once_uses_their_judgement():
+    """The gift story told on the phone: the customer says a parcel of yesterday's order is lost,
+    and the associate replaces it at once; only a self-service claim waits for the overdue date."""
+    world = World()
+    world.feed(seasoned())
+    world.feed(order("o1", total=3_000, at=T0 - DAY_MS))
+    world.feed(incident("lost", "LOST_IN_TRANSIT", source="CUSTOMER", at=T0))
+    (claim,) = world.feed(request("claim", 3_000, kind="RESHIP", order_id="o1", incident_id="lost", at=T0 + 10,
+                                  requested_by="assoc-joy"))
+    assert (claim["outcome"], claim["reason_codes"], claim["inputs"]["order_age_days"]) == (
+        "GRANTED", [core.WITHIN_LIMITS], 1)
+
+
 @pytest.mark.parametrize("earlier, days_ago, limit, outcome", [
     (0, 0, 1, "GRANTED"),      # below: the associate's first goodwill for this customer
     (1, 10, 1, "ESCALATED"),   # above: a second one within 30 days

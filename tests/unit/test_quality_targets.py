@@ -16,9 +16,10 @@ from streams.measure.simulate import HONEST_GROUPS, SCHEMES, WorkloadConfig
 DEFAULT_WORKLOAD = WorkloadConfig(customers=20_000, days=60, seed=11)
 # What this branch reaches on DEFAULT_WORKLOAD (README "Decision quality"); a change that stops
 # fewer excess claims than this fails here, whatever the target says.
-# 86.3% by count, 87.2% by cents since a new account's never-received claim is counted at its
-# address (one alone is trusted: the porch-theft story) instead of escalated on sight (87.6%).
-EXCESS_STOPPED_FLOOR = 0.86
+# 85.1% by count, 86.1% by cents since a new account's never-received claim is counted at its
+# address (one alone is trusted: the porch-theft story) instead of escalated on sight (87.6%), and
+# an associate's early reshipment of a lost parcel is their judgement (86.3% when it escalated).
+EXCESS_STOPPED_FLOOR = 0.85
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_excess_claims_stopped_do_not_fall_below_this_branch_s_figures(report):
     assert excess["stopped_cents_share"] >= EXCESS_STOPPED_FLOOR
 
 
-@pytest.mark.xfail(strict=True, reason="not reached yet: 86.3% by count, 87.2% by cents on the default profile "
+@pytest.mark.xfail(strict=True, reason="not reached yet: 85.1% by count, 86.1% by cents on the default profile "
                                        "(serial claimers' and double dippers' first claims look like honest ones); "
                                        "README 'Decision quality'")
 def test_excess_claims_stopped_meet_the_95_percent_target_on_the_default_profile(report):
