@@ -102,6 +102,7 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
     delivered: dict[str, int] = {}  # order id -> delivered at (ms)
     lost_grants: dict[str, list[str]] = {}  # order id -> request ids granted for an asserted lost claim
     strikes: dict[str, int] = {}
+    new_account_addresses: set = set()  # addresses where a new account's never-received claim was made
     goodwill: dict[tuple[str, str], int] = {}  # (customer, associate) -> goodwill requests seen
     for e in _with_proactive(events, orders, seen_incidents):
         if e["type"] == "OrderPlaced":
@@ -157,7 +158,7 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
             result = ("ESCALATED", 0)
         elif watch and incident_id and e["requested_by"] != "system":
             result = ("ESCALATED", 0)
-        elif _signal(e, incident, orders, placed, delivered, strikes):
+        elif _signal(e, incident, orders, placed, delivered, strikes, new_account_addresses):
             result = ("ESCALATED", 0)
         elif is_goodwill and goodwill.get(goodwill_key, 0) >= ASSOCIATE_GOODWILL_REQUESTS_30D:
             result = ("ESCALATED", 0)
@@ -188,7 +189,8 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
     return out
 
 
-def _signal(request: dict, incident: dict | None, orders: dict, placed: dict, delivered: dict, strikes: dict) -> bool:
+def _signal(request: dict, incident: dict | None, orders: dict, placed: dict, delivered: dict, strikes: dict,
+            new_account_addresses: set) -> bool:
     """Whether a customer-asserted claim goes to a person: a recovery strike, a lost claim at or after
     the delivery scan or before the parcel is overdue, a new account's never-received claim."""
     if incident is None or request["requested_by"] == "system" or incident["source"] in CONFIRMING_SOURCES:
@@ -201,13 +203,19 @@ def _signal(request: dict, incident: dict | None, orders: dict, placed: dict, de
         scan = delivered.get(order["order_id"])
         if scan is not None and scan <= reported:
             return True
-        if scan is None and (reported - _ms(order["placed_at"])) // DAY_MS < LOST_CLAIM_DAYS_AFTER_ORDER_MIN:
-            return True
+        if (scan is None and request["requested_by"] == "customer"
+                and (reported - _ms(order["placed_at"])) // DAY_MS < LOST_CLAIM_DAYS_AFTER_ORDER_MIN):
+            return True  # self-service only: an associate's early reshipment is their judgement
     mine = placed.get(request["customer_id"], [])
     if incident["kind"] in NON_RECEIPT and mine:
         first = min(_ms(o["placed_at"]) for o in mine)
         if (_ms(request["requested_at"]) - first) // DAY_MS < NEW_ACCOUNT_DAYS and len(mine) <= NEW_ACCOUNT_ORDERS:
-            return True
+            # One new account's claim is trusted; the address counts them, and which of two claims
+            # at one address comes first is the household's order, not this model's.
+            address = order["shipping_address_id"] if order is not None else None
+            if address in new_account_addresses:
+                raise LimitsWouldBind(f"household {address}: a second new account's never-received claim")
+            new_account_addresses.add(address)
     return False
 
 
