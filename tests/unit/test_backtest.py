@@ -34,6 +34,20 @@ def test_every_kind_of_difference_is_listed_with_its_fields():
     assert check["reproduced_share"] == 0.0 and check["recorded_under_other_versions"] == 1
 
 
+def test_a_scope_s_judged_order_alone_is_reported_apart_but_any_counter_is_a_difference():
+    """A late check judged first come, first served: the live judged sequence may differ from the
+    replay's; every counter and cap must still be equal."""
+    def with_inputs(**inputs):
+        return {**decision("r1", "GRANTED", 1_000), "inputs": {"associate_granted_cents_day": 7_599, **inputs}}
+
+    check = backtest.reproduction([with_inputs(associate_judged_sequence=8)],
+                                  [with_inputs(associate_judged_sequence=6)], "p1")
+    assert (check["reproduced_share"], check["differing_count"], check["judged_order_differences"]) == (1.0, 0, 1)
+    check = backtest.reproduction([with_inputs(associate_judged_sequence=8)],
+                                  [with_inputs(associate_judged_sequence=8, associate_granted_cents_day=7_600)], "p1")
+    assert (check["reproduced_share"], check["differing"][0]["problem"]) == (0.0, "differs in inputs")
+
+
 def test_compare_counts_transitions_by_final_decision_and_never_mixes_currencies():
     before = [decision("r1", "GRANTED", 1_000, household="h1"), decision("r2", "GRANTED", 700, currency="EUR"),
               decision("r3", "ESCALATED", 0), decision("r3", "GRANTED", 300, supersedes="d-r3")]
