@@ -92,8 +92,10 @@ def _workload_config(args):
 def _in_process_report(args) -> dict:
     """The quality of a workload simulated and decided in process (no broker; ideal ordering)."""
     from streams.measure import in_process
+    from streams.runtime.settings import load_settings
 
-    return in_process.report(_workload_config(args))
+    # The policy this deployment would start with (REMEDY_POLICY_FILE and friends), as the worker.
+    return in_process.report(_workload_config(args), load_settings().policy)
 
 
 def register(sub) -> None:
