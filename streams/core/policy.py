@@ -210,10 +210,9 @@ class Policy:
     # across every account the link ties together (a scope per link id, like the household).
     # Rings that rotate apartment-level addresses in one building, or open fresh accounts on one
     # card or device, meet here.
-    # 0 (the default): the linked scopes are not used. With them on, test_kill found a linked scope
-    # judging two checks in another order after kills than without (a third hop after the
-    # household that the cross-partition ordering does not cover yet; docs/decisions.md).
-    linked_accounts_scope_enabled: int = 0
+    # 1 (the default): used, each link kind a level of the cross-partition order (docs/decisions.md,
+    # "Order across partitions"); 0: not used (a request saves one Kafka hop per link).
+    linked_accounts_scope_enabled: int = 1
     linked_claims_max_90d: dict = field(default_factory=_linked_claims)
     linked_cents_max_30d: dict = field(default_factory=_linked_cents)
     # Granted value per associate per UTC day; above it the request goes to a second person.

@@ -25,11 +25,19 @@ from streams.core.decision import (
     NEW_ACCOUNT_CLAIM_INPUT,
     NEW_ACCOUNT_NON_RECEIPT_CLAIM,
 )
-from streams.core.policy import DAY_MS, Policy
+from streams.core.policy import DAY_MS, LINK_KINDS, Policy
 from streams.core.privacy import erased_id
 
 ScopeState = dict[str, Any]
 Check = dict[str, Any]
+
+
+def scope_levels(policy: Policy) -> tuple[str, ...]:
+    """The scopes' levels in route order (streams/core/ordering.py): household, the linked scopes
+    when the policy uses them (one level per link kind, as `decision.linked_scopes` routes them),
+    associate."""
+    linked = tuple(f"linked:{kind}" for kind in LINK_KINDS) if policy.linked_accounts_scope_enabled else ()
+    return ("household", *linked, "associate")
 
 
 def empty_scope_state() -> ScopeState:

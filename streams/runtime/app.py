@@ -32,7 +32,7 @@ from projections.store import Store
 from streams.core import ordering
 from streams.core.decision import blocked_order_key, decision_on_record, parked_since_ms, state_key
 from streams.core.privacy import erasure_request_problems, pseudonym
-from streams.core.scopes import waiting_order_key
+from streams.core.scopes import scope_levels, waiting_order_key
 from streams.core.policy import Policy
 from streams.core.remedy_detail import instruction_key
 from streams.errors import InvariantViolation, RemedyLedgerError
@@ -311,13 +311,22 @@ class Worker:
         await self._send_progress(shell, marks)
 
     async def _limits_tick(self) -> None:
-        """Send each owned limits partition's watermark (for the checks it passes on) to every limits partition."""
+        """Send each owned limits partition's watermarks (one per level it can pass checks on to) to
+        every limits partition."""
         shell = self.shells["limits"]
         partitions = self._assigned()["limits"]
         await shell.ensure_owned(partitions)
-        marks = {limits_source(partition): ordering.limits_watermark(
-                     shell.aligner.household_frontier(partition), self.waiting.get(partition, {}).values())
-                 for partition in partitions}
+        levels = scope_levels(self.policy)
+        marks = {}
+        for partition in partitions:
+            waiting: list[list[tuple]] = [[] for _ in levels[:-1]]
+            for state_key, first in self.waiting.get(partition, {}).items():
+                level = ordering.level_index(ordering.level_of_state_key(state_key), levels)
+                if level < len(waiting):
+                    waiting[level].append(first)
+            frontiers = [shell.aligner.level_frontier(partition, level) for level in range(len(levels) - 1)]
+            for level, mark in enumerate(ordering.limits_watermarks(frontiers, waiting), 1):
+                marks[limits_source(partition, level)] = mark
         await self._send_progress(shell, marks)
 
     async def _send_progress(self, shell: AgentShell, marks: dict[str, tuple]) -> None:
@@ -448,7 +457,7 @@ class Worker:
             self.shells["limits"] = AgentShell(
                 "limits", self._folding(self._fold_scopes),
                 PartitionState(names.scope_state_changelog, settings.kafka, index=_scope_index), producer,
-                aligner=Sequencer(settings.topic_partitions), rebalancing=lambda: app.rebalancing)
+                aligner=Sequencer(settings.topic_partitions, lambda: scope_levels(self.policy)), rebalancing=lambda: app.rebalancing)
             limits_shell = self.shells["limits"]
             limits_shell.on_restored = self._restored_scopes
             limits_shell.on_revoked = lambda partitions: [self.waiting.pop(p, None) for p in partitions]
@@ -554,8 +563,7 @@ class Worker:
         if limits is not None:
             sequencer = limits.aligner
             out["frontiers"] = {
-                str(p): {"household": shown(sequencer.frontier(p, "household")),
-                         "associate": shown(sequencer.frontier(p, "associate")),
+                str(p): {**{level: shown(sequencer.frontier(p, level)) for level in sequencer.levels()},
                          "held": len(sequencer.heaps.get(p, [])),
                          "missing_sources": sorted(set(sequencer.decide_sources + sequencer.limits_sources)
                                                    - set(sequencer.marks.get(p, {})))}

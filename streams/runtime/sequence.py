@@ -1,4 +1,4 @@
-"""The limits agent's sequencer: household and associate checks judged in order-key order.
+"""The limits agent's sequencer: household, linked and associate checks judged in order-key order.
 
 Checks reach a limits partition from every decide partition (and, passed on, from every limits
 partition), each source in its own order but interleaved by timing. The sequencer holds each
@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+from typing import Callable, Sequence
 
 import schemas
 from streams.core import ordering
@@ -34,9 +35,10 @@ def decide_source(partition: int) -> str:
     return f"decide:{partition}"
 
 
-def limits_source(partition: int) -> str:
-    """The name a limits partition's watermarks (for the checks it passes on) carry."""
-    return f"limits:{partition}"
+def limits_source(partition: int, level: int = 1) -> str:
+    """The name a limits partition's watermark for the checks it passes on to scopes of `level`
+    carries (level 1, the first after the household: "limits:<partition>")."""
+    return f"limits:{partition}" if level == 1 else f"limits:{partition}:L{level}"
 
 
 def progress_datum(source: str, mark: ordering.Key) -> dict:
@@ -54,11 +56,15 @@ class Sequencer:
     """Holds RESERVE events per partition and releases them in order-key order behind the watermarks.
 
     Has the Aligner's interface (add, take, held, drop_all), so the agent shell treats it the same.
+    `levels()` names the scopes' levels in route order (`scopes.scope_levels` of the policy in
+    force): a check of level i is judged below the decide partitions' watermarks and every limits
+    partition's level-i watermark.
     """
 
-    def __init__(self, partitions: int):
+    def __init__(self, partitions: int, levels: Callable[[], Sequence[str]] = lambda: ("household", "associate")):
+        self.partitions = partitions
+        self.levels = levels
         self.decide_sources = [decide_source(p) for p in range(partitions)]
-        self.limits_sources = [limits_source(p) for p in range(partitions)]
         self.marks: dict[int, dict[str, ordering.Key]] = {}
         self.heaps: dict[int, list] = {}
         self.passing: list = []
@@ -66,6 +72,14 @@ class Sequencer:
         self.held_waits_total = 0  # batches that left checks held behind a watermark
         self.forced_total = 0  # checks released past HELD_EVENTS_MAX
         self.late_total = 0  # checks that arrived below their partition's frontier (a source broke its watermark)
+
+    @property
+    def limits_sources(self) -> list[str]:
+        """Every limits watermark the levels in force need."""
+        return [source for level in range(1, len(self.levels())) for source in self._limits_sources(level)]
+
+    def _limits_sources(self, level: int) -> list[str]:
+        return [limits_source(p, level) for p in range(self.partitions)]
 
     def add(self, events: list, topic_of, partition_of, offset_of) -> None:
         """Take delivered events: RESERVEs are held, watermarks noted, everything else passes."""
@@ -84,21 +98,25 @@ class Sequencer:
                 self.passing.append(event)
             elif datum["action"] == "RESERVE":
                 key = ordering.order_key(datum)
-                if key < self.frontier(partition, datum["scope"]):
+                level = ordering.level_name(datum["scope"], datum["scope_key"])
+                if key < self.frontier(partition, level):
                     self.late_total += 1
-                heapq.heappush(self.heaps.setdefault(partition, []), (key, next(self._tie), datum["scope"], event))
+                heapq.heappush(self.heaps.setdefault(partition, []), (key, next(self._tie), level, event))
             else:
                 self.passing.append(event)
 
     def household_frontier(self, partition: int) -> ordering.Key:
         return ordering.household_frontier(self.marks.get(partition, {}), self.decide_sources)
 
-    def frontier(self, partition: int, scope: str) -> ordering.Key:
-        """Checks of `scope` at `partition` with a smaller key can be judged."""
-        marks = self.marks.get(partition, {})
-        if scope == "household":
-            return ordering.household_frontier(marks, self.decide_sources)
-        return ordering.associate_frontier(marks, self.decide_sources, self.limits_sources)
+    def level_frontier(self, partition: int, level: int) -> ordering.Key:
+        """Checks of the level at this index (0: household) at `partition` with a smaller key can be judged."""
+        return ordering.level_frontier(self.marks.get(partition, {}), self.decide_sources,
+                                       self._limits_sources(level) if level else ())
+
+    def frontier(self, partition: int, level_name: str) -> ordering.Key:
+        """Checks of the level so named ("household", "linked:device", "associate") at `partition`
+        with a smaller key can be judged."""
+        return self.level_frontier(partition, ordering.level_index(level_name, tuple(self.levels())))
 
     def held(self) -> int:
         return sum(len(heap) for heap in self.heaps.values())
@@ -114,16 +132,16 @@ class Sequencer:
     async def take(self, timestamp_of) -> list:
         """Everything that passes, then per partition the releasable RESERVEs in key order."""
         out, self.passing = self.passing, []
+        levels = tuple(self.levels())
         for partition, heap in self.heaps.items():
-            household = self.frontier(partition, "household")
-            associate = self.frontier(partition, "associate")
-            # The associate frontier never passes the household one, so nothing at or above the
-            # household frontier can go: only the keys below it are looked at. Among those, an
-            # associate check at or above its own frontier stays (it shares no key with a household).
+            frontiers = [self.level_frontier(partition, level) for level in range(len(levels))]
+            # Every level's frontier is at or below the household's (each includes the decide
+            # partitions' watermarks), so nothing at or above it can go: only the keys below it are
+            # looked at. Among those, a check at or above its own level's frontier stays.
             kept = []
-            while heap and heap[0][0] < household:
+            while heap and heap[0][0] < frontiers[0]:
                 entry = heapq.heappop(heap)
-                if entry[2] == "household" or entry[0] < associate:
+                if entry[0] < frontiers[ordering.level_index(entry[2], levels)]:
                     out.append(entry[3])
                 else:
                     kept.append(entry)

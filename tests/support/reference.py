@@ -7,8 +7,9 @@ It follows issue 12's rules too: confirmed incidents (carrier, QoS monitor, syst
 own room and ceiling and never at the household; one remedy of value per incident; WATCH from
 claims made against orders placed; the signals (recovery strikes, a lost claim at or after the
 delivery scan or before the parcel is overdue, new accounts' never-received claims) and an
-associate's repeated goodwill for one customer. The linked-accounts scopes are off by default and
-not modelled.
+associate's repeated goodwill for one customer. The linked-accounts scopes (on by default) are not
+modelled: the simulated workloads these tests use stay under their caps (a ring that reached one
+would make the worker and this reference disagree, and the test fail).
 """
 
 from __future__ import annotations

@@ -139,11 +139,15 @@ def test_an_erasure_renames_the_customer_s_claims_at_its_linked_scopes_and_keeps
     assert sorted(r[1] for r in linked["reservations"].values()) == [3_000]
 
 
-def test_the_linked_scopes_are_off_by_default():
+def test_the_linked_scopes_are_on_by_default_and_a_switch_turns_them_off():
     from tests.support.world import World as Pipeline
 
-    assert Policy().linked_accounts_scope_enabled == 0
-    world = Pipeline(Policy())
+    assert Policy().linked_accounts_scope_enabled == 1
+    world = Pipeline(Policy(linked_accounts_scope_enabled=0))
     for n in range(8):
         assert claim(world, n, f"acct{n}", payment="card-1")[0]["outcome"] == "GRANTED"
     assert not any(key.startswith("linked:") for key in world.scopes)
+    world = Pipeline(Policy())
+    outcomes = [claim(world, n, f"acct{n}", payment="card-1")[0]["outcome"] for n in range(8)]
+    assert outcomes[:6] == ["GRANTED"] * 6 and "GRANTED" not in outcomes[6:]
+    assert any(key.startswith("linked:payment_instrument:") for key in world.scopes)

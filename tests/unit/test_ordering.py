@@ -274,3 +274,23 @@ def test_a_late_check_is_judged_at_once_on_the_room_the_unsettled_reservation_le
     final = world.final_decisions()
     assert final["late"]["reason_codes"] == [core.HOUSEHOLD_30D_CAP_EXCEEDED]  # 150 reserved + 160 > 300
     assert final["first"]["outcome"] == "GRANTED"
+
+
+def test_a_limits_partition_s_watermark_for_a_level_is_the_least_it_can_pass_on_from_the_levels_below():
+    household, card, device = (T0 + 50, "", 0), (T0 + 30, "", 0), (T0 + 40, "", 0)
+    waiting_card = (T0 + 35, "c9", 2)
+    marks = ordering.limits_watermarks([household, card, device], [[], [waiting_card], []])
+    # Level 1 (card): what the households can still pass on; level 2 (device): also what the card
+    # scopes have not judged; level 3: the same, and a check waiting at a card scope is above it.
+    assert marks == [household, card, card]
+    assert ordering.limits_watermarks([household], [[(T0 + 10, "c1", 1)]]) == [(T0 + 10, "c1", 1)]
+    assert ordering.limits_watermarks([], []) == []
+
+
+def test_a_level_is_named_by_its_scope_and_link_kind():
+    levels = ("household", "linked:payment_instrument", "linked:device", "associate")
+    assert ordering.level_name("linked", "device:d-1") == "linked:device"
+    assert ordering.level_of_state_key("linked:payment_instrument:card:1") == "linked:payment_instrument"
+    assert ordering.level_of_state_key("household:addr-1") == "household"
+    assert ordering.level_index("linked:device", levels) == 2
+    assert ordering.level_index("linked:building", levels) == 3  # not in force here: the last level

@@ -60,3 +60,48 @@ def test_a_key_at_the_frontier_waits_one_below_it_goes():
     assert take(sequencer, [event(0, progress_datum("decide:0", at)),
                             event(0, progress_datum("limits:0", at))])[-1:] == ["below"]
     assert sequencer.held() == 1
+
+
+LINKED_LEVELS = ("household", "linked:payment_instrument", "linked:device", "linked:building", "associate")
+
+
+def linked_reserve(request_id: str, kind: str, key: ordering.Key) -> dict:
+    return {**reserve(request_id, "linked", key), "scope_key": f"{kind}:id-1"}
+
+
+def test_with_linked_scopes_each_level_waits_for_what_the_levels_below_can_still_pass_on():
+    sequencer = Sequencer(1, lambda: LINKED_LEVELS)
+    checks = [event(0, linked_reserve("l-card", "payment_instrument", (T0 + 10, "c1", 1))),
+              event(0, linked_reserve("l-bldg", "building", (T0 + 10, "c2", 1))),
+              event(0, reserve("a", "associate", (T0 + 10, "c3", 1)))]
+    assert take(sequencer, checks + [event(0, progress_datum("decide:0", ordering.IDLE_KEY))]) == ["decide:0"]
+    # The households passed on everything below T0+20, the card scopes only below T0+5: the card
+    # check goes, the building and associate checks wait for their own levels' watermarks.
+    level_marks = [event(0, progress_datum("limits:0", (T0 + 20, "", 0)))] + [
+        event(0, progress_datum(f"limits:0:L{level}", (T0 + 5, "", 0))) for level in (2, 3, 4)]
+    assert take(sequencer, level_marks)[-1:] == ["l-card"]
+    assert sequencer.held() == 2
+    # The device scopes passed on everything below T0+20: the building check goes, the associate's
+    # waits until the building scopes say the same.
+    assert take(sequencer, [event(0, progress_datum("limits:0:L3", (T0 + 20, "", 0)))])[-1:] == ["l-bldg"]
+    assert sequencer.held() == 1
+    assert take(sequencer, [event(0, progress_datum("limits:0:L4", (T0 + 20, "", 0)))])[-1:] == ["a"]
+    assert sequencer.held() == 0
+
+
+def test_without_linked_scopes_a_linked_check_is_judged_with_the_last_level():
+    sequencer = Sequencer(1)
+    held = [event(0, linked_reserve("l", "device", (T0 + 10, "c1", 1)))]
+    assert take(sequencer, held + [event(0, progress_datum("decide:0", ordering.IDLE_KEY)),
+                                   event(0, progress_datum("limits:0", (T0 + 11, "", 0)))])[-1:] == ["l"]
+
+
+def test_the_linked_levels_follow_the_route_order():
+    from streams.core import decision as core
+    from streams.core.policy import Policy
+    from streams.core.scopes import scope_levels
+
+    assert scope_levels(Policy()) in (("household", "associate"), LINKED_LEVELS)
+    assert scope_levels(Policy.from_document({"linked_accounts_scope_enabled": 1})) == LINKED_LEVELS
+    assert scope_levels(Policy.from_document({"linked_accounts_scope_enabled": 0})) == ("household", "associate")
+    assert tuple(f"linked:{kind}" for kind in core.LINK_FIELDS) == LINKED_LEVELS[1:-1]
