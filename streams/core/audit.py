@@ -14,16 +14,17 @@ customer states from the customer-state changelog. docs/audit.md explains each c
 - No customer holds a reservation for a request that already has a final decision.
 - No cap was exceeded at any moment of event time: customer 30/90-day and per-kind sums (of
   remedies of asserted claims; remedies of confirmed incidents against their own 30-day room),
-  household 30-day sum and 90-day distinct incidents, associate daily budget.
+  household 30-day sum and 90-day distinct incidents, each linked-accounts scope's (card, device,
+  building) the same, associate daily budget.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from streams.core.decision import GRANTED
+from streams.core.decision import GRANTED, LINK_FIELDS
 from streams.core.policy import DAY_MS, Policy
 
 Event = dict[str, Any]
@@ -67,6 +68,8 @@ class EventFacts:
     incidents: frozenset  # (customer_id, incident_id) of every incident on the log
     newest_event_ms: int | None
     events: int
+    # (customer_id, order_id) -> the linked scopes its claims pass ("<link kind>:<id>", OrderPlaced r7)
+    order_links: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ class LeakedReservation:
 class CapBreach:
     """A window of event time in which grants exceeded a cap: `sum` and `cap` are in `unit`."""
 
-    scope: str  # customer, customer_kind, customer_confirmed, household, household_claims, associate
+    scope: str  # customer, customer_kind, customer_confirmed, household, household_claims, linked, linked_claims, associate
     key: str
     window: str  # 30d, 90d, day
     at_ms: int
@@ -229,6 +232,7 @@ def event_facts(events: Iterable[Event], policy: Policy) -> EventFacts:
     requests: dict[str, Requested] = {}
     proactive: dict[str, Requested] = {}
     incidents: set[tuple[str, str]] = set()
+    order_links: dict[tuple[str, str], tuple[str, ...]] = {}
     newest_ms, count = None, 0
     for event in events:
         count += 1
@@ -236,7 +240,11 @@ def event_facts(events: Iterable[Event], policy: Policy) -> EventFacts:
         at_ms = event.get(EVENT_TIME_FIELD.get(kind, ""))
         if isinstance(at_ms, int) and (newest_ms is None or at_ms > newest_ms):
             newest_ms = at_ms
-        if kind == "RemedyRequested":
+        if kind == "OrderPlaced":
+            # The first placement of an order stands (decision.py refuses a different second one).
+            order_links.setdefault((event["customer_id"], event["order_id"]), tuple(
+                f"{link}:{event[name]}" for link, name in LINK_FIELDS.items() if event.get(name)))
+        elif kind == "RemedyRequested":
             requests.setdefault(event["request_id"],
                                 Requested(event["request_id"], event["customer_id"], event["requested_at"], False))
         elif kind == "IncidentReported":
@@ -247,7 +255,7 @@ def event_facts(events: Iterable[Event], policy: Policy) -> EventFacts:
             implied = proactive_request(event, policy)
             if implied is not None:
                 proactive.setdefault(implied.request_id, implied)
-    return EventFacts(requests, proactive, frozenset(incidents), newest_ms, count)
+    return EventFacts(requests, proactive, frozenset(incidents), newest_ms, count, order_links)
 
 
 def state_facts(state: Mapping[str, Any]) -> StateFacts:
@@ -307,6 +315,9 @@ class _Grant:
     # A remedy of a confirmed incident (issue 12): held to the confirmed 30-day room, not the
     # customer's abuse caps, and never counted at a household.
     confirmed: bool = False
+    # The linked scopes ("<link kind>:<id>") its order names; it passed them when the policy it was
+    # decided under used them and the claim was customer-asserted (decision.linked_scopes).
+    links: tuple[str, ...] = ()
 
 
 def _distinct(decisions: Sequence[Decision]) -> tuple[dict[str, Decision], dict[str, int], list[Conflict], int]:
@@ -342,7 +353,8 @@ def _finals(first: Mapping[str, Decision], position: Mapping[str, int]) -> dict[
     return finals
 
 
-def _grant(final: Decision, first: Mapping[str, Decision], position: Mapping[str, int]) -> _Grant:
+def _grant(final: Decision, first: Mapping[str, Decision], position: Mapping[str, int],
+           order_links: Mapping[tuple[str, str], tuple[str, ...]] | None = None) -> _Grant:
     """The grant a GRANTED final decision stands for, timed by the decision that first granted it.
 
     A decision superseding a grant with a grant (a delivery after a lost-in-transit claim) takes no
@@ -358,6 +370,7 @@ def _grant(final: Decision, first: Mapping[str, Decision], position: Mapping[str
         by_policy=taking["decided_by"] == "policy", position=position[taking["decision_id"]],
         inputs=taking.get("inputs") or {}, policy_version=taking["policy_version"], trust_tier=taking.get("trust_tier"),
         confirmed=bool((taking.get("inputs") or {}).get("incident_confirmed")),
+        links=(order_links or {}).get((final["customer_id"], final.get("order_id") or ""), ()),
     )
 
 
@@ -400,7 +413,7 @@ def _rolling_breaches(grants: list[_Grant], scope: str, key: str, window: str, w
         total = measure(inside)
         cap = max(cap_of(g) for g in inside if g.by_policy)
         if total > cap:
-            unit = "incidents" if scope == "household_claims" else "cents"
+            unit = "incidents" if scope in ("household_claims", "linked_claims") else "cents"
             breaches.append(CapBreach(scope, key, window, end.at_ms, total, cap, unit, end.decision_id))
     return breaches
 
@@ -424,7 +437,7 @@ def _seen_by(grant: _Grant, end: _Grant) -> bool:
 
 
 def _cap_breaches(grants: list[_Grant], policy: Policy, policies: Mapping[str, Policy]) -> list[CapBreach]:
-    """Every moment a customer, household or associate held more than its cap allowed."""
+    """Every moment a customer, household, linked-accounts scope or associate held more than its cap allowed."""
     breaches: list[CapBreach] = []
     short_ms = lambda g: _policy_for(g, policy, policies).customer_window_ms
     long_ms = lambda g: _policy_for(g, policy, policies).long_window_ms
@@ -459,11 +472,16 @@ def _cap_breaches(grants: list[_Grant], policy: Policy, policies: Mapping[str, P
     # approval never reserves at a household or an associate.
     by_household: dict[str, list[_Grant]] = {}
     by_associate_day: dict[tuple[str, int], list[_Grant]] = {}
+    by_link: dict[str, list[_Grant]] = {}
     for grant in grants:
         if not grant.by_policy:
             continue
         if grant.household_id and not grant.confirmed:
             by_household.setdefault(grant.household_id, []).append(grant)
+        if (grant.links and not grant.confirmed and grant.origin != "PROACTIVE"
+                and _policy_for(grant, policy, policies).linked_accounts_scope_enabled):
+            for link in grant.links:
+                by_link.setdefault(link, []).append(grant)
         if grant.origin == "ASSOCIATE":
             by_associate_day.setdefault((grant.requested_by, grant.at_ms // DAY_MS), []).append(grant)
     always = lambda g, end: True
@@ -475,6 +493,18 @@ def _cap_breaches(grants: list[_Grant], policy: Policy, policies: Mapping[str, P
         breaches += _rolling_breaches(
             theirs, "household_claims", household_id, "90d", long_ms,
             lambda g: g.inputs.get("household_claims_max_90d", _policy_for(g, policy, policies).household_claims_max_90d),
+            always, _claims)
+    for link, theirs in sorted(by_link.items()):
+        kind = link.partition(":")[0]
+        breaches += _rolling_breaches(
+            theirs, "linked", link, "30d", short_ms,
+            lambda g: g.inputs.get(f"linked_{kind}_cap_cents_30d",
+                                   _policy_for(g, policy, policies).linked_cents_max_30d[kind]),
+            always, _cents)
+        breaches += _rolling_breaches(
+            theirs, "linked_claims", link, "90d", long_ms,
+            lambda g: g.inputs.get(f"linked_{kind}_claims_max_90d",
+                                   _policy_for(g, policy, policies).linked_claims_max_90d[kind]),
             always, _claims)
     for (associate, _day), theirs in sorted(by_associate_day.items()):
         # The budget is per UTC day and the associate scope counts the whole day, so the day's
@@ -583,7 +613,7 @@ def audit(
                                                 standing[-1]["decision_id"], standing[-1]["outcome"]))
 
     grants = sorted(
-        (_grant(standing[-1], first, position) for standing in finals.values()
+        (_grant(standing[-1], first, position, facts.order_links) for standing in finals.values()
          if standing[-1]["outcome"] == GRANTED and standing[-1]["currency"] == policy.currency),
         key=lambda g: (g.at_ms, g.position),
     )

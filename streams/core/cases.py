@@ -12,6 +12,7 @@ from typing import Iterable, Mapping
 from streams.core.decision import DELIVERED_AFTER_LOST_CLAIM
 from streams.core.explain import reason_words
 from streams.core.money import money_text
+from streams.core.policy import LINK_KINDS
 
 HOUR_MS = 3_600_000
 # The orders a queue can be sorted in; "age" is oldest first, "amount" largest first.
@@ -31,6 +32,11 @@ INPUT_WORDS = (
     ("household_claims_90d", "household_claims_max_90d", "household: {used} incidents remedied in 90 days, at most {cap}"),
     ("household_incident_claims_90d", "household_incident_claims_max_90d",
      "household: {used} incidents of this kind remedied in 90 days, at most {cap}"),
+    *((f"linked_{kind}_granted_cents_30d", f"linked_{kind}_cap_cents_30d",
+       f"linked accounts ({kind.replace('_', ' ')}): {{used}} granted in 30 days of a {{cap}} cap") for kind in LINK_KINDS),
+    *((f"linked_{kind}_claims_90d", f"linked_{kind}_claims_max_90d",
+       f"linked accounts ({kind.replace('_', ' ')}): {{used}} incidents remedied in 90 days, at most {{cap}}")
+      for kind in LINK_KINDS),
     ("associate_granted_cents_day", "associate_cap_cents_day", "associate: {used} granted today of a {cap} budget"),
 )
 

@@ -280,8 +280,9 @@ def _linked_verdict(state: ScopeState, check: Check, policy: Policy) -> tuple[st
     floor_90d, floor_30d = at - policy.long_window_ms, at - policy.customer_window_ms
     incidents = {r[2] or rid for rid, r in state["reservations"].items() if r[0] > floor_90d}
     cents = sum(r[1] for r in state["reservations"].values() if r[0] > floor_30d)
-    inputs = {"linked_claims_90d": len(incidents), "linked_claims_max_90d": policy.linked_claims_max_90d[kind],
-              "linked_granted_cents_30d": cents, "linked_cap_cents_30d": policy.linked_cents_max_30d[kind]}
+    # Named by link kind: a request passes up to three linked scopes and the decision keeps each one's figures.
+    inputs = {f"linked_{kind}_claims_90d": len(incidents), f"linked_{kind}_claims_max_90d": policy.linked_claims_max_90d[kind],
+              f"linked_{kind}_granted_cents_30d": cents, f"linked_{kind}_cap_cents_30d": policy.linked_cents_max_30d[kind]}
     new_claim = (check["incident_id"] or check["request_id"]) not in incidents
     if (new_claim and len(incidents) + 1 > policy.linked_claims_max_90d[kind]) or cents + amount > policy.linked_cents_max_30d[kind]:
         return LINKED_LIMIT_REASONS[kind], inputs

@@ -43,7 +43,7 @@ def test_accounts_linked_by_one_payment_instrument_hit_the_linked_claims_cap(ear
         assert granted["outcome"] == "GRANTED"
     (last,) = claim(world, earlier, f"acct{earlier}", payment="card-1")
     assert last["outcome"] == outcome
-    assert last["inputs"]["linked_claims_90d"] == earlier
+    assert last["inputs"]["linked_payment_instrument_claims_90d"] == earlier
     if outcome == "DENIED":
         assert last["reason_codes"] == [core.LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED]  # names the link
         # The denied account's own room was given back.
@@ -64,7 +64,7 @@ def test_linked_30d_cents_cap_at_below_and_above(amount, outcome):
     world.feed(linked_order("oX", "accX", total=amount, payment="card-1"))
     world.feed(incident("iX", "DAMAGED", customer="accX", order_id="oX", source="CUSTOMER", at=T0 + 10))
     (last,) = world.feed(request("rX", amount, kind="REFUND", order_id="oX", customer="accX", incident_id="iX", at=T0 + 10))
-    assert last["inputs"]["linked_granted_cents_30d"] == 9_000
+    assert last["inputs"]["linked_payment_instrument_granted_cents_30d"] == 9_000
     assert last["outcome"] == outcome
 
 
@@ -151,3 +151,32 @@ def test_the_linked_scopes_are_on_by_default_and_a_switch_turns_them_off():
     outcomes = [claim(world, n, f"acct{n}", payment="card-1")[0]["outcome"] for n in range(8)]
     assert outcomes[:6] == ["GRANTED"] * 6 and "GRANTED" not in outcomes[6:]
     assert any(key.startswith("linked:payment_instrument:") for key in world.scopes)
+
+def test_the_audit_proves_the_linked_caps_from_the_log_and_notices_a_breach():
+    from streams.core import audit as ledger_audit
+
+    world = World()
+    events = []
+
+    def feed_claim(n, customer, **links):
+        made = [seasoned(customer), linked_order(f"o{n}", customer, **links),
+                incident(f"i{n}", "DAMAGED", customer=customer, order_id=f"o{n}", source="CUSTOMER", at=T0 + n),
+                request(f"r{n}", 3_000, kind="REFUND", order_id=f"o{n}", customer=customer, incident_id=f"i{n}",
+                        at=T0 + n)]
+        for event in made:
+            world.feed(event)
+        events.extend(made)
+
+    for n in range(8):
+        feed_claim(n, f"acct{n}", payment="card-1")
+    report = ledger_audit.audit(events, world.decisions, world.policy, states=world.customers)
+    assert report.ok and not report.cap_breaches
+    # A faulty engine that granted the 7th and 8th claims on the card: the audit names the link.
+    faulty = [{**d, "outcome": "GRANTED", "granted_cents": d["requested_cents"], "reason_codes": ["WITHIN_LIMITS"]}
+              if d["outcome"] == "DENIED" else d for d in world.decisions]
+    report = ledger_audit.audit(events, faulty, world.policy)
+    found = {(b.scope, b.key, b.sum, b.cap) for b in report.cap_breaches}
+    assert ("linked_claims", "payment_instrument:card-1", 7, 6) in found
+    # With the linked scopes off in the policy the grants were decided under, nothing is held to them.
+    off = Policy(linked_accounts_scope_enabled=0)
+    assert not ledger_audit.audit(events, faulty, off, policies={world.policy.version: off}).cap_breaches
