@@ -24,7 +24,7 @@ from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from streams.core.decision import GRANTED, LINK_FIELDS
+from streams.core.decision import GRANTED, LINK_FIELDS, customer_asserted
 from streams.core.policy import DAY_MS, Policy
 
 Event = dict[str, Any]
@@ -318,6 +318,8 @@ class _Grant:
     # The linked scopes ("<link kind>:<id>") its order names; it passed them when the policy it was
     # decided under used them and the claim was customer-asserted (decision.linked_scopes).
     links: tuple[str, ...] = ()
+    # A claim the customer asserts (decision.customer_asserted): the household and linked scopes count only these.
+    asserted: bool = True
 
 
 def _distinct(decisions: Sequence[Decision]) -> tuple[dict[str, Decision], dict[str, int], list[Conflict], int]:
@@ -371,6 +373,7 @@ def _grant(final: Decision, first: Mapping[str, Decision], position: Mapping[str
         inputs=taking.get("inputs") or {}, policy_version=taking["policy_version"], trust_tier=taking.get("trust_tier"),
         confirmed=bool((taking.get("inputs") or {}).get("incident_confirmed")),
         links=(order_links or {}).get((final["customer_id"], final.get("order_id") or ""), ()),
+        asserted=customer_asserted({**final, "inputs": taking.get("inputs") or {}}),
     )
 
 
@@ -476,9 +479,9 @@ def _cap_breaches(grants: list[_Grant], policy: Policy, policies: Mapping[str, P
     for grant in grants:
         if not grant.by_policy:
             continue
-        if grant.household_id and not grant.confirmed:
+        if grant.household_id and grant.asserted:
             by_household.setdefault(grant.household_id, []).append(grant)
-        if (grant.links and not grant.confirmed and grant.origin != "PROACTIVE"
+        if (grant.links and grant.asserted and grant.origin != "PROACTIVE"
                 and _policy_for(grant, policy, policies).linked_accounts_scope_enabled):
             for link in grant.links:
                 by_link.setdefault(link, []).append(grant)

@@ -445,8 +445,9 @@ def scopes_for(decision: Decision, state: State | None = None, policy: Policy | 
     """The scopes after the customer a granted request must pass, as "scope:key" strings, in order."""
     scopes = []
     # Household limits count customer-asserted claims only: a remedy of a confirmed incident (a
-    # carrier loss, a slow download the monitor saw) says nothing about the address.
-    if decision["household_id"] and not decision["inputs"].get("incident_confirmed"):
+    # carrier loss, a slow download the monitor saw) says nothing about the address, nor does an
+    # associate's goodwill credit that answers no incident (the associate's own limits hold that).
+    if decision["household_id"] and customer_asserted(decision):
         scopes.append("household:" + decision["household_id"])
     if policy is not None and policy.linked_accounts_scope_enabled:
         scopes += linked_scopes(decision, state)
@@ -455,12 +456,27 @@ def scopes_for(decision: Decision, state: State | None = None, policy: Policy | 
     return scopes
 
 
+# What an associate may give as goodwill, without an incident, that is no claim on the order's goods.
+GOODWILL_KINDS = frozenset({"CREDIT", "SHIPPING_UPGRADE", "GIFT_WRAP"})
+
+
+def customer_asserted(decision: Decision) -> bool:
+    """Whether a request is a claim the customer asserts: not the remedy of a confirmed incident,
+    and not an associate's goodwill (a credit, upgrade or gift wrap without an incident; a refund
+    or reshipment of goods is a claim however it is asked for). Household and linked limits count
+    these only."""
+    if decision["inputs"].get("incident_confirmed"):
+        return False
+    return not (decision["origin"] == "ASSOCIATE" and not decision.get("incident_id")
+                and decision["kind"] in GOODWILL_KINDS)
+
+
 def linked_scopes(decision: Decision, state: State | None) -> list[str]:
     """The linked-accounts scopes a granted claim passes: one per link id its order carries
     ("linked:<link kind>:<id>", OrderPlaced revision 7), for customer-asserted claims only (as
     the household)."""
     order = state["orders"].get(decision["order_id"]) if state is not None and decision["order_id"] else None
-    if order is None or decision["inputs"].get("incident_confirmed") or decision["origin"] == "PROACTIVE":
+    if order is None or not customer_asserted(decision) or decision["origin"] == "PROACTIVE":
         return []
     return [f"linked:{kind}:{order[field]}" for kind, field in LINK_FIELDS.items() if order.get(field)]
 

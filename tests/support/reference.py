@@ -171,7 +171,9 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
                 lost_grants.setdefault(order["order_id"], []).append(e["request_id"])
             if kind == "REFUND":
                 refunded[order["order_id"]] = refunded.get(order["order_id"], 0) + amount
-            if order is not None and not confirmed:
+            associate_goodwill = (e["requested_by"] not in ("system", "customer") and not incident_id
+                                  and kind in ("CREDIT", "SHIPPING_UPGRADE", "GIFT_WRAP"))
+            if order is not None and not confirmed and not associate_goodwill:
                 home = household.setdefault(order["shipping_address_id"], {"claims": set(), "cents": 0, "kinds": {}})
                 home["claims"].add(incident_id or e["request_id"])
                 home["cents"] += amount

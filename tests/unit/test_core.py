@@ -265,7 +265,10 @@ def test_a_later_scope_denial_releases_the_household_reservation():
     for n in range(budget // 10_000):
         world.feed(request(f"fill{n}", 10_000, customer=f"f{n}", requested_by="assoc-2"))
     world.feed(order("o2", customer="c2", address="home-1"))
-    (denied,) = world.feed(request("r2", 10_000, customer="c2", order_id="o2", requested_by="assoc-2", at=T0 + 5))
+    # A claim the customer asserts (an associate's goodwill without an incident is no household claim).
+    world.feed(incident("i2", "DAMAGED", customer="c2", order_id="o2", source="CUSTOMER", at=T0 + 4))
+    (denied,) = world.feed(request("r2", 10_000, customer="c2", order_id="o2", requested_by="assoc-2", at=T0 + 5,
+                                   incident_id="i2"))
     assert denied["reason_codes"] == [core.ASSOCIATE_DAILY_BUDGET_EXCEEDED]
     household = world.scopes["household:home-1"]
     assert "r2" not in household["reservations"] and "r2" in household["released"]

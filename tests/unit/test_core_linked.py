@@ -180,3 +180,26 @@ def test_the_audit_proves_the_linked_caps_from_the_log_and_notices_a_breach():
     # With the linked scopes off in the policy the grants were decided under, nothing is held to them.
     off = Policy(linked_accounts_scope_enabled=0)
     assert not ledger_audit.audit(events, faulty, off, policies={world.policy.version: off}).cap_breaches
+
+
+@pytest.mark.parametrize("requested_by, counted", [("assoc-1", False), ("customer", True)])
+def test_an_associate_s_goodwill_without_an_incident_is_no_household_or_linked_claim(requested_by, counted):
+    # Issue 12: household (and linked) limits count customer-asserted claims only. Nine $10 goodwill
+    # credits in 90 days at a single-account address: the household's 6 claims never bind them;
+    # a customer's own credit requests without an incident still count.
+    from streams.core.policy import DAY_MS
+
+    world = World(Policy())
+    world.feed(seasoned("c1"))
+    world.feed(linked_order("o1", "c1", payment="card-1"))
+    outcomes = []
+    for n in range(9):
+        by = f"{requested_by}-{n}" if requested_by != "customer" else "customer"
+        (made,) = world.feed(request(f"g{n}", 1_000, kind="CREDIT", order_id="o1", customer="c1",
+                                     at=T0 + n * 10 * DAY_MS + 1, requested_by=by))
+        outcomes.append((made["outcome"], made["reason_codes"]))
+    if counted:
+        assert outcomes[6] == ("DENIED", [core.HOUSEHOLD_CLAIMS_EXCEEDED])
+    else:
+        assert outcomes == [("GRANTED", [core.WITHIN_LIMITS])] * 9
+        assert not any(key.startswith(("household:", "linked:")) for key in world.scopes)

@@ -115,8 +115,9 @@ class Pipeline(RuleBasedStateMachine):
         grants = list({d["decision_id"]: d for d in self.emitted if d["outcome"] == "GRANTED"}.values())
         scopes = [
             (lambda g, d: g["customer_id"] == d["customer_id"], 30 * DAY_MS, "customer_cap_cents_30d"),
-            (lambda g, d: g["household_id"] is not None and g["household_id"] == d["household_id"], 30 * DAY_MS,
-             "household_cap_cents_30d"),
+            # The household counts the grants that passed it (customer-asserted claims): they carry its inputs.
+            (lambda g, d: g["household_id"] is not None and g["household_id"] == d["household_id"]
+             and "household_cap_cents_30d" in g["inputs"], 30 * DAY_MS, "household_cap_cents_30d"),
         ]
         for d in grants:
             for same, window_ms, cap_key in scopes:

@@ -49,7 +49,7 @@ def test_an_answer_kept_in_the_earlier_form_is_sent_as_it_was():
 def test_a_household_reserve_that_passes_routes_on_and_redelivery_routes_the_same():
     world = World(POLICY)
     world.feed(order("o1", address="home-1"))
-    check = reserve(request("r1", 5_000, order_id="o1", requested_by="assoc-1"), world)
+    check = reserve(request("r1", 5_000, kind="REFUND", order_id="o1", requested_by="assoc-1"), world)
     state, first = scopes.handle_check(scopes.empty_scope_state(), check, POLICY)
     assert [(c["action"], c["scope"]) for c in first] == [("RESERVE", "associate")]
     assert scopes.handle_check(state, check, POLICY)[1] == first
