@@ -70,6 +70,8 @@ class EventFacts:
     events: int
     # (customer_id, order_id) -> the linked scopes its claims pass ("<link kind>:<id>", OrderPlaced r7)
     order_links: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    # (customer_id, order_id) of digital orders: their claims are never counted at a household
+    digital_orders: frozenset = frozenset()
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,7 @@ def event_facts(events: Iterable[Event], policy: Policy) -> EventFacts:
     proactive: dict[str, Requested] = {}
     incidents: set[tuple[str, str]] = set()
     order_links: dict[tuple[str, str], tuple[str, ...]] = {}
+    digital: set[tuple[str, str]] = set()
     newest_ms, count = None, 0
     for event in events:
         count += 1
@@ -242,7 +245,10 @@ def event_facts(events: Iterable[Event], policy: Policy) -> EventFacts:
             newest_ms = at_ms
         if kind == "OrderPlaced":
             # The first placement of an order stands (decision.py refuses a different second one).
-            order_links.setdefault((event["customer_id"], event["order_id"]), tuple(
+            placed = (event["customer_id"], event["order_id"])
+            if placed not in order_links and event.get("digital"):
+                digital.add(placed)
+            order_links.setdefault(placed, tuple(
                 f"{link}:{event[name]}" for link, name in LINK_FIELDS.items() if event.get(name)))
         elif kind == "RemedyRequested":
             requests.setdefault(event["request_id"],
@@ -255,7 +261,7 @@ def event_facts(events: Iterable[Event], policy: Policy) -> EventFacts:
             implied = proactive_request(event, policy)
             if implied is not None:
                 proactive.setdefault(implied.request_id, implied)
-    return EventFacts(requests, proactive, frozenset(incidents), newest_ms, count, order_links)
+    return EventFacts(requests, proactive, frozenset(incidents), newest_ms, count, order_links, frozenset(digital))
 
 
 def state_facts(state: Mapping[str, Any]) -> StateFacts:
@@ -320,6 +326,8 @@ class _Grant:
     links: tuple[str, ...] = ()
     # A claim the customer asserts (decision.customer_asserted): the household and linked scopes count only these.
     asserted: bool = True
+    # On a digital order: never counted at the household (decision.scopes_for).
+    digital: bool = False
 
 
 def _distinct(decisions: Sequence[Decision]) -> tuple[dict[str, Decision], dict[str, int], list[Conflict], int]:
@@ -356,7 +364,8 @@ def _finals(first: Mapping[str, Decision], position: Mapping[str, int]) -> dict[
 
 
 def _grant(final: Decision, first: Mapping[str, Decision], position: Mapping[str, int],
-           order_links: Mapping[tuple[str, str], tuple[str, ...]] | None = None) -> _Grant:
+           order_links: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
+           digital_orders: frozenset = frozenset()) -> _Grant:
     """The grant a GRANTED final decision stands for, timed by the decision that first granted it.
 
     A decision superseding a grant with a grant (a delivery after a lost-in-transit claim) takes no
@@ -374,6 +383,7 @@ def _grant(final: Decision, first: Mapping[str, Decision], position: Mapping[str
         confirmed=bool((taking.get("inputs") or {}).get("incident_confirmed")),
         links=(order_links or {}).get((final["customer_id"], final.get("order_id") or ""), ()),
         asserted=customer_asserted({**final, "inputs": taking.get("inputs") or {}}),
+        digital=(final["customer_id"], final.get("order_id") or "") in digital_orders,
     )
 
 
@@ -479,7 +489,7 @@ def _cap_breaches(grants: list[_Grant], policy: Policy, policies: Mapping[str, P
     for grant in grants:
         if not grant.by_policy:
             continue
-        if grant.household_id and grant.asserted:
+        if grant.household_id and grant.asserted and not grant.digital:
             by_household.setdefault(grant.household_id, []).append(grant)
         if (grant.links and grant.asserted and grant.origin != "PROACTIVE"
                 and _policy_for(grant, policy, policies).linked_accounts_scope_enabled):
@@ -616,7 +626,7 @@ def audit(
                                                 standing[-1]["decision_id"], standing[-1]["outcome"]))
 
     grants = sorted(
-        (_grant(standing[-1], first, position, facts.order_links) for standing in finals.values()
+        (_grant(standing[-1], first, position, facts.order_links, facts.digital_orders) for standing in finals.values()
          if standing[-1]["outcome"] == GRANTED and standing[-1]["currency"] == policy.currency),
         key=lambda g: (g.at_ms, g.position),
     )

@@ -447,7 +447,9 @@ def scopes_for(decision: Decision, state: State | None = None, policy: Policy | 
     # Household limits count customer-asserted claims only: a remedy of a confirmed incident (a
     # carrier loss, a slow download the monitor saw) says nothing about the address, nor does an
     # associate's goodwill credit that answers no incident (the associate's own limits hold that).
-    if decision["household_id"] and customer_asserted(decision):
+    # Nor does a claim on a digital order (a slow download, an outage): nothing was shipped there,
+    # and a household's claims would bind a streaming single-account address before its own caps.
+    if decision["household_id"] and customer_asserted(decision) and not _digital_order(decision, state):
         scopes.append("household:" + decision["household_id"])
     if policy is not None and policy.linked_accounts_scope_enabled:
         scopes += linked_scopes(decision, state)
@@ -469,6 +471,11 @@ def customer_asserted(decision: Decision) -> bool:
         return False
     return not (decision["origin"] == "ASSOCIATE" and not decision.get("incident_id")
                 and decision["kind"] in GOODWILL_KINDS)
+
+
+def _digital_order(decision: Decision, state: State | None) -> bool:
+    order = state["orders"].get(decision["order_id"]) if state is not None and decision["order_id"] else None
+    return bool(order and order.get("digital"))
 
 
 def linked_scopes(decision: Decision, state: State | None) -> list[str]:

@@ -173,7 +173,7 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
                 refunded[order["order_id"]] = refunded.get(order["order_id"], 0) + amount
             associate_goodwill = (e["requested_by"] not in ("system", "customer") and not incident_id
                                   and kind in ("CREDIT", "SHIPPING_UPGRADE", "GIFT_WRAP"))
-            if order is not None and not confirmed and not associate_goodwill:
+            if order is not None and not confirmed and not associate_goodwill and not order.get("digital"):
                 home = household.setdefault(order["shipping_address_id"], {"claims": set(), "cents": 0, "kinds": {}})
                 home["claims"].add(incident_id or e["request_id"])
                 home["cents"] += amount

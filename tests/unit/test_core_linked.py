@@ -203,3 +203,28 @@ def test_an_associate_s_goodwill_without_an_incident_is_no_household_or_linked_c
     else:
         assert outcomes == [("GRANTED", [core.WITHIN_LIMITS])] * 9
         assert not any(key.startswith(("household:", "linked:")) for key in world.scopes)
+
+
+@pytest.mark.parametrize("digital, seventh", [(True, "GRANTED"), (False, "DENIED")])
+def test_claims_on_digital_orders_are_never_counted_at_the_household(digital, seventh):
+    # A streaming single-account address: seven slow downloads it reported itself in 90 days fit its
+    # own cap for the kind (8) and are refunded; the household's 6 claims bind only shipped goods.
+    from streams.core.policy import DAY_MS
+
+    world = World(Policy())
+    world.feed(seasoned("c1"))
+    outcomes = []
+    for n in range(7):
+        at = T0 + n * 10 * DAY_MS
+        for extra in range(2):  # the orders without a complaint (a claim on every order is WATCH)
+            world.feed({**order(f"w{n}-{extra}", customer="c1", total=500, at=at - 1 - extra, address="home-1"),
+                        "digital": digital})
+        world.feed({**order(f"v{n}", customer="c1", total=500, at=at, address="home-1"), "digital": digital})
+        world.feed(incident(f"i{n}", "SLOW_DOWNLOAD", customer="c1", order_id=f"v{n}", source="CUSTOMER", at=at + 1))
+        (made,) = world.feed(request(f"r{n}", 400, kind="REFUND", order_id=f"v{n}", customer="c1",
+                                     incident_id=f"i{n}", at=at + 2))
+        outcomes.append((made["outcome"], made["reason_codes"]))
+    assert outcomes[:6] == [("GRANTED", [core.WITHIN_LIMITS])] * 6
+    expected = [core.WITHIN_LIMITS] if digital else [core.HOUSEHOLD_CLAIMS_EXCEEDED]
+    assert outcomes[6] == (seventh, expected)
+    assert ("household:home-1" in world.scopes) is (not digital)
