@@ -210,9 +210,10 @@ class Policy:
     # across every account the link ties together (a scope per link id, like the household).
     # Rings that rotate apartment-level addresses in one building, or open fresh accounts on one
     # card or device, meet here.
-    # 1 (the default): used, each link kind a level of the cross-partition order (docs/decisions.md,
-    # "Order across partitions"); 0: not used (a request saves one Kafka hop per link).
-    linked_accounts_scope_enabled: int = 1
+    # 1: used, each link kind a level of the cross-partition order (docs/decisions.md, "Order across
+    # partitions"). 0 (the default): not used; with them on, every limits partition sends a
+    # watermark per level and the synchronous API's answers took several times longer (bench/README.md).
+    linked_accounts_scope_enabled: int = 0
     linked_claims_max_90d: dict = field(default_factory=_linked_claims)
     linked_cents_max_30d: dict = field(default_factory=_linked_cents)
     # Granted value per associate per UTC day; above it the request goes to a second person.

@@ -64,7 +64,10 @@ LONG = os.environ.get("REMEDY_KILL_LONG") == "1"
 LONG_SKIP_REASON = "long kill loops (~40k events, 20 + 10 kills, ~10 minutes) are opt-in: set REMEDY_KILL_LONG=1"
 
 # Worker settings of every run here, reference and killed alike (see the module docstring).
-WORKER_ENV = {"REMEDY_DECIDE_BATCH_MAX": "10", "REMEDY_PROJECT_BATCH_MAX": "20"}
+# The linked-accounts scopes are on here (off by default): the simulated rings share cards and
+# devices, so their checks pass three levels of scopes and prove the cross-partition order for all.
+WORKER_ENV = {"REMEDY_DECIDE_BATCH_MAX": "10", "REMEDY_PROJECT_BATCH_MAX": "20",
+              "REMEDY_POLICY_FILE": str(Path(__file__).with_name("kill-policy.json"))}
 # A "start" kill comes this long after the worker answers /health: group join and state restore
 # (after a kill the join alone waits ~10 s for the dead member's session to expire).
 START_KILL_S = (0.5, 6.0)

@@ -139,15 +139,15 @@ def test_an_erasure_renames_the_customer_s_claims_at_its_linked_scopes_and_keeps
     assert sorted(r[1] for r in linked["reservations"].values()) == [3_000]
 
 
-def test_the_linked_scopes_are_on_by_default_and_a_switch_turns_them_off():
+def test_the_linked_scopes_are_off_by_default_and_a_switch_turns_them_on():
     from tests.support.world import World as Pipeline
 
-    assert Policy().linked_accounts_scope_enabled == 1
-    world = Pipeline(Policy(linked_accounts_scope_enabled=0))
+    assert Policy().linked_accounts_scope_enabled == 0
+    world = Pipeline(Policy())
     for n in range(8):
         assert claim(world, n, f"acct{n}", payment="card-1")[0]["outcome"] == "GRANTED"
     assert not any(key.startswith("linked:") for key in world.scopes)
-    world = Pipeline(Policy())
+    world = Pipeline(POLICY)
     outcomes = [claim(world, n, f"acct{n}", payment="card-1")[0]["outcome"] for n in range(8)]
     assert outcomes[:6] == ["GRANTED"] * 6 and "GRANTED" not in outcomes[6:]
     assert any(key.startswith("linked:payment_instrument:") for key in world.scopes)
@@ -189,7 +189,7 @@ def test_an_associate_s_goodwill_without_an_incident_is_no_household_or_linked_c
     # a customer's own credit requests without an incident still count.
     from streams.core.policy import DAY_MS
 
-    world = World(Policy())
+    world = World()  # the linked scopes on: goodwill passes none of them either
     world.feed(seasoned("c1"))
     world.feed(linked_order("o1", "c1", payment="card-1"))
     outcomes = []
