@@ -269,7 +269,8 @@ class Policy:
     # associate_concentration_grants_min_30d of its grants: an associate whose goodwill goes to the
     # same few friends. The cents floor keeps small amounts out, the grants floor a single large
     # claim (one grant is no relationship; a quiet or new associate's first large grant is 100% of
-    # its book); an associate serving many customers never gives one of them a fifth of its book.
+    # its book; an incident's remedies count as one grant); an associate serving many customers
+    # never gives one of them a fifth of its book.
     # Defaults: a fifth, above $75 (three quarters of a NEW customer's 30-day credit room, so two
     # credits under the $100 credit cap count), in at least a second grant in 30 days. On the
     # simulated profiles no honest request is escalated by it (README "Decision quality").

@@ -37,7 +37,8 @@ Check = dict[str, Any]
 def empty_scope_state() -> ScopeState:
     """A scope key nothing was reserved at yet."""
     # reservations: request_id -> [at_ms, cents, incident_id, incident_kind, new_account_claim (0/1)]
-    #   (an associate's add discretionary (0/1): counted in its concentration totals below)
+    #   (an associate's add discretionary (0/1), counted in its concentration totals below, and the
+    #   grants it counted there (0/1: a second remedy for one incident is no second grant))
     # answers: request_id -> [at_ms, reason or None, inputs]: enough to send the same checks again
     #   for a redelivered RESERVE (states written before this form hold the checks sent instead).
     # An associate also keeps (added when first judged; see `_with_concentration`):
@@ -77,9 +78,9 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
         state = {**state, "reservations": reservations, "released": released}
         if "days" in state:
             state = {**state, "days": _added(state["days"], entry[0], -entry[1])}
-        if len(entry) > 5 and entry[5]:
+        if len(entry) > 6 and entry[5]:
             state = _with_concentration(state)
-            state = _concentration_added(state, check["customer_id"], entry[0], -entry[1], -1)
+            state = _concentration_added(state, check["customer_id"], entry[0], -entry[1], -entry[6])
         return _bounded(state, policy, check["scope"]), []
     if action != "RESERVE":
         raise ValueError(f"handle_check: unexpected action {action!r} at a scope")
@@ -119,13 +120,15 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
     if reason is None:
         entry = [check["at"], check["amount_cents"], check["incident_id"], check.get("incident_kind"),
                  int(bool(check["inputs"].get(NEW_ACCOUNT_CLAIM_INPUT)))]
+        counted = check["scope"] == "associate" and _discretionary(check)
+        grants = int(counted and _new_favour(state, check))
         if check["scope"] == "associate":
-            entry.append(int(_discretionary(check)))
+            entry += [int(counted), grants]
         state = {**state, "reservations": {**state["reservations"], request_id: entry}}
         if "days" in state:
             state = {**state, "days": _added(state["days"], check["at"], check["amount_cents"])}
-        if check["scope"] == "associate" and _discretionary(check):
-            state = _concentration_added(state, check["customer_id"], check["at"], check["amount_cents"], 1)
+        if counted:
+            state = _concentration_added(state, check["customer_id"], check["at"], check["amount_cents"], grants)
     state = {**state, "answers": {**state["answers"], request_id: [check["at"], reason, _stored_inputs(inputs), sequence]}}
     if reason is None and check["route"] and not late:
         # Until the next scope answers; its order key bounds what the waiting checks can promise.
@@ -324,12 +327,21 @@ def _discretionary(check: Check) -> bool:
     return not check["inputs"].get(INCIDENT_CONFIRMED_INPUT)
 
 
+def _new_favour(state: ScopeState, check: Check) -> bool:
+    """Whether a discretionary request is a new grant for the concentration count: goodwill always;
+    a remedy for an incident only if the associate holds no discretionary remedy for that incident
+    yet (a reshipment and its express upgrade for one theft are one grant)."""
+    incident_id = check["incident_id"]
+    return incident_id is None or not any(r[2] == incident_id and len(r) > 5 and r[5]
+                                          for r in state["reservations"].values())
+
+
 def _concentration_verdict(state: ScopeState, check: Check, policy: Policy, inputs: dict) -> tuple[str | None, dict]:
     """Associate concentration: ASSOCIATE_CUSTOMER_CONCENTRATION when, with this request, the
     customer would hold more than associate_concentration_share_max_percent_30d of the associate's
     discretionary cents in the 30 UTC days up to the request's day, more than
     associate_concentration_cents_min_30d of them and at least associate_concentration_grants_min_30d
-    of its grants; else None. The figures go into the inputs (cents and grants before the request,
+    of its grants (an incident's remedies count as one grant); else None. The figures go into the inputs (cents and grants before the request,
     the share with it)."""
     at_day = check["at"] // DAY_MS
     floor_day = (check["at"] - policy.customer_window_ms) // DAY_MS
@@ -350,7 +362,7 @@ def _concentration_verdict(state: ScopeState, check: Check, policy: Policy, inpu
               "associate_concentration_share_max_percent_30d": policy.associate_concentration_share_max_percent_30d,
               "associate_concentration_cents_min_30d": policy.associate_concentration_cents_min_30d,
               "associate_concentration_grants_min_30d": policy.associate_concentration_grants_min_30d}
-    if (grants + 1 >= policy.associate_concentration_grants_min_30d
+    if (grants + int(_new_favour(state, check)) >= policy.associate_concentration_grants_min_30d
             and cents_after > policy.associate_concentration_cents_min_30d
             and cents_after * 100 > policy.associate_concentration_share_max_percent_30d * total_after):
         return ASSOCIATE_CUSTOMER_CONCENTRATION, inputs
@@ -410,7 +422,7 @@ def _concentration_added(state: ScopeState, customer_id: str, at_ms: int, cents:
     mine = dict(state["customer_days"].get(customer_id, {}))
     before = mine.get(day, [0, 0])
     mine[day] = [before[0] + cents, before[1] + grants]
-    if mine[day][1] <= 0:
+    if mine[day][0] <= 0 and mine[day][1] <= 0:
         mine.pop(day)
     customer_days = {**state["customer_days"], customer_id: mine}
     if not mine:

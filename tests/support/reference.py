@@ -110,7 +110,7 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
     new_account_addresses: set = set()  # addresses where a new account's never-received claim was made
     goodwill: dict[tuple[str, str], int] = {}  # (customer, associate) -> goodwill requests seen
     discretionary: dict[str, int] = {}  # associate -> cents of its grants but confirmed incidents' remedies
-    favoured: dict[tuple[str, str], list[int]] = {}  # (associate, customer) -> [those cents, grants]
+    favoured: dict[tuple[str, str], tuple[int, set]] = {}  # (associate, customer) -> (those cents, grants: incidents or goodwill request ids)
     for e in _with_proactive(events, orders, seen_incidents):
         if e["type"] == "OrderPlaced":
             placed.setdefault(e["customer_id"], []).append(e)
@@ -137,8 +137,9 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
         goodwill_key = (e["customer_id"], e["requested_by"])
         is_goodwill = not incident_id and e["requested_by"] not in ("system", "customer")
         by_associate = e["requested_by"] not in ("system", "customer")
-        favour = favoured.get((e["requested_by"], e["customer_id"]), [0, 0])
+        favour = favoured.get((e["requested_by"], e["customer_id"]), (0, set()))
         favour_cents, favour_total = favour[0] + amount, discretionary.get(e["requested_by"], 0) + amount
+        favour_grants = favour[1] | {incident_id or e["request_id"]}  # an incident's remedies are one grant
         if e["currency"] != "USD":
             result = ("ESCALATED", 0)
         elif kind in ("REFUND", "RESHIP") and order is None:
@@ -172,7 +173,7 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
             result = ("ESCALATED", 0)
         elif is_goodwill and goodwill.get(goodwill_key, 0) >= ASSOCIATE_GOODWILL_REQUESTS_30D:
             result = ("ESCALATED", 0)
-        elif (by_associate and not confirmed and favour[1] + 1 >= CONCENTRATION_GRANTS_MIN
+        elif (by_associate and not confirmed and len(favour_grants) >= CONCENTRATION_GRANTS_MIN
               and favour_cents > CONCENTRATION_CENTS_MIN
               and favour_cents * 100 > CONCENTRATION_SHARE_MAX_PERCENT * favour_total):
             result = ("ESCALATED", 0)  # at the associate scope, after the household took it
@@ -201,7 +202,7 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
                     raise LimitsWouldBind(f"associate {e['requested_by']} nears the daily budget")
                 if not confirmed:
                     discretionary[e["requested_by"]] = favour_total
-                    favoured[(e["requested_by"], e["customer_id"])] = [favour_cents, favour[1] + 1]
+                    favoured[(e["requested_by"], e["customer_id"])] = (favour_cents, favour_grants)
         if is_goodwill:
             goodwill[goodwill_key] = goodwill.get(goodwill_key, 0) + 1
         out[e["request_id"]] = result

@@ -222,3 +222,21 @@ def test_an_erasure_tells_every_associate_that_judged_the_customer_even_when_no_
     assert "c-erase" not in json.dumps(after)
     (pseudonym,) = after["customer_days"]
     assert after["customer_days"][pseudonym] == {str(T0 // DAY_MS): [4_000, 2]}  # still counted
+
+
+def test_an_incident_s_remedies_are_one_grant_and_the_next_favour_is_the_second():
+    from tests.unit.test_core import incident, order, seasoned
+
+    world = World(Policy())
+    world.feed(seasoned("c-victim"))
+    world.feed(order("o1", customer="c-victim", total=8_000, at=T0 - 2 * DAY_MS, address="home-v"))
+    world.feed(incident("theft", "STOLEN_AFTER_DELIVERY", customer="c-victim", at=T0, source="CUSTOMER"))
+    (reship,) = world.feed(request("reship", 8_000, kind="RESHIP", order_id="o1", customer="c-victim", at=T0 + 1,
+                                   requested_by="assoc-max", incident_id="theft"))
+    (express,) = world.feed(request("express", 1_299, kind="SHIPPING_UPGRADE", order_id="o1", customer="c-victim",
+                                    at=T0 + 2, requested_by="assoc-max", incident_id="theft"))
+    # All of a quiet associate's book and above $75, but one theft: one grant.
+    assert [reship["outcome"], express["outcome"]] == ["GRANTED", "GRANTED"]
+    assert express["inputs"]["associate_customer_grants_30d"] == 1
+    later = goodwill(world, "later", "c-victim", 1_000, T0 + DAY_MS, "assoc-max")
+    assert (later["outcome"], later["reason_codes"]) == ("ESCALATED", [core.ASSOCIATE_CUSTOMER_CONCENTRATION])
