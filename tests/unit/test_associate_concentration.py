@@ -240,3 +240,45 @@ def test_an_incident_s_remedies_are_one_grant_and_the_next_favour_is_the_second(
     assert express["inputs"]["associate_customer_grants_30d"] == 1
     later = goodwill(world, "later", "c-victim", 1_000, T0 + DAY_MS, "assoc-max")
     assert (later["outcome"], later["reason_codes"]) == ("ESCALATED", [core.ASSOCIATE_CUSTOMER_CONCENTRATION])
+
+
+# Property: the totals are a fold of what the associate holds -------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+STEPS = st.lists(st.tuples(st.sampled_from(["RESERVE", "RESERVE", "RELEASE", "REPEAT"]),
+                           st.integers(0, 5), st.integers(0, 40), st.integers(1, 9_000), st.booleans()),
+                 max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(STEPS)
+def test_concentration_totals_always_add_up_to_the_discretionary_grants_held(steps):
+    state, sent = scopes.empty_scope_state(), []
+    for number, (action, customer, day, cents, confirmed) in enumerate(steps):
+        if action == "RESERVE":
+            check = associate_check(f"r{number}", f"c{customer}", cents, T0 + day * DAY_MS, confirmed=confirmed)
+            state, _ = scopes.handle_check(state, check, POLICY)
+            sent.append(check)
+        elif action == "REPEAT" and sent:
+            check = sent[number % len(sent)]
+            again, _ = scopes.handle_check(state, check, POLICY)
+            newest = max(c["at"] for c in sent)
+            if check["at"] > newest - DAY_MS - POLICY.request_lateness_ms_max:
+                # A redelivered RESERVE the associate still holds the answer of changes nothing
+                # (older ones are judged again, docs/decisions.md "What a ... scope remembers").
+                assert again == state
+        elif action == "RELEASE" and sent:
+            state, _ = scopes.handle_check(state, {**sent[number % len(sent)], "action": "RELEASE"}, POLICY)
+    if "customer_days" not in state:
+        return
+    per_day: dict[str, int] = {}
+    for days in state["customer_days"].values():
+        for day, (day_cents, grants) in days.items():
+            per_day[day] = per_day.get(day, 0) + day_cents
+            assert day_cents >= 0 and grants >= 0
+    assert per_day == {day: c for day, c in state["discretionary_days"].items() if c or day in per_day}
+    held = sum(r[1] for r in state["reservations"].values() if len(r) > 5 and r[5])
+    days = [day for _, _, day, _, _ in steps]
+    if max(days) - min(days) < 7:  # everything is still within the day-plus-lateness detail
+        assert held == sum(per_day.values())
