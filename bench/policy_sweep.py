@@ -42,6 +42,10 @@ VARIANTS: list[tuple[str, dict]] = [
     ("lost claims from 3 days", {"lost_claim_days_after_order_min": 3}),
     ("associate goodwill 1 / 30d", {"associate_goodwill_requests_max_30d": 1}),
     ("associate budget $800 / day", {"associate_cents_max_per_day": 80_000}),
+    ("no associate concentration", {"associate_concentration_share_max_percent_30d": 100}),
+    ("concentration from one grant", {"associate_concentration_grants_min_30d": 1}),
+    ("concentration 10% above $50", {"associate_concentration_share_max_percent_30d": 10,
+                                      "associate_concentration_cents_min_30d": 5_000}),
 ]
 
 

@@ -143,6 +143,15 @@ def inputs_in_words(decision: Mapping) -> list[str]:
         used = money_text(inputs[used_key], currency) if in_cents else str(inputs[used_key])
         cap = money_text(inputs[cap_key], currency) if in_cents else str(inputs[cap_key])
         lines.append(sentence.format(used=used, cap=cap))
+    if "associate_customer_share_percent_30d" in inputs:
+        lines.append(
+            f"associate: {money_text(inputs['associate_customer_granted_cents_30d'], currency)} in "
+            f"{inputs['associate_customer_grants_30d']} grants to this customer in 30 days of "
+            f"{money_text(inputs['associate_discretionary_granted_cents_30d'], currency)} discretionary; "
+            f"{inputs['associate_customer_share_percent_30d']}% with this request (a second person looks above "
+            f"{inputs['associate_concentration_share_max_percent_30d']}% and "
+            f"{money_text(inputs['associate_concentration_cents_min_30d'], currency)} from the "
+            f"{_ordinal(inputs['associate_concentration_grants_min_30d'])} grant)")
     if "request_ceiling_cents" in inputs:
         lines.append(f"granted without a second look up to {money_text(inputs['request_ceiling_cents'], currency)}")
     if inputs.get("scope_memory_exceeded"):
@@ -150,6 +159,11 @@ def inputs_in_words(decision: Mapping) -> list[str]:
     lines.append(f"trust tier: {decision.get('trust_tier') or 'not determined'}")
     lines.append(f"policy version: {decision['policy_version']}")
     return lines
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def _history(decisions: Iterable[dict], field: str, value: str | None, exclude: str) -> list[dict]:

@@ -76,6 +76,12 @@ NEW_ACCOUNT_CLAIM_INPUT = "new_account_claim"
 RECOVERY_STRIKE_REVIEW = "RECOVERY_STRIKE_REVIEW"
 LOST_CLAIM_BEFORE_OVERDUE = "LOST_CLAIM_BEFORE_OVERDUE"
 ASSOCIATE_REPEAT_GOODWILL_REVIEW = "ASSOCIATE_REPEAT_GOODWILL_REVIEW"
+# Judged at the associate scope: one customer takes too large a share of an associate's
+# discretionary grants in 30 days (scopes.py, associate_concentration_*).
+ASSOCIATE_CUSTOMER_CONCENTRATION = "ASSOCIATE_CUSTOMER_CONCENTRATION"
+# The check input marking a remedy of a confirmed incident: the associate scope does not count it
+# among the associate's discretionary grants.
+INCIDENT_CONFIRMED_INPUT = "incident_confirmed"
 # The event a delivery after a remedied lost claim emits besides the flagging decision (a case for
 # the recovery team, schemas/avro/r7/RecoverySuggested.avsc). It travels in the decisions list
 # `handle` returns, marked by its "type", on the same path (state write, outbox, sends) as the
@@ -122,6 +128,7 @@ REASON_CODES = (
     RECOVERY_STRIKE_REVIEW,
     LOST_CLAIM_BEFORE_OVERDUE,
     ASSOCIATE_REPEAT_GOODWILL_REVIEW,
+    ASSOCIATE_CUSTOMER_CONCENTRATION,
     LINKED_PAYMENT_INSTRUMENT_LIMIT_EXCEEDED,
     LINKED_DEVICE_LIMIT_EXCEEDED,
     LINKED_BUILDING_LIMIT_EXCEEDED,
@@ -903,12 +910,23 @@ def _first_check(request: Event, decision: Decision, scopes: list[str], order_ms
         "passed": True,
         "outcome": GRANTED,
         "reason_codes": [],
-        "inputs": {NEW_ACCOUNT_CLAIM_INPUT: 1} if decision["inputs"].get(NEW_ACCOUNT_CLAIM_INPUT) else {},
+        "inputs": _check_inputs(decision),
         "policy_version": decision["policy_version"],
         "order_ms": order_ms,
         "order_customer": request["customer_id"],
         "order_n": number,
     }
+
+
+def _check_inputs(decision: Decision) -> dict:
+    """The marks a check carries to its later scopes: a new account's never-received claim (counted at
+    households and links) and a confirmed incident (not counted among an associate's discretionary grants)."""
+    marks = {}
+    if decision["inputs"].get(NEW_ACCOUNT_CLAIM_INPUT):
+        marks[NEW_ACCOUNT_CLAIM_INPUT] = 1
+    if decision["inputs"].get(INCIDENT_CONFIRMED_INPUT):
+        marks[INCIDENT_CONFIRMED_INPUT] = 1
+    return marks
 
 
 def _decision(
@@ -1221,13 +1239,17 @@ def _erase(state: State, event: Event, policy: Policy) -> tuple[State, list[Deci
 def _forget_checks(state: State, customer_id: str, customer_pseudonym: str, at_ms: int,
                    policy: Policy) -> list[Check]:
     """A FORGET to each household and associate that judged a request of the customer whose request
-    or incident id embeds the customer id (they keep those ids for their windows)."""
+    or incident id embeds the customer id (they keep those ids for their windows), and one to every
+    associate that judged any request of the customer (it keeps its 30-day totals per customer id)."""
     checks = []
+    told: set[str] = set()
     for request_id, decision in sorted(state["decided"].items()):
-        if customer_id not in request_id and customer_id not in (decision["incident_id"] or ""):
-            continue
+        embeds = customer_id in request_id or customer_id in (decision["incident_id"] or "")
         renamed = erased_id(request_id, customer_id, customer_pseudonym)
         for scope_key in scopes_for(decision, state, policy):
+            if not embeds and (not scope_key.startswith("associate:") or scope_key in told):
+                continue
+            told.add(scope_key)
             scope, _, key = scope_key.partition(":")
             checks.append({
                 "event_id": f"{renamed}/FORGET/{erased_id(scope_key, customer_id, customer_pseudonym)}",

@@ -41,6 +41,7 @@ REASON_WORDS = {
     core.LINKED_BUILDING_LIMIT_EXCEEDED: "accounts shipping to this building already had the most claims remedied",
     core.LOST_CLAIM_BEFORE_OVERDUE: "the parcel is still within its delivery window: a person looks before it is called lost",
     core.ASSOCIATE_REPEAT_GOODWILL_REVIEW: "the same associate already asked goodwill for this customer this month: a second person looks",
+    core.ASSOCIATE_CUSTOMER_CONCENTRATION: "this customer already received a large share of this associate's goodwill and discretionary remedies this month: a second person looks",
     "CUSTOMER_ERASED": "the customer's personal data was erased; nothing more is decided for this account",
     detail.ITEM_NOT_IN_ORDER: "an item named is not part of the order",
     detail.ITEM_QUANTITY_EXCEEDS_ORDER: "more of an item was named than the order holds",

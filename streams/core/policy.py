@@ -138,6 +138,9 @@ BOUNDS: dict[str, Bound] = {
     "recovery_strikes_escalate_min": _CLAIMS,
     "lost_claim_days_after_order_min": Bound(1, 365, "days: a parcel a year on its way is lost by any measure"),
     "associate_goodwill_requests_max_30d": _CLAIMS,
+    "associate_concentration_share_max_percent_30d": Bound(1, 100, "percent of an associate's discretionary grants: at 100 no share is ever above it (the rule is off)"),
+    "associate_concentration_cents_min_30d": _CAP,
+    "associate_concentration_grants_min_30d": _CLAIMS,
     "recovery_strike_window_ms": _WINDOW,
     "flag_delivery_after_lost_claim": _SWITCH,
     "tier_percent": Bound(1, 1_000, "percent of a customer cap: at most 10 times it, so a scaled cap stays under 10^12 cents"),
@@ -257,6 +260,23 @@ class Policy:
     # 2: a second goodwill for a caller who rings again is ordinary; at 1 as at 2 the simulated
     # friends of a generous associate are stopped alike (bench/policy_sweep.py).
     associate_goodwill_requests_max_30d: int = 2
+    # Associate concentration (judged at the associate scope): the discretionary grants an
+    # associate made in the 30 UTC days up to the request's day (everything it asked for but the
+    # remedies of confirmed incidents), per customer. A request goes to a second person
+    # (ASSOCIATE_CUSTOMER_CONCENTRATION) when, with it, one customer would hold more than
+    # associate_concentration_share_max_percent_30d of the associate's discretionary cents AND more
+    # than associate_concentration_cents_min_30d of them AND at least
+    # associate_concentration_grants_min_30d of its grants: an associate whose goodwill goes to the
+    # same few friends. The cents floor keeps small amounts out, the grants floor a single large
+    # claim (one grant is no relationship; a quiet or new associate's first large grant is 100% of
+    # its book; an incident's remedies count as one grant); an associate serving many customers
+    # never gives one of them a fifth of its book.
+    # Defaults: a fifth, above $75 (three quarters of a NEW customer's 30-day credit room, so two
+    # credits under the $100 credit cap count), in at least a second grant in 30 days. On the
+    # simulated profiles no honest request is escalated by it (README "Decision quality").
+    associate_concentration_share_max_percent_30d: int = 20
+    associate_concentration_cents_min_30d: int = 7_500
+    associate_concentration_grants_min_30d: int = 2
     # A strike: an order delivered after the customer claimed it lost and was remedied. With at
     # least this many strikes in the strike window, the customer's asserted claims go to a person
     # (RECOVERY_STRIKE_REVIEW).

@@ -14,6 +14,7 @@ from typing import Any
 
 from streams.core.ordering import order_key
 from streams.core.decision import (
+    ASSOCIATE_CUSTOMER_CONCENTRATION,
     ASSOCIATE_DAILY_BUDGET_EXCEEDED,
     DENIED,
     ESCALATED,
@@ -21,6 +22,7 @@ from streams.core.decision import (
     HOUSEHOLD_30D_CAP_EXCEEDED,
     HOUSEHOLD_CLAIMS_EXCEEDED,
     HOUSEHOLD_INCIDENT_CLAIMS_EXCEEDED,
+    INCIDENT_CONFIRMED_INPUT,
     LINKED_LIMIT_REASONS,
     NEW_ACCOUNT_CLAIM_INPUT,
     NEW_ACCOUNT_NON_RECEIPT_CLAIM,
@@ -43,8 +45,13 @@ def scope_levels(policy: Policy) -> tuple[str, ...]:
 def empty_scope_state() -> ScopeState:
     """A scope key nothing was reserved at yet."""
     # reservations: request_id -> [at_ms, cents, incident_id, incident_kind, new_account_claim (0/1)]
+    #   (an associate's add discretionary (0/1), counted in its concentration totals below, and the
+    #   grants it counted there (0/1: a second remedy for one incident is no second grant))
     # answers: request_id -> [at_ms, reason or None, inputs]: enough to send the same checks again
     #   for a redelivered RESERVE (states written before this form hold the checks sent instead).
+    # An associate also keeps (added when first judged; see `_with_concentration`):
+    # days: UTC day -> granted cents; discretionary_days: UTC day -> discretionary granted cents;
+    # customer_days: customer_id -> {UTC day -> [discretionary cents, grants]}.
     return {"reservations": {}, "answers": {}, "released": {}}
 
 
@@ -79,6 +86,9 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
         state = {**state, "reservations": reservations, "released": released}
         if "days" in state:
             state = {**state, "days": _added(state["days"], entry[0], -entry[1])}
+        if len(entry) > 6 and entry[5]:
+            state = _with_concentration(state)
+            state = _concentration_added(state, check["customer_id"], entry[0], -entry[1], -entry[6])
         return _bounded(state, policy, check["scope"]), []
     if action != "RESERVE":
         raise ValueError(f"handle_check: unexpected action {action!r} at a scope")
@@ -86,7 +96,8 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
     if answer is not None:
         if isinstance(answer[0], dict):
             return state, answer  # the checks themselves, as states written before compact answers hold them
-        return state, _answer(check, answer[1], _sequenced(check, answer[2], answer[3] if len(answer) > 3 else None))
+        return state, _answer(check, answer[1], _sequenced(check, _loaded_inputs(answer[2]),
+                                                           answer[3] if len(answer) > 3 else None))
     if request_id in state["released"]:
         return state, []  # Reserved, failed later and released: a stale redelivery.
     late = False
@@ -102,6 +113,8 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
         # come, first served: judged now, on the room the unsettled reservation leaves, and never
         # waited for; waiting would let it and the request it waits behind hold each other back.
     state = _with_days(state, check["scope"])
+    if check["scope"] == "associate":
+        state = _with_concentration(state)
     if check["at"] <= _forgotten_before_ms(state, policy, check["scope"]):
         # The scope no longer remembers that period (a catch-up can bring a check dated long
         # before the newest one here): room cannot be proven, so it is never auto-granted.
@@ -115,10 +128,16 @@ def handle_check(state: ScopeState, check: Check, policy: Policy) -> tuple[Scope
     if reason is None:
         entry = [check["at"], check["amount_cents"], check["incident_id"], check.get("incident_kind"),
                  int(bool(check["inputs"].get(NEW_ACCOUNT_CLAIM_INPUT)))]
+        counted = check["scope"] == "associate" and _discretionary(check)
+        grants = int(counted and _new_favour(state, check))
+        if check["scope"] == "associate":
+            entry += [int(counted), grants]
         state = {**state, "reservations": {**state["reservations"], request_id: entry}}
         if "days" in state:
             state = {**state, "days": _added(state["days"], check["at"], check["amount_cents"])}
-    state = {**state, "answers": {**state["answers"], request_id: [check["at"], reason, inputs, sequence]}}
+        if counted:
+            state = _concentration_added(state, check["customer_id"], check["at"], check["amount_cents"], grants)
+    state = {**state, "answers": {**state["answers"], request_id: [check["at"], reason, _stored_inputs(inputs), sequence]}}
     if reason is None and check["route"] and not late:
         # Until the next scope answers; its order key bounds what the waiting checks can promise.
         state = {**state, "unsettled": request_id, "unsettled_key": list(order_key(check))}
@@ -143,6 +162,15 @@ def forget(state: ScopeState, check: Check) -> ScopeState:
 
     state = {**state, "reservations": renamed(state["reservations"], reservation),
              "answers": renamed(state["answers"]), "released": renamed(state["released"])}
+    if customer_id in state.get("customer_days", {}):
+        # An associate's 30-day totals per customer: kept under the pseudonym, still counted.
+        customer_days = dict(state["customer_days"])
+        mine = customer_days.pop(customer_id)
+        earlier = customer_days.get(customer_pseudonym, {})
+        for day, (cents, grants) in mine.items():
+            before = earlier.get(day, [0, 0])
+            earlier = {**earlier, day: [before[0] + cents, before[1] + grants]}
+        state = {**state, "customer_days": {**customer_days, customer_pseudonym: earlier}}
     if state.get("unsettled") == old:
         state = {**state, "unsettled": new}
     return state
@@ -169,6 +197,33 @@ def waiting_order_key(state: ScopeState) -> tuple | None:
     keys = [order_key(check) for check in state.get("waiting", [])]
     later = [key for key in keys if key > unsettled]
     return min(later) if later else None
+
+
+# The inputs an associate answers with, in the order it builds them: an answer keeps their values
+# only (a list), so a busy associate's answers of a day and the lateness stay far below a Kafka
+# message (the names alone would triple them).
+ASSOCIATE_ANSWER_KEYS = (
+    "associate_granted_cents_day", "associate_cap_cents_day",
+    "associate_customer_granted_cents_30d", "associate_customer_grants_30d",
+    "associate_discretionary_granted_cents_30d", "associate_customer_share_percent_30d",
+    "associate_concentration_share_max_percent_30d", "associate_concentration_cents_min_30d",
+    "associate_concentration_grants_min_30d",
+)
+
+
+def _stored_inputs(inputs: dict) -> dict | list:
+    """The inputs as an answer keeps them: the values alone when they are an associate's (in order)."""
+    keys = tuple(inputs)
+    if keys and keys == ASSOCIATE_ANSWER_KEYS[: len(keys)]:
+        return list(inputs.values())
+    return inputs
+
+
+def _loaded_inputs(stored: dict | list) -> dict:
+    """The inputs an answer kept (`_stored_inputs`), as they were answered."""
+    if isinstance(stored, list):
+        return dict(zip(ASSOCIATE_ANSWER_KEYS, stored))
+    return stored
 
 
 def _sequenced(check: Check, inputs: dict, sequence: int | None) -> dict:
@@ -208,7 +263,8 @@ def _answer(check: Check, reason: str | None, inputs: dict) -> list[Check]:
 
 
 # What a scope refuses by sending the request to a person rather than denying it.
-ESCALATING_SCOPE_REASONS = frozenset({ASSOCIATE_DAILY_BUDGET_EXCEEDED, NEW_ACCOUNT_NON_RECEIPT_CLAIM})
+ESCALATING_SCOPE_REASONS = frozenset({ASSOCIATE_DAILY_BUDGET_EXCEEDED, NEW_ACCOUNT_NON_RECEIPT_CLAIM,
+                                      ASSOCIATE_CUSTOMER_CONCENTRATION})
 
 
 def _new_account_verdict(state: ScopeState, check: Check, policy: Policy, inputs: dict) -> str | None:
@@ -267,8 +323,58 @@ def _scope_verdict(state: ScopeState, check: Check, policy: Policy) -> tuple[str
         inputs = {"associate_granted_cents_day": cents, "associate_cap_cents_day": policy.associate_cents_max_per_day}
         if cents + amount > policy.associate_cents_max_per_day:
             return ASSOCIATE_DAILY_BUDGET_EXCEEDED, inputs
+        if _discretionary(check):
+            return _concentration_verdict(state, check, policy, inputs)
         return None, inputs
     raise ValueError(f"unknown scope {check['scope']!r}")
+
+
+def _discretionary(check: Check) -> bool:
+    """Whether an associate's request counts among its discretionary grants: everything it asks for
+    but the remedy of a confirmed incident (a carrier's loss, a slow download the monitor saw)."""
+    return not check["inputs"].get(INCIDENT_CONFIRMED_INPUT)
+
+
+def _new_favour(state: ScopeState, check: Check) -> bool:
+    """Whether a discretionary request is a new grant for the concentration count: goodwill always;
+    a remedy for an incident only if the associate holds no discretionary remedy for that incident
+    yet (a reshipment and its express upgrade for one theft are one grant)."""
+    incident_id = check["incident_id"]
+    return incident_id is None or not any(r[2] == incident_id and len(r) > 5 and r[5]
+                                          for r in state["reservations"].values())
+
+
+def _concentration_verdict(state: ScopeState, check: Check, policy: Policy, inputs: dict) -> tuple[str | None, dict]:
+    """Associate concentration: ASSOCIATE_CUSTOMER_CONCENTRATION when, with this request, the
+    customer would hold more than associate_concentration_share_max_percent_30d of the associate's
+    discretionary cents in the 30 UTC days up to the request's day, more than
+    associate_concentration_cents_min_30d of them and at least associate_concentration_grants_min_30d
+    of its grants (an incident's remedies count as one grant); else None. The figures go into the inputs (cents and grants before the request,
+    the share with it)."""
+    at_day = check["at"] // DAY_MS
+    floor_day = (check["at"] - policy.customer_window_ms) // DAY_MS
+
+    def in_window(day: str) -> bool:
+        return floor_day < int(day) <= at_day
+
+    mine = state["customer_days"].get(check["customer_id"], {})
+    cents = sum(figures[0] for day, figures in mine.items() if in_window(day))
+    grants = sum(figures[1] for day, figures in mine.items() if in_window(day))
+    total = sum(day_cents for day, day_cents in state["discretionary_days"].items() if in_window(day))
+    cents_after, total_after = cents + check["amount_cents"], total + check["amount_cents"]
+    inputs = {**inputs,
+              "associate_customer_granted_cents_30d": cents,
+              "associate_customer_grants_30d": grants,
+              "associate_discretionary_granted_cents_30d": total,
+              "associate_customer_share_percent_30d": cents_after * 100 // total_after if total_after else 0,
+              "associate_concentration_share_max_percent_30d": policy.associate_concentration_share_max_percent_30d,
+              "associate_concentration_cents_min_30d": policy.associate_concentration_cents_min_30d,
+              "associate_concentration_grants_min_30d": policy.associate_concentration_grants_min_30d}
+    if (grants + int(_new_favour(state, check)) >= policy.associate_concentration_grants_min_30d
+            and cents_after > policy.associate_concentration_cents_min_30d
+            and cents_after * 100 > policy.associate_concentration_share_max_percent_30d * total_after):
+        return ASSOCIATE_CUSTOMER_CONCENTRATION, inputs
+    return None, inputs
 
 
 def _linked_verdict(state: ScopeState, check: Check, policy: Policy) -> tuple[str | None, dict]:
@@ -305,6 +411,32 @@ def _with_days(state: ScopeState, scope: str) -> ScopeState:
     if scope != "associate" or "days" in state:
         return state
     return {**state, "days": _days_of(state["reservations"].values())}
+
+
+def _with_concentration(state: ScopeState) -> ScopeState:
+    """An associate's state with its concentration totals. A state written before them starts them
+    from what it has: its daily totals as the discretionary ones (a confirmed remedy among them only
+    makes every share smaller) and no customer's grants yet (it kept no customer ids), so the rule
+    never escalates more after an upgrade than it would with the full history."""
+    if "customer_days" in state:
+        return state
+    return {**state, "discretionary_days": dict(state.get("days", {})), "customer_days": {}}
+
+
+def _concentration_added(state: ScopeState, customer_id: str, at_ms: int, cents: int, grants: int) -> ScopeState:
+    """The concentration totals with a discretionary grant added (or, with negative figures, released)."""
+    day = str(at_ms // DAY_MS)
+    # A day stays while it is remembered, even at 0: every customer's day is one of these days.
+    discretionary = {**state["discretionary_days"], day: state["discretionary_days"].get(day, 0) + cents}
+    mine = dict(state["customer_days"].get(customer_id, {}))
+    before = mine.get(day, [0, 0])
+    mine[day] = [before[0] + cents, before[1] + grants]
+    if mine[day][0] <= 0 and mine[day][1] <= 0:
+        mine.pop(day)
+    customer_days = {**state["customer_days"], customer_id: mine}
+    if not mine:
+        customer_days.pop(customer_id)
+    return {**state, "discretionary_days": discretionary, "customer_days": customer_days}
 
 
 def _days_of(entries) -> dict[str, int]:
@@ -384,4 +516,42 @@ def _bounded(state: ScopeState, policy: Policy, scope: str) -> ScopeState:
     if "days" in state:
         days_floor = (newest - _memory_ms(policy, scope, state)) // DAY_MS
         bounded["days"] = {day: cents for day, cents in state["days"].items() if int(day) >= days_floor}
+    if "customer_days" in state:
+        bounded.update(_bounded_concentration(state, policy, newest - _memory_ms(policy, scope, state)))
     return bounded
+
+
+# (customer, day) entries an associate keeps for its concentration totals, about 30 bytes each:
+# with a day and the lateness of answers beside them, a busy associate (400 grants a day) stays
+# under half a Kafka message (tests/unit/test_scopes.py). An associate with this many customer-days
+# in four months serves so many customers that none of them can hold a large share.
+CONCENTRATION_ENTRIES_MAX = 1_000
+
+
+def _bounded_concentration(state: ScopeState, policy: Policy, memory_floor_ms: int) -> ScopeState:
+    """An associate's concentration totals over the 30 days before the oldest check it can still
+    judge (so each such check sees its whole window), at most CONCENTRATION_ENTRIES_MAX (and
+    scope_entries_max) (customer, day) entries: past that, the customers with the fewest cents are
+    forgotten first, down to a tenth below the bound (their share then only looks smaller; the
+    discretionary totals per day stay whole)."""
+    floor_day = (memory_floor_ms - policy.customer_window_ms) // DAY_MS
+    discretionary = {day: cents for day, cents in state["discretionary_days"].items() if int(day) >= floor_day}
+    customer_days = state["customer_days"]
+    if len(discretionary) < len(state["discretionary_days"]):  # a day left (every customer's day is one of them)
+        customer_days = {}
+        for customer_id, days in state["customer_days"].items():
+            kept = {day: figures for day, figures in days.items() if int(day) >= floor_day}
+            if kept:
+                customer_days[customer_id] = kept
+    entries = sum(len(days) for days in customer_days.values())
+    entries_max = min(CONCENTRATION_ENTRIES_MAX, policy.scope_entries_max)
+    if entries > entries_max:
+        # The customers with the least cents go first: they are the furthest from a large share.
+        forgotten = set()
+        for customer_id in sorted(customer_days, key=lambda c: (sum(f[0] for f in customer_days[c].values()), c)):
+            forgotten.add(customer_id)
+            entries -= len(customer_days[customer_id])
+            if entries <= entries_max - entries_max // 10:
+                break  # a tenth below the bound, so the next few grants do not sort again
+        customer_days = {c: days for c, days in customer_days.items() if c not in forgotten}
+    return {"discretionary_days": discretionary, "customer_days": customer_days}

@@ -79,6 +79,18 @@ def stories() -> list[dict]:
                                    f"ring-{account}-{n}", minute=n + 1))
             events.append(request(f"ring-{account}-{n}", customer, "RESHIP", 3_000, "customer", f"ring-{account}-{n}",
                                   f"ring-theft-{account}-{n}", minute=n + 2))
+    # An associate and a friend: a few small credits for others, then two credits for the friend,
+    # each under the friend's $100 credit room and the repeated-goodwill signal; the second would
+    # give the friend most of the associate's goodwill this month: a second person looks.
+    for n in range(3):
+        events.append(request(f"pal-other-{n}", f"pal-caller-{n}", "CREDIT", 1_500, "assoc-pal", minute=n))
+    events.append(request("pal-1", "pal", "CREDIT", 4_000, "assoc-pal", minute=10))
+    events.append(request("pal-2", "pal", "CREDIT", 4_500, "assoc-pal", minute=20))
+    # A busy associate helps thirty callers, one of them twice: a small share of its goodwill.
+    for n in range(30):
+        events.append(request(f"busy-{n}", f"busy-caller-{n}", "CREDIT", 1_500, "assoc-busy", minute=n))
+    events.append(request("busy-again-1", "busy-again", "CREDIT", 4_000, "assoc-busy", minute=40))
+    events.append(request("busy-again-2", "busy-again", "CREDIT", 4_500, "assoc-busy", minute=50))
     # An over-generous associate: past the daily budget, requests go to a second person.
     for n in range(BUDGET_CENTS // 9_000 + 3):
         events.append(request(f"generous-{n}", f"lucky-{n}", "CREDIT", 9_000, "assoc-generous", minute=n))
@@ -142,6 +154,15 @@ def test_the_stories(deployment, tmp_path):
     assert sum(d["granted_cents"] for d in generous) <= BUDGET_CENTS
     assert Counter(d["outcome"] for d in generous) == Counter({"GRANTED": BUDGET_CENTS // 9_000, "ESCALATED": 3})
     assert all(d["reason_codes"] == ["ASSOCIATE_DAILY_BUDGET_EXCEEDED"] for d in generous if d["outcome"] == "ESCALATED")
+    # The associate's friend: the second credit goes to a second person, with the figures.
+    assert outcome("pal-1") == ("GRANTED", 4_000, ["WITHIN_LIMITS"])
+    assert outcome("pal-2") == ("ESCALATED", 0, ["ASSOCIATE_CUSTOMER_CONCENTRATION"])
+    figures = decided["pal-2"]["inputs"]
+    assert (figures["associate_customer_granted_cents_30d"], figures["associate_discretionary_granted_cents_30d"],
+            figures["associate_customer_share_percent_30d"]) == (4_000, 8_500, 8_500 * 100 // 13_000)
+    # The busy associate's caller who rang twice: granted both times.
+    assert [outcome(f"busy-again-{n}")[0] for n in (1, 2)] == ["GRANTED", "GRANTED"]
+    assert all(outcome(f"busy-{n}")[0] == "GRANTED" for n in range(30))
 
     # A person reviews one escalation: the approval supersedes it and reaches the finance totals.
     escalated = next(d for d in generous if d["outcome"] == "ESCALATED")

@@ -6,10 +6,10 @@ fit in one 30-day window and whose requests name orders that exist somewhere in 
 It follows issue 12's rules too: confirmed incidents (carrier, QoS monitor, system) judged by their
 own room and ceiling and never at the household; one remedy of value per incident; WATCH from
 claims made against orders placed; the signals (recovery strikes, a lost claim at or after the
-delivery scan or before the parcel is overdue, new accounts' never-received claims) and an
-associate's repeated goodwill for one customer. The linked-accounts scopes (on by default) are not
-modelled: the simulated workloads these tests use stay under their caps (a ring that reached one
-would make the worker and this reference disagree, and the test fail).
+delivery scan or before the parcel is overdue, new accounts' never-received claims), an
+associate's repeated goodwill for one customer, and associate concentration (one customer's share
+of an associate's discretionary grants, judged in file order: the order the associate judges them).
+The linked-accounts scopes (off by default) are not modelled.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ NON_RECEIPT = ("LOST_IN_TRANSIT", "STOLEN_AFTER_DELIVERY")
 NEW_ACCOUNT_DAYS, NEW_ACCOUNT_ORDERS = 30, 1
 LOST_CLAIM_DAYS_AFTER_ORDER_MIN = 7
 ASSOCIATE_GOODWILL_REQUESTS_30D = 2
+# Associate concentration: a customer's share of an associate's discretionary (not confirmed) grants.
+CONCENTRATION_SHARE_MAX_PERCENT = 20
+CONCENTRATION_CENTS_MIN = 7_500
+CONCENTRATION_GRANTS_MIN = 2
 WATCH_CLAIMS_MIN = 3
 DAY_MS = 24 * 60 * 60 * 1000
 KINDS = ("CREDIT", "REFUND", "RESHIP", "SHIPPING_UPGRADE", "GIFT_WRAP")
@@ -105,6 +109,8 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
     strikes: dict[str, int] = {}
     new_account_addresses: set = set()  # addresses where a new account's never-received claim was made
     goodwill: dict[tuple[str, str], int] = {}  # (customer, associate) -> goodwill requests seen
+    discretionary: dict[str, int] = {}  # associate -> cents of its grants but confirmed incidents' remedies
+    favoured: dict[tuple[str, str], tuple[int, set]] = {}  # (associate, customer) -> (those cents, grants: incidents or goodwill request ids)
     for e in _with_proactive(events, orders, seen_incidents):
         if e["type"] == "OrderPlaced":
             placed.setdefault(e["customer_id"], []).append(e)
@@ -130,6 +136,10 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
         percent = 50 if watch else 100
         goodwill_key = (e["customer_id"], e["requested_by"])
         is_goodwill = not incident_id and e["requested_by"] not in ("system", "customer")
+        by_associate = e["requested_by"] not in ("system", "customer")
+        favour = favoured.get((e["requested_by"], e["customer_id"]), (0, set()))
+        favour_cents, favour_total = favour[0] + amount, discretionary.get(e["requested_by"], 0) + amount
+        favour_grants = favour[1] | {incident_id or e["request_id"]}  # an incident's remedies are one grant
         if e["currency"] != "USD":
             result = ("ESCALATED", 0)
         elif kind in ("REFUND", "RESHIP") and order is None:
@@ -163,6 +173,12 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
             result = ("ESCALATED", 0)
         elif is_goodwill and goodwill.get(goodwill_key, 0) >= ASSOCIATE_GOODWILL_REQUESTS_30D:
             result = ("ESCALATED", 0)
+        elif (by_associate and not confirmed and len(favour_grants) >= CONCENTRATION_GRANTS_MIN
+              and favour_cents > CONCENTRATION_CENTS_MIN
+              and favour_cents * 100 > CONCENTRATION_SHARE_MAX_PERCENT * favour_total):
+            result = ("ESCALATED", 0)  # at the associate scope, after the household took it
+            if order is not None:
+                _household_fits(household, order, incident_id or e["request_id"], incident_kind, amount)
         else:
             result = ("GRANTED", amount)
             mine.append((kind, amount, incident_id, incident_kind, confirmed))
@@ -182,14 +198,27 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
                 if (len(home["claims"]) > HOUSEHOLD_CLAIMS_90D or home["cents"] > HOUSEHOLD_CENTS_30D
                         or any(len(ids) > HOUSEHOLD_INCIDENT_CLAIMS_90D[k] for k, ids in home["kinds"].items())):
                     raise LimitsWouldBind(f"household {order['shipping_address_id']} nears its limits")
-            if e["requested_by"] not in ("system", "customer"):
+            if by_associate:
                 associate[e["requested_by"]] = associate.get(e["requested_by"], 0) + amount
                 if associate[e["requested_by"]] > ASSOCIATE_CENTS_PER_DAY:
                     raise LimitsWouldBind(f"associate {e['requested_by']} nears the daily budget")
+                if not confirmed:
+                    discretionary[e["requested_by"]] = favour_total
+                    favoured[(e["requested_by"], e["customer_id"])] = (favour_cents, favour_grants)
         if is_goodwill:
             goodwill[goodwill_key] = goodwill.get(goodwill_key, 0) + 1
         out[e["request_id"]] = result
     return out
+
+
+def _household_fits(household: dict, order: dict, claim: str, incident_kind: str | None, amount: int) -> None:
+    """A request refused at its associate passed its household first; this reference predicts it only
+    when the household was clear of its limits (else which limit refused it depends on the route)."""
+    home = household.get(order["shipping_address_id"], {"claims": set(), "cents": 0, "kinds": {}})
+    kinds = home["kinds"].get(incident_kind, set()) | ({claim} if incident_kind else set())
+    if (len(home["claims"] | {claim}) > HOUSEHOLD_CLAIMS_90D or home["cents"] + amount > HOUSEHOLD_CENTS_30D
+            or (incident_kind and len(kinds) > HOUSEHOLD_INCIDENT_CLAIMS_90D[incident_kind])):
+        raise LimitsWouldBind(f"household {order['shipping_address_id']} nears its limits")
 
 
 def _signal(request: dict, incident: dict | None, orders: dict, placed: dict, delivered: dict, strikes: dict,

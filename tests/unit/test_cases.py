@@ -110,3 +110,18 @@ def test_households_and_associates_are_ranked_by_claims_then_cents_within_the_pe
     assert [(row["key"], row["claims"]) for row in ranked["associates"]] == [("assoc-ana", 3), ("assoc-ben", 3)]
     recent = cases.rankings(log, NOW - 4 * HOUR_MS, NOW)
     assert [(row["key"], row["claims"]) for row in recent["households"]] == [("h2", 3), ("h1", 1)]
+
+
+def test_an_associate_concentration_case_says_the_customer_s_share_in_words():
+    concentrated = escalated("r-pal", customer="pal", by="assoc-pal", reasons=("ASSOCIATE_CUSTOMER_CONCENTRATION",))
+    concentrated["inputs"] = {
+        "associate_granted_cents_day": 4_000, "associate_cap_cents_day": 150_000,
+        "associate_customer_granted_cents_30d": 4_000, "associate_customer_grants_30d": 1,
+        "associate_discretionary_granted_cents_30d": 8_500, "associate_customer_share_percent_30d": 65,
+        "associate_concentration_share_max_percent_30d": 20, "associate_concentration_cents_min_30d": 7_500,
+        "associate_concentration_grants_min_30d": 2}
+    words = cases.inputs_in_words(concentrated)
+    assert words[:2] == [
+        "associate: $40.00 granted today of a $1,500.00 budget",
+        "associate: $40.00 in 1 grants to this customer in 30 days of $85.00 discretionary; 65% with this "
+        "request (a second person looks above 20% and $75.00 from the 2nd grant)"]
