@@ -145,11 +145,15 @@ class Store:
         """Write one projector batch (a projections.projector.ProjectionBatch): postings, then decisions."""
         if not batch.ledger_rows:
             return
-        known = self.decisions_by_id(batch.superseded_ids(), suffix)
+        superseded, own = batch.superseded_ids(), {d["decision_id"] for d, _, _ in batch.decisions}
+        # One read of the ledger serves both: the superseded decisions' money fields (for reversal
+        # postings) and this batch's decisions already posted (a redelivered batch keeps its dates).
+        found = self._ledger_rows(superseded | own, suffix)
+        known = {did: row[0] for did, row in found.items() if did in superseded}
         postings = batch.posting_rows(known)
         if postings:
             self._insert(POSTINGS_TABLE + suffix, postings, POSTING_COLUMNS, batch.token)
-        earlier = self.postings_by_id({d["decision_id"] for d, _, _ in batch.decisions}, suffix)
+        earlier = {did: row[1] for did, row in found.items() if did in own}
         rows = batch.posted_rows(self.closes(), earlier)
         self._insert(DECISIONS_TABLE + suffix, rows, DECISION_COLUMNS, batch.token)
 
@@ -182,28 +186,18 @@ class Store:
                 time.sleep(pause)
                 pause *= 2
 
-    def decisions_by_id(self, decision_ids: set[str], suffix: str = "") -> dict[str, dict]:
-        """The money fields of these decisions (for reversal postings), by decision id."""
+    def _ledger_rows(self, decision_ids: set[str], suffix: str = "") -> dict[str, tuple[dict, tuple]]:
+        """Per decision id the ledger holds: its money fields (decision_id, kind, outcome,
+        granted_cents, currency) and its posting (posted_at, posting_date, posting_mark)."""
         if not decision_ids:
             return {}
         result = self.client.query(
-            f"SELECT decision_id, kind, outcome, granted_cents, currency FROM {self.database}.{DECISIONS_TABLE}{suffix} "
-            "FINAL WHERE decision_id IN {ids:Array(String)}",
+            f"SELECT decision_id, kind, outcome, granted_cents, currency, posted_at, posting_date, posting_mark "
+            f"FROM {self.database}.{DECISIONS_TABLE}{suffix} FINAL WHERE decision_id IN {{ids:Array(String)}}",
             parameters={"ids": sorted(decision_ids)},
         )
         keys = ("decision_id", "kind", "outcome", "granted_cents", "currency")
-        return {row[0]: dict(zip(keys, row)) for row in result.result_rows}
-
-    def postings_by_id(self, decision_ids: set[str], suffix: str = "") -> dict[str, tuple]:
-        """(posted_at, posting_date, posting_mark) of these decisions where the ledger has them already."""
-        if not decision_ids:
-            return {}
-        result = self.client.query(
-            f"SELECT decision_id, posted_at, posting_date, posting_mark FROM {self.database}.{DECISIONS_TABLE}{suffix} "
-            "FINAL WHERE decision_id IN {ids:Array(String)}",
-            parameters={"ids": sorted(decision_ids)},
-        )
-        return {row[0]: (row[1], row[2], row[3]) for row in result.result_rows}
+        return {row[0]: (dict(zip(keys, row[:5])), tuple(row[5:8])) for row in result.result_rows}
 
     # Closed periods (projections/periods.py) ---------------------------------------------------
 
