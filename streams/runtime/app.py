@@ -306,8 +306,8 @@ class Worker:
         marks = {}
         for partition in partitions:
             quiet = await shell.aligner.quiet(partition)
-            marks[decide_source(partition)] = ordering.decide_watermark(
-                self.clocks.position_ms.get(partition), self.clocks.blocked.get(partition, {}).values(), quiet)
+            marks[decide_source(partition)] = (ordering.decide_watermark(
+                self.clocks.position_ms.get(partition), self.clocks.blocked.get(partition, {}).values(), quiet), ())
         await self._send_progress(shell, marks)
 
     async def _limits_tick(self) -> None:
@@ -325,18 +325,19 @@ class Worker:
                 if level < len(waiting):
                     waiting[level].append(first)
             frontiers = [shell.aligner.level_frontier(partition, level) for level in range(len(levels) - 1)]
-            for level, mark in enumerate(ordering.limits_watermarks(frontiers, waiting), 1):
-                marks[limits_source(partition, level)] = mark
+            first, *higher = ordering.limits_watermarks(frontiers, waiting)
+            marks[limits_source(partition)] = (first, tuple(enumerate(higher, 2)))
         await self._send_progress(shell, marks)
 
-    async def _send_progress(self, shell: AgentShell, marks: dict[str, tuple]) -> None:
+    async def _send_progress(self, shell: AgentShell, marks: dict[str, tuple[tuple, tuple]]) -> None:
+        """Send each source's (watermark, higher levels' watermarks) that changed, or is due again."""
         now = asyncio.get_running_loop().time()
         entries = []
         for source, mark in marks.items():
             sent = self.progress_sent.get(source)
             if sent is not None and sent[0] == mark and now - sent[1] < PROGRESS_RESEND_S:
                 continue
-            value = schemas.encode("LimitCheck", progress_datum(source, mark))
+            value = schemas.encode("LimitCheck", progress_datum(source, *mark))
             key = f"progress:{source}".encode()
             entries.extend(OutboxEntry(self.names.limit_checks, key, value, partition=partition)
                            for partition in range(self.settings.topic_partitions))
@@ -558,7 +559,10 @@ class Worker:
         def shown(key) -> str:
             return "idle" if key[0] >= ordering.IDLE_MS else ("none" if key[0] < 0 else f"{key[0]}/{key[1]}/{key[2]}")
 
-        out = {"watermarks_sent": {source: shown(mark) for source, (mark, _) in sorted(self.progress_sent.items())}}
+        out = {"watermarks_sent": {
+            (f"{source}:L{level}" if level > 1 else source): shown(key)
+            for source, ((mark, higher), _) in sorted(self.progress_sent.items())
+            for level, key in ((1, mark), *higher)}}
         limits = self.shells.get("limits")
         if limits is not None:
             sequencer = limits.aligner

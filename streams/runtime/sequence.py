@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import logging
 from typing import Callable, Sequence
 
@@ -38,14 +39,20 @@ def decide_source(partition: int) -> str:
 def limits_source(partition: int, level: int = 1) -> str:
     """The name a limits partition's watermark for the checks it passes on to scopes of `level`
     carries (level 1, the first after the household: "limits:<partition>")."""
-    return f"limits:{partition}" if level == 1 else f"limits:{partition}:L{level}"
+    return f"limits:{partition}" if level == 1 else f"limits:{partition}:L{level}"  # (progress_datum's `route`)
 
 
-def progress_datum(source: str, mark: ordering.Key) -> dict:
-    """A LimitCheck PROGRESS: `source` sends no check with a key below `mark` after this one."""
+def progress_datum(source: str, mark: ordering.Key, higher: Sequence[tuple[int, ordering.Key]] = ()) -> dict:
+    """A LimitCheck PROGRESS: `source` sends no check with a key below `mark` after this one.
+
+    A limits partition's watermarks for the levels after the first ride in the same message, in
+    `route`, each as the JSON text [level, order_ms, order_customer, order_n] (one message per
+    partition and tick, however many levels)."""
     return {
         "event_id": f"progress/{source}", "request_id": source, "customer_id": "", "action": "PROGRESS",
-        "scope": "progress", "scope_key": source, "route": [], "reserved": [], "amount_cents": 0,
+        "scope": "progress", "scope_key": source,
+        "route": [json.dumps([level, *key], separators=(",", ":")) for level, key in higher],
+        "reserved": [], "amount_cents": 0,
         "kind": "UNKNOWN", "incident_id": None, "incident_kind": None, "at": 0, "passed": False,
         "outcome": "UNKNOWN", "reason_codes": [], "inputs": {}, "policy_version": "",
         "order_ms": mark[0], "order_customer": mark[1], "order_n": mark[2],
@@ -94,7 +101,11 @@ class Sequencer:
                 self.passing.append(event)
                 continue
             if datum["action"] == "PROGRESS":
-                self.marks.setdefault(partition, {})[datum["request_id"]] = ordering.order_key(datum)
+                marks = self.marks.setdefault(partition, {})
+                marks[datum["request_id"]] = ordering.order_key(datum)
+                for entry in datum["route"]:
+                    level, order_ms, customer, n = json.loads(entry)
+                    marks[f"{datum['request_id']}:L{level}"] = (order_ms, customer, n)
                 self.passing.append(event)
             elif datum["action"] == "RESERVE":
                 key = ordering.order_key(datum)

@@ -105,3 +105,14 @@ def test_the_linked_levels_follow_the_route_order():
     assert scope_levels(Policy.from_document({"linked_accounts_scope_enabled": 1})) == LINKED_LEVELS
     assert scope_levels(Policy.from_document({"linked_accounts_scope_enabled": 0})) == ("household", "associate")
     assert tuple(f"linked:{kind}" for kind in core.LINK_FIELDS) == LINKED_LEVELS[1:-1]
+
+
+def test_a_limits_partition_s_watermarks_for_every_level_ride_in_one_message():
+    sequencer = Sequencer(1, lambda: LINKED_LEVELS)
+    higher = [(2, (T0 + 5, "c7", 1)), (3, (T0 + 5, "", 0)), (4, (T0 + 4, "", 0))]
+    datum = progress_datum("limits:0", (T0 + 20, "", 0), higher)
+    assert schemas.decode(schemas.encode("LimitCheck", datum))[1]["route"] == datum["route"]
+    take(sequencer, [event(0, datum)])
+    assert sequencer.marks[0]["limits:0"] == (T0 + 20, "", 0)
+    assert sequencer.marks[0]["limits:0:L2"] == (T0 + 5, "c7", 1)
+    assert sequencer.marks[0]["limits:0:L4"] == (T0 + 4, "", 0)
