@@ -402,6 +402,21 @@ def _result(check: Check, passed: bool, outcome: str, reasons: list[str], inputs
             "reason_codes": reasons, "inputs": {**check["inputs"], **inputs}}
 
 
+# Answers a scope keeps whatever the date of their check: the last this many it judged (a crash
+# redelivers at most the uncommitted batches, far fewer).
+RECENT_ANSWERS_KEPT = 1_000
+
+
+def _judged_sequence(answer: list) -> int:
+    """When an answer was judged (its sequence at the scope; 0 for forms written before sequences)."""
+    return (answer[3] or 0) if not isinstance(answer[0], dict) and len(answer) > 3 else 0
+
+
+def _judged_since(answer: list, sequence: int) -> bool:
+    """Whether an answer was judged after `sequence`."""
+    return _judged_sequence(answer) > sequence
+
+
 def _answered_at(answer: list) -> int:
     return answer[0]["at"] if isinstance(answer[0], dict) else answer[0]
 
@@ -501,10 +516,17 @@ def _bounded(state: ScopeState, policy: Policy, scope: str) -> ScopeState:
     newest = _newest_ms(state)
     floor = newest - _detail_ms(policy, scope)
     reservations = {rid: r for rid, r in state["reservations"].items() if r[0] > floor}
-    answers = {rid: a for rid, a in state["answers"].items() if _answered_at(a) > floor}
+    judged = state.get("judged", 0)
+    # An answer is also kept while it is among the scope's last RECENT_ANSWERS_KEPT judged, however
+    # old its check: a check dated days before the newest (a catch-up, the order keys) is judged
+    # now, and a RESERVE redelivered after a crash must find its answer, not be judged and counted again.
+    answers = {rid: a for rid, a in state["answers"].items()
+               if _answered_at(a) > floor or _judged_since(a, judged - RECENT_ANSWERS_KEPT)}
     released = {rid: at for rid, at in state["released"].items() if at > floor}
     if len(answers) > policy.scope_entries_max:
-        keep = sorted(answers, key=lambda rid: (_answered_at(answers[rid]), rid))[-policy.scope_entries_max :]
+        # The last judged stay (a redelivery asks for those), then the newest by date.
+        keep = sorted(answers, key=lambda rid: (_judged_sequence(answers[rid]), _answered_at(answers[rid]), rid)
+                      )[-policy.scope_entries_max :]
         answers = {rid: answers[rid] for rid in keep}
     bounded = {"reservations": reservations, "answers": answers, "released": released, "judged": state.get("judged", 0)}
     if state.get("unsettled") is not None:

@@ -69,8 +69,10 @@ def test_an_associate_remembers_a_day_plus_the_lateness_window_not_ninety_days()
     days = 30
     state = associate_state_after(days, 40)
     kept_days = (DAY_MS + POLICY.request_lateness_ms_max) // DAY_MS
-    assert len(state["answers"]) == len(state["reservations"]) == 40 * kept_days  # the last 8 days only
-    oldest_kept = min(answer[0] for answer in state["answers"].values())
+    assert len(state["reservations"]) == 40 * kept_days  # the last 8 days only
+    # Answers: those 8 days, or the last RECENT_ANSWERS_KEPT judged when they are more (redeliveries).
+    assert len(state["answers"]) == max(40 * kept_days, scopes.RECENT_ANSWERS_KEPT)
+    oldest_kept = min(entry[0] for entry in state["reservations"].values())
     assert oldest_kept > T0 + (days - 1) * DAY_MS - DAY_MS - POLICY.request_lateness_ms_max
 
 
@@ -128,3 +130,17 @@ def test_a_catch_up_a_month_behind_still_counts_that_day_s_budget(spent_that_day
     late = reserve(request("late-day0", 1_000, customer="c-late", requested_by="assoc-1", at=T0 + 1_000))
     _, answer = scopes.handle_check(state, late, POLICY)
     assert answer[0]["passed"] is fits
+
+
+def test_a_check_dated_days_before_the_newest_keeps_its_answer_so_a_redelivery_is_not_counted_again():
+    # The order keys can bring an associate a check dated days before one it already judged (a
+    # catch-up). A day after its newest check the associate forgets by date; a RESERVE redelivered
+    # after a crash must still find its answer, or it is judged and counted again.
+    newer = reserve(request("newer", 5_000, customer="c1", requested_by="assoc-1", at=T0 + 3 * DAY_MS))
+    older = reserve(request("older", 1_200, customer="c2", requested_by="assoc-1", at=T0))
+    state, _ = scopes.handle_check(scopes.empty_scope_state(), newer, POLICY)
+    state, first = scopes.handle_check(state, older, POLICY)
+    assert "older" in state["answers"]
+    again_state, again = scopes.handle_check(json.loads(json.dumps(state)), older, POLICY)
+    assert again == first and again_state == json.loads(json.dumps(state))
+    assert sum(state["days"].values()) == 6_200
