@@ -60,4 +60,6 @@ class Workbench:
         if self._backtest.locked():
             raise BacktestBusy("a backtest is already running on this worker; try again when it has finished")
         async with self._backtest:
-            return await asyncio.to_thread(backtest_report, self.settings, candidate, since_ms, until_ms)
+            # In one process: a worker has threads (and embedded chDB), so it never forks.
+            return await asyncio.to_thread(backtest_report, self.settings, candidate, since_ms, until_ms,
+                                           parallel=False)
