@@ -26,10 +26,12 @@ class Workbench:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._backtest = asyncio.Lock()
+        # The decision topic read whole once, then only what was added since, on each call.
+        self.decision_index = cases.DecisionIndex(settings)
 
     async def review_data(self) -> tuple[list[dict], dict[str, dict]]:
         """Every decision and the newest assignment of every case."""
-        return await asyncio.gather(asyncio.to_thread(cases.decisions, self.settings),
+        return await asyncio.gather(asyncio.to_thread(self.decision_index.decisions),
                                     asyncio.to_thread(cases.assignments, self.settings))
 
     async def policy(self) -> dict:
@@ -45,7 +47,7 @@ class Workbench:
 
     async def rankings(self, since_ms: int | None, until_ms: int | None) -> dict:
         """Households and associates ranked by claims and cents over the period."""
-        return rankings(await asyncio.to_thread(cases.decisions, self.settings), since_ms, until_ms)
+        return rankings(await asyncio.to_thread(self.decision_index.decisions), since_ms, until_ms)
 
     async def shadow_report(self) -> dict:
         """The running (or last) shadow policy against the live decisions of the same requests."""
