@@ -27,7 +27,7 @@ from streams.core import decision as core  # noqa: E402
 from streams.core.policy import Policy  # noqa: E402
 from streams.measure.simulate import WorkloadConfig, generate  # noqa: E402
 from streams.runtime.batch import Incoming, key_partition  # noqa: E402
-from streams.runtime.replay import PackedRecords, replay_period, to_stderr  # noqa: E402
+from streams.runtime.replay import PROGRESS_EVERY_S, PackedRecords, replay_period, to_stderr  # noqa: E402
 from streams.runtime.topics import TopicNames  # noqa: E402
 
 PARTITIONS = 4
@@ -38,7 +38,7 @@ STRICTER = {"household_incident_claims_max_90d": {"STOLEN_AFTER_DELIVERY": 1}}
 def records(config: WorkloadConfig, names: TopicNames, progress=None) -> PackedRecords:
     """Every simulated event as the upstream record `publish` would have sent, packed in replay order."""
     found = PackedRecords(list(names.upstream()))
-    started = time.monotonic()
+    started = said = time.monotonic()
     for events, _ in generate(config):
         for event in events:
             name = event["type"]
@@ -46,8 +46,9 @@ def records(config: WorkloadConfig, names: TopicNames, progress=None) -> PackedR
             key = event["customer_id"].encode()
             found.append(Incoming(names.for_event(name), key_partition(key, PARTITIONS), len(found), key,
                                   schemas.encode(name, datum), core.event_time_ms(event)))
-        if progress:
-            progress(f"encoded {len(found):,} events ({time.monotonic() - started:.0f}s)")
+        if progress and time.monotonic() - said >= PROGRESS_EVERY_S:
+            said = time.monotonic()
+            progress(f"encoded {len(found):,} events ({said - started:.0f}s)")
     found.sort()
     return found
 

@@ -760,8 +760,8 @@ def main() -> int:
                         help="customers for the state-size figure (0 skips it; 1M takes 5-7 minutes on 2 cores)")
     parser.add_argument("--state-days", type=int, default=30)
     parser.add_argument("--backtest-customers", type=int, default=20_000,
-                        help="customers for the backtest replay figure (0 skips it; 1,000,000 x 30 days takes about "
-                             "11 minutes and 10 GB on 2 cores: bench/README.md, \"Backtest\")")
+                        help="customers for the backtest replay figure (0 skips it; 1,000,000 x 30 days takes 8 to 11 "
+                             "minutes and up to 10 GB on 2 cores: bench/README.md, \"Backtest\")")
     parser.add_argument("--backtest-days", type=int, default=30)
     parser.add_argument("--source", default="worktree", help="worktree (default), a commit such as HEAD, or a directory")
     parser.add_argument("--skip", default="", help="comma-separated steps to skip: ceilings,loops,scaling,paced,sync,hops,profile,state,quality,backtest")

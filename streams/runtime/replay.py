@@ -441,6 +441,7 @@ def _in_two_processes(runs, records, since_ms, until_ms, in_period, labels, prog
     gc.collect()
     gc.freeze()  # the collector would otherwise write to every shared object's header (unsharing it)
     children = []
+    finished = False
     try:
         for replay, checked, what in runs:
             receive, send = context.Pipe(duplex=False)
@@ -460,10 +461,13 @@ def _in_two_processes(runs, records, since_ms, until_ms, in_period, labels, prog
             if status != "done":
                 raise ReplayFailed(f"the backtest run {what!r} failed:\n{payload}")
             outcomes.append(payload)
+        finished = True
         return outcomes
     finally:
         for child, receive, _ in children:
             receive.close()
+            if not finished:
+                child.terminate()  # the other run's minutes of work would be thrown away anyway
             child.join()
         gc.unfreeze()
 
