@@ -108,16 +108,32 @@ def _every_request_shadowed(deployment, events) -> dict[str, set[bytes]]:
     return shadowed
 
 
+def _shadow_side(report: dict) -> tuple:
+    """The measures of a report that come from its second side alone (the candidate's decisions):
+    granted cents per currency and per kind, and the count of each reason code."""
+    return (report["decisions"], report["granted_cents_after"],
+            {kind: sides["after"] for kind, sides in report["granted_cents_by_kind"].items() if sides["after"]},
+            {code: sides["after"] for code, sides in report["reason_codes"].items() if sides["after"]})
+
+
 def _check_against_a_backtest(deployment, stricter, events) -> dict:
-    """Every request shadowed (above), and the shadow decided exactly what a backtest of the month predicts."""
+    """Every request shadowed (above), and the shadow decided exactly what a backtest of the month
+    predicts under the candidate. The transitions (shadow against live) are compared too when the
+    backtest reproduced the live log; when it did not (a check judged first come, first served
+    after a late arrival, docs/decisions.md), live differs from the replay, not the shadow."""
     shadowed = _every_request_shadowed(deployment, events)
     report = json.loads(deployment.cli("policy", "shadow", "report", "--json").stdout)
-    predicted = json.loads(deployment.cli("policy", "backtest", str(stricter), "--json", "--quiet").stdout)
-    assert predicted["reproduced_share"] == 1.0, predicted["reproduction"]["differing"][:5]
+    backtested = deployment.cli("policy", "backtest", str(stricter), "--json", "--quiet", check=False)
+    predicted = json.loads(backtested.stdout)
     assert report["shadow_decisions"] == len(shadowed)
-    assert predicted["transitions"] == report["transitions"], (predicted["changed_decisions"], report["changed_decisions"])
+    assert _shadow_side(predicted) == _shadow_side(report)
     assert report["transitions"].get("GRANTED->DENIED", 0) > 0
-    assert predicted["granted_cents_after"] == report["granted_cents_after"]
+    if predicted["reproduced_share"] == 1.0:
+        assert predicted["transitions"] == report["transitions"], (predicted["changed_decisions"],
+                                                                   report["changed_decisions"])
+    else:
+        print("live differs from the replay under the policy in force:",
+              json.dumps(predicted["reproduction"]["differing"][:5], default=str))
     return shadowed
 
 
@@ -146,13 +162,10 @@ def test_a_worker_that_gains_partitions_publishes_the_shadow_decisions_their_own
     try:
         os.killpg(worker_b.process.pid, signal.SIGSTOP)
         deployment.cli("publish", str(events))
-        shadowed = _every_request_shadowed(deployment, events)
+        shadowed = _check_against_a_backtest(deployment, stricter, events)
         # B published nothing (frozen before the month was sent): all came from A, everything A made.
         shadow_a = deployment.get("/health")["shadow"]
         assert shadow_a["decisions_made"] == shadow_a["decisions_published"] == len(shadowed)
         assert shadow_a["publishing_partitions"] == list(range(deployment.settings.topic_partitions))
-        # (No backtest comparison here: while B was frozen, checks to its limits partitions were
-        # judged first come, first served when they arrived late, the documented exception the
-        # backtest's self-check reports; the shadow replays in record order.)
     finally:
         worker_b.stop_worker(signal.SIGKILL)
