@@ -423,8 +423,9 @@ def replay_period(records: PackedRecords, in_force: Policy, candidate: Policy, n
     if progress and before_records:
         progress(f"state at the start of the period: {before_records:,} records folded, "
                  f"{len(prefix.states):,} customers ({prefix.states.held_bytes() / 2**20:,.0f} MiB held)")
-    runs = [(prefix.fork(in_force), recorded, "in force"), (prefix, None, "candidate")]
-    runs[1][0].policy = candidate
+    in_force_run = prefix.fork(in_force)
+    prefix.policy = candidate  # the prefix itself goes on as the candidate's run (no second copy of the states)
+    runs = [(in_force_run, recorded, "in force"), (prefix, None, "candidate")]
     parallel = fork_available() if parallel is None else parallel
     if parallel:
         outcomes = _in_two_processes(runs, records, since_ms, until_ms, in_period, labels, progress)
