@@ -1,6 +1,7 @@
 """Remedy Ledger benchmarks: one command, a table and JSON, every figure with cores and load.
 
     .venv/bin/python bench/run.py [--customers 20000] [--days 30] [--source worktree|HEAD|DIR]
+                                  [--backtest-customers 20000] [--state-customers 1000000] [--skip STEPS]
 
 The worker is measured against three ceilings: a bare aiokafka consumer, a Faust no-op agent
 (bench/noop_app.py) and the hand-written aiokafka loops running the same core end to end
@@ -50,6 +51,8 @@ TARGETS = {
     "freshness_p99_ms": ("<=", 2_000),
     "publish_events_per_s": (">=", 30_000),
     "state_1m_customers_rss_bytes": ("<=", 2 * 1024**3),
+    # Issue 11: a backtest runs on 1M customers' history "in minutes, not hours" (both runs, 2 cores).
+    "backtest_1m_customers_replay_s": ("<=", 15 * 60),
 }
 # Bounds on every wait, so a broken worker fails the bench instead of hanging it.
 WORKER_START_S_MAX = 120
@@ -720,6 +723,22 @@ def run_script(source: Path, script: str, *args: str) -> dict:
     return {**json.loads(completed.stdout), **load()}
 
 
+def run_backtest(source: Path, customers: int, days: int, seed: int) -> dict:
+    """bench/backtest_replay.py under /usr/bin/time when it is there (its peak RSS is the largest
+    process's; the script reports each process's own)."""
+    command = [PYTHON, str(REPO / "bench" / "backtest_replay.py"), str(customers), str(days), str(seed), "--quiet"]
+    timed = Path("/usr/bin/time").exists()
+    if timed:
+        command = ["/usr/bin/time", "-f", "%e s %M KB", *command]
+    started = time.monotonic()
+    completed = subprocess.run(command, cwd=source, check=True, text=True, env={**os.environ, "PYTHONPATH": str(source)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    found = {**json.loads(completed.stdout), "wall_seconds": round(time.monotonic() - started, 1), **load()}
+    if timed and completed.stderr.strip():
+        found["usr_bin_time"] = completed.stderr.strip().splitlines()[-1]
+    return found
+
+
 # -- the run --------------------------------------------------------------------------------------
 
 
@@ -740,8 +759,12 @@ def main() -> int:
     parser.add_argument("--state-customers", type=int, default=1_000_000,
                         help="customers for the state-size figure (0 skips it; 1M takes 5-7 minutes on 2 cores)")
     parser.add_argument("--state-days", type=int, default=30)
+    parser.add_argument("--backtest-customers", type=int, default=20_000,
+                        help="customers for the backtest replay figure (0 skips it; 1,000,000 x 30 days takes 8 to 11 "
+                             "minutes and up to 10 GB on 2 cores: bench/README.md, \"Backtest\")")
+    parser.add_argument("--backtest-days", type=int, default=30)
     parser.add_argument("--source", default="worktree", help="worktree (default), a commit such as HEAD, or a directory")
-    parser.add_argument("--skip", default="", help="comma-separated steps to skip: ceilings,loops,scaling,paced,sync,hops,profile,state,quality")
+    parser.add_argument("--skip", default="", help="comma-separated steps to skip: ceilings,loops,scaling,paced,sync,hops,profile,state,quality,backtest")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     source = source_tree(args.source)
@@ -860,6 +883,11 @@ def main() -> int:
     if "state" not in skip and args.state_customers:
         log(f"state size with {args.state_customers:,} customers (in-process fold)")
         results["state"] = run_script(source, "state_size.py", str(args.state_customers), str(args.state_days), str(args.seed))
+    if "backtest" not in skip and args.backtest_customers:
+        log(f"backtest replay, {args.backtest_customers:,} customers x {args.backtest_days} days (no Kafka; "
+            "bench/backtest_replay.py)")
+        results["backtest"] = run_backtest(source, args.backtest_customers, args.backtest_days, args.seed)
+        log(f"  {results['backtest']}")
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -986,6 +1014,17 @@ def render(r: dict) -> str:
         row("state: fold process peak RSS", state["peak_rss_bytes"] / 2**20, "MiB", state)
         if state["customers"] >= 1_000_000:
             row("  RSS with 1M customers (target)", state["peak_rss_bytes"], "bytes", state, "state_1m_customers_rss_bytes")
+    bt = r.get("backtest")
+    if bt:
+        row(f"backtest replay {bt['customers']:,} x {bt['days']}d, 2 runs",
+            bt["replay_seconds_both_runs"], "s", bt)
+        row(f"  per run ({bt['processes']} processes)", bt["events_per_s_per_run"], "ev/s", bt)
+        if bt["customers"] >= 1_000_000:
+            row("  1M customers' month (target)", bt["replay_seconds_both_runs"], "s", bt,
+                "backtest_1m_customers_replay_s")
+        row("  peak RSS, largest run process", max(bt["run_peak_rss_bytes"]) / 2**20, "MiB", bt)
+        row("  peak RSS, sum of processes (shared in each)",
+            (bt["peak_rss_bytes"] + sum(bt["run_peak_rss_bytes"])) / 2**20, "MiB", bt)
     lines_q = []
     for key, where in (("quality", "Kafka run, 1 worker"), ("quality_in_process", "in process, ideal ordering")):
         q = r.get(key)

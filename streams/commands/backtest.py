@@ -133,7 +133,7 @@ def cmd_policy_shadow(args) -> int:
         print(f"stopped shadow {done['version']}; its decisions stay for `policy shadow report`")
     else:
         done = shadow.start(settings, Path(args.target), args.author, args.reason, now_ms)
-        print(f"shadow {done['version']} running: the projecting worker decides every request sent from now on "
+        print(f"shadow {done['version']} running: every deciding worker decides every request sent from now on "
               "under it too, off the decision path (`policy shadow report`)")
     return 0
 

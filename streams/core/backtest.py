@@ -78,41 +78,108 @@ def reproduction(recorded: Iterable[Decision], replayed: Iterable[Decision], pol
     decision made under another policy version than the one replayed is counted in
     `recorded_under_other_versions` (it is expected to differ when the thresholds differ).
     """
-    on_log, again = distinct(recorded), distinct(replayed)
-    differing, same, judged_order_differences = [], 0, 0
-    for decision_id, decision in on_log.items():
-        replay = again.get(decision_id)
-        if replay is None:
-            differing.append({"decision_id": decision_id, "request_id": decision["request_id"],
-                              "problem": "recorded, not made by the replay", "recorded_outcome": decision["outcome"]})
-            continue
+    check = Reproduction(recorded, policy_version)
+    for decision in replayed:
+        check.add(decision)
+    return check.result()
+
+
+class Reproduction:
+    """The self-check taken one replayed decision at a time (a replay need not keep its decisions):
+    `result()` equals `reproduction(recorded, every decision added, policy_version)`."""
+
+    def __init__(self, recorded: Iterable[Decision], policy_version: str):
+        self.on_log = distinct(recorded)
+        self.policy_version = policy_version
+        self.seen: set[str] = set()  # replayed decision ids, each counted once
+        self.problems: dict[str, dict] = {}  # recorded decision id -> how the replay differs from it
+        self.replay_only: list[dict] = []  # made by the replay, not on the log, in the replay's order
+        self.same = 0
+        self.judged_order_differences = 0
+
+    def add(self, replay: Decision) -> None:
+        """Check one replayed decision (a repeat of a decision id counts once, the first time)."""
+        decision_id = replay["decision_id"]
+        if decision_id in self.seen:
+            return
+        self.seen.add(decision_id)
+        decision = self.on_log.get(decision_id)
+        if decision is None:
+            self.replay_only.append({"decision_id": decision_id, "request_id": replay["request_id"],
+                                     "problem": "made by the replay, not on the log",
+                                     "replayed_outcome": replay["outcome"]})
+            return
         fields = [name for name in REPRODUCED_FIELDS
                   if (_ordered_inputs(decision) != _ordered_inputs(replay) if name == "inputs"
                       else decision.get(name) != replay.get(name))]
         if not fields and decision.get("inputs") != replay.get("inputs"):
-            judged_order_differences += 1
+            self.judged_order_differences += 1
         if fields:
-            differing.append({"decision_id": decision_id, "request_id": decision["request_id"],
-                              "problem": "differs in " + ", ".join(fields),
-                              "recorded": {name: decision.get(name) for name in fields},
-                              "replayed": {name: replay.get(name) for name in fields}})
+            self.problems[decision_id] = {"decision_id": decision_id, "request_id": decision["request_id"],
+                                          "problem": "differs in " + ", ".join(fields),
+                                          "recorded": {name: decision.get(name) for name in fields},
+                                          "replayed": {name: replay.get(name) for name in fields}}
         else:
-            same += 1
-    for decision_id, decision in again.items():
-        if decision_id not in on_log:
-            differing.append({"decision_id": decision_id, "request_id": decision["request_id"],
-                              "problem": "made by the replay, not on the log", "replayed_outcome": decision["outcome"]})
-    whole = len(set(on_log) | set(again))
-    return {
-        "recorded_decisions": len(on_log),
-        "replayed_decisions": len(again),
-        "reproduced": same,
-        "reproduced_share": round(same / whole, 6) if whole else 1.0,
-        "recorded_under_other_versions": sum(1 for d in on_log.values() if d["policy_version"] != policy_version),
-        "differing_count": len(differing),
-        "differing": differing[:DIFFERING_LISTED_MAX],
-        "judged_order_differences": judged_order_differences,
-    }
+            self.same += 1
+
+    def result(self) -> dict:
+        """The self-check's report (see `reproduction`)."""
+        differing = []
+        for decision_id, decision in self.on_log.items():
+            if decision_id not in self.seen:
+                differing.append({"decision_id": decision_id, "request_id": decision["request_id"],
+                                  "problem": "recorded, not made by the replay", "recorded_outcome": decision["outcome"]})
+            elif decision_id in self.problems:
+                differing.append(self.problems[decision_id])
+        differing.extend(self.replay_only)
+        whole = len(self.on_log) + len(self.replay_only)
+        return {
+            "recorded_decisions": len(self.on_log),
+            "replayed_decisions": len(self.seen),
+            "reproduced": self.same,
+            "reproduced_share": round(self.same / whole, 6) if whole else 1.0,
+            "recorded_under_other_versions": sum(1 for d in self.on_log.values()
+                                                 if d["policy_version"] != self.policy_version),
+            "differing_count": len(differing),
+            "differing": differing[:DIFFERING_LISTED_MAX],
+            "judged_order_differences": self.judged_order_differences,
+        }
+
+
+# The fields of a decision that the comparison (`compare`) and the quality measures
+# (streams.measure.quality) read: a replay keeps only these of each decision it made.
+COMPARED_FIELDS = ("decision_id", "supersedes_decision_id", "request_id", "customer_id", "household_id", "kind",
+                   "outcome", "requested_cents", "granted_cents", "currency", "reason_codes", "requested_by",
+                   "requested_at", "origin")
+
+
+def slim(decision: Decision) -> Decision:
+    """The decision with only COMPARED_FIELDS (those it has): what a replay keeps of it."""
+    return {name: decision[name] for name in COMPARED_FIELDS if name in decision}
+
+
+class PeriodDecisions:
+    """What one replay keeps of the decisions it makes in a period, as they are made: the self-check
+    against the log (when given one) and each decision slimmed to what the comparison reads."""
+
+    def __init__(self, since_ms: int | None, until_ms: int | None, check: Reproduction | None = None):
+        self.since_ms, self.until_ms = since_ms, until_ms
+        self.check = check
+        self.slims: list[Decision] = []
+
+    def add(self, decisions: Iterable[Decision]) -> None:
+        """Take the decisions one replayed record released; those outside the period are not kept."""
+        for decision in decisions:
+            if not in_period(decision, self.since_ms, self.until_ms):
+                continue
+            if self.check is not None:
+                self.check.add(decision)
+            self.slims.append(slim(decision))
+
+    def final_slims(self) -> list[Decision]:
+        """The final decision of each request, slimmed, in `finals` order: `compare` of these
+        equals `compare` of every decision kept."""
+        return list(finals(self.slims).values())
 
 
 # Inputs that record the order in which a scope judged its requests (`<scope>_judged_sequence`).

@@ -10,6 +10,8 @@ within a maximum per field.
 
 from __future__ import annotations
 
+import functools
+
 import json
 import re
 from dataclasses import dataclass
@@ -403,24 +405,38 @@ def empty_items_problems(record_name: str, datum: dict) -> list[str]:
     return []
 
 
+# Field names whose rules are kept (the schemas have a few dozen; an unknown name is only computed again).
+FIELD_RULES_CACHED_MAX = 1024
+
+
+@functools.lru_cache(maxsize=FIELD_RULES_CACHED_MAX)
+def _field_rules(name: str) -> tuple[bool, bool, bool, bool, bool]:
+    """Which of decoded_event_problems' rules a field name is under: (money, positive, id, currency,
+    enum). Cached: every record of a type has the same few names, and this runs for each field of
+    every record the worker and a backtest decode."""
+    return (name.endswith("_cents"), name in POSITIVE_FIELDS, is_id_field(name), name == "currency",
+            name in ENUM_FIELDS)
+
+
 def decoded_event_problems(record_name: str, datum: dict) -> list[str]:
     """Preconditions a decoded input event must meet beyond its Avro types; empty when it is sound."""
     # The same id and money bounds as at publish, so a record from any producer meets them.
     problems = empty_items_problems(record_name, datum)
     for name, value in datum.items():
-        if name.endswith("_cents") and isinstance(value, int) and value < 0:
+        money, positive, is_id, currency, enum = _field_rules(name)
+        if money and isinstance(value, int) and value < 0:
             problems.append(f"field '{name}': must not be negative, got {value}")
-        elif name.endswith("_cents") and isinstance(value, int) and value > MONEY_CENTS_MAX:
+        elif money and isinstance(value, int) and value > MONEY_CENTS_MAX:
             problems.append(f"field '{name}': {value} cents is above the maximum of {MONEY_CENTS_MAX} per field")
-        elif name in POSITIVE_FIELDS and isinstance(value, int) and value <= 0:
+        elif positive and isinstance(value, int) and value <= 0:
             problems.append(f"field '{name}': must be positive, got {value}")
-        elif is_id_field(name) and isinstance(value, str) and id_problem(value):
+        elif is_id and isinstance(value, str) and id_problem(value):
             problems.append(f"field '{name}': {id_problem(value)}")
-        elif name == "currency" and not CURRENCY_PATTERN.match(value):
+        elif currency and not CURRENCY_PATTERN.match(value):
             problems.append(f"field 'currency': must be a 3-letter ISO 4217 code, got {_shown_value(value)}")
-        elif name in ENUM_FIELDS and value == "UNKNOWN":
+        elif enum and value == "UNKNOWN":
             problems.append(f"field '{name}': a symbol this version does not know (read as UNKNOWN)")
-        elif isinstance(value, str) and not is_id_field(name) and text_problem(value):
+        elif not is_id and isinstance(value, str) and text_problem(value):
             problems.append(f"field '{name}': {text_problem(value)}")  # free text: reason, description, note
     for index, item in enumerate(datum.get("items") or []):
         if item["quantity"] <= 0:

@@ -136,6 +136,7 @@ class Worker:
         self.clickhouse = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.store: Store | None = None
         self.shells: dict[str, AgentShell] = {}
+        self.shadow_runner = None  # a ShadowRunner in a deciding worker (streams/runtime/shadow.py)
         self.producer: AIOKafkaProducer | None = None
         self.sync_api: SyncApi | None = None  # set once the producer and the decision follower run
         self.api_producer: AIOKafkaProducer | None = None
@@ -713,6 +714,7 @@ class Worker:
                               "outbox_messages_resent": shell.resent_total,
                               "restore_s": round(shell.state.restore_seconds_total, 2) if shell.state else None}
                        for name, shell in self.shells.items()},
+            "shadow": self.shadow_runner.status() if self.shadow_runner is not None else None,
         }
 
     # Erasure (docs/privacy.md) ----------------------------------------------------------------
@@ -787,16 +789,17 @@ class Worker:
             follower, self._publish_event, self._earlier_decision,
             self.names.requests, self.names.incidents, self.settings.sync_wait_ms / 1000,
             lambda: int(time.time() * 1000), self.metrics)
-        if self.serves_clickhouse:  # the shadow's decisions go to this worker's ClickHouse
-            from streams.runtime.shadow import ShadowRunner
-
-            shadow = ShadowRunner(self.settings, lambda made: self.on_clickhouse("insert_shadow_decisions", made))
-            self.shadow_task = asyncio.ensure_future(shadow.run())
         tasks = {asyncio.ensure_future(self._follow_policy()): "policy",
                  asyncio.ensure_future(follower.run()): "decision follower (synchronous API)",
                  asyncio.ensure_future(self._until_crashed(app)): "faust app"}
-        if self.serves_clickhouse:
-            tasks[self.shadow_task] = "shadow policy"
+        from streams.runtime.shadow import ShadowProjector, ShadowRunner
+
+        if "decide" in self.shells:  # every deciding worker evaluates a shadow for the partitions it owns
+            self.shadow_runner = ShadowRunner(self.settings, lambda: self._assigned().get("decide", []))
+            tasks[asyncio.ensure_future(self.shadow_runner.run())] = "shadow policy"
+        if self.serves_clickhouse:  # every worker's shadow decisions, from their topic into this worker's ClickHouse
+            projector = ShadowProjector(self.settings, lambda made: self.on_clickhouse("insert_shadow_decisions", made))
+            tasks[asyncio.ensure_future(projector.run())] = "shadow projector"
         stopping = asyncio.ensure_future(stop.wait())
         log.warning("worker ready on %s: roles %s (web %s:%s)", self.settings.kafka, ",".join(self.roles),
                     self.settings.web_host, self.settings.web_port)

@@ -361,8 +361,10 @@ def unreachable(kafka: KafkaConnection, error: Exception) -> TransientError:
 READ_POLL_MS = 500
 
 
-def read_topic(kafka: KafkaConnection, topic: str, timeout_s: float, client_id: str, missing_ok: bool = False) -> Iterator:
-    """Every record on a topic (all partitions) up to its end offsets now, without a consumer group.
+def read_topic(kafka: KafkaConnection, topic: str, timeout_s: float, client_id: str, missing_ok: bool = False,
+               only_partitions: set[int] | None = None) -> Iterator:
+    """Every record on a topic (all partitions, or `only_partitions`) up to its end offsets now,
+    without a consumer group.
 
     Bounded: raises TransientError past `timeout_s`. A topic that does not exist raises
     InvariantViolation, or yields nothing with `missing_ok`.
@@ -374,6 +376,10 @@ def read_topic(kafka: KafkaConnection, topic: str, timeout_s: float, client_id: 
         raise unreachable(kafka, error) from None
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if only_partitions is not None and partitions:
+            partitions = [tp for tp in partitions if tp.partition in only_partitions]
+            if not partitions:
+                return
         if not partitions and _read_refused(kafka, topic):
             raise AccessRefused(f"Kafka at {kafka} refused to let this client read {topic} (no ACL allows it; "
                                 "see deploy/local/kafka.sh for what each role may do)")

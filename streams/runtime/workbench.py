@@ -26,10 +26,12 @@ class Workbench:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._backtest = asyncio.Lock()
+        # The decision topic read whole once, then only what was added since, on each call.
+        self.decision_index = cases.DecisionIndex(settings)
 
     async def review_data(self) -> tuple[list[dict], dict[str, dict]]:
         """Every decision and the newest assignment of every case."""
-        return await asyncio.gather(asyncio.to_thread(cases.decisions, self.settings),
+        return await asyncio.gather(asyncio.to_thread(self.decision_index.decisions),
                                     asyncio.to_thread(cases.assignments, self.settings))
 
     async def policy(self) -> dict:
@@ -45,7 +47,7 @@ class Workbench:
 
     async def rankings(self, since_ms: int | None, until_ms: int | None) -> dict:
         """Households and associates ranked by claims and cents over the period."""
-        return rankings(await asyncio.to_thread(cases.decisions, self.settings), since_ms, until_ms)
+        return rankings(await asyncio.to_thread(self.decision_index.decisions), since_ms, until_ms)
 
     async def shadow_report(self) -> dict:
         """The running (or last) shadow policy against the live decisions of the same requests."""
@@ -60,4 +62,6 @@ class Workbench:
         if self._backtest.locked():
             raise BacktestBusy("a backtest is already running on this worker; try again when it has finished")
         async with self._backtest:
-            return await asyncio.to_thread(backtest_report, self.settings, candidate, since_ms, until_ms)
+            # In one process: a worker has threads (and embedded chDB), so it never forks.
+            return await asyncio.to_thread(backtest_report, self.settings, candidate, since_ms, until_ms,
+                                           parallel=False)

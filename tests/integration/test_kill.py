@@ -418,7 +418,7 @@ def check_deployment(deployment: Deployment, reference: Reference, label: str, w
             "requests", "decided", "missing", "conflicting_ids", "cap_breaches", "reservations_leaked")
             if k in result) + ")"
 
-    # (g) The backtest's self-check: replaying the log in one process under the policy in force
+    # (g) The backtest's self-check: replaying the log (two forked runs) under the policy in force
     # reproduces every recorded decision, even after kills and with two workers.
     live = deployment.log_path.parent / "live-policy.json"
     live.write_text("{}")

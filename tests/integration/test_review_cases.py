@@ -100,3 +100,28 @@ def test_four_eyes_and_a_note_in_the_cli_and_the_api(team):
     assert f"denied {request_id} as assoc-lead" in denied.stdout
     team.wait_for("the review's decision", lambda: current(team.decisions())[request_id]["outcome"] == "DENIED")
     assert current(team.decisions())[request_id]["note"] == "third claim this week"
+
+
+def test_the_worker_s_queue_follows_the_topic_as_a_whole_read_does(team):
+    """The worker serves the queue from an index of the decision topic that reads only what was
+    added since its last call: its cases, case pages and rankings equal what the CLI computes from
+    a whole read of the topic, before and after a review supersedes a case."""
+    def same_everywhere() -> list[dict]:
+        listed = json.loads(team.cli("review", "list", "--json").stdout)
+        status, answer = api(team, "/v1/review-cases", TOKENS["fraud"])
+        assert status == 200
+        assert [{**row, "age_hours": 0} for row in answer["cases"]] == [{**row, "age_hours": 0} for row in listed]
+        return listed
+
+    before = same_everywhere()
+    case = next(row for row in before if row["requested_by"] in NAMED)
+    detail = json.loads(team.cli("review", "show", case["request_id"], "--json").stdout)
+    status, answer = api(team, f"/v1/review-cases/{quote(case['request_id'])}", TOKENS["fraud"])
+    assert status == 200 and {**answer, "age_hours": 0} == {**detail, "age_hours": 0}
+    reviewer = next(name for name in NAMED if name != case["requested_by"])
+    team.env["REMEDY_HTTP_TOKEN"] = NAMED[reviewer]
+    team.cli("review", "approve", case["request_id"], "--note", "the parcel was photographed on the porch")
+    team.wait_for("the review's decision",
+                  lambda: current(team.decisions())[case["request_id"]]["outcome"] != "ESCALATED")
+    after = same_everywhere()
+    assert case["request_id"] not in {row["request_id"] for row in after} and len(after) == len(before) - 1
