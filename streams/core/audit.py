@@ -374,6 +374,7 @@ def _grant(final: Decision, first: Mapping[str, Decision], position: Mapping[str
     taking = final
     while taking.get("supersedes_decision_id") in first and first[taking["supersedes_decision_id"]]["outcome"] == GRANTED:
         taking = first[taking["supersedes_decision_id"]]
+    order = (final["customer_id"], final.get("order_id") or "")
     return _Grant(
         decision_id=taking["decision_id"], customer_id=final["customer_id"], household_id=taking.get("household_id"),
         requested_by=final["requested_by"], origin=final["origin"], kind=final["kind"],
@@ -381,9 +382,9 @@ def _grant(final: Decision, first: Mapping[str, Decision], position: Mapping[str
         by_policy=taking["decided_by"] == "policy", position=position[taking["decision_id"]],
         inputs=taking.get("inputs") or {}, policy_version=taking["policy_version"], trust_tier=taking.get("trust_tier"),
         confirmed=bool((taking.get("inputs") or {}).get("incident_confirmed")),
-        links=(order_links or {}).get((final["customer_id"], final.get("order_id") or ""), ()),
+        links=(order_links or {}).get(order, ()),
         asserted=customer_asserted({**final, "inputs": taking.get("inputs") or {}}),
-        digital=(final["customer_id"], final.get("order_id") or "") in digital_orders,
+        digital=order in digital_orders,
     )
 
 

@@ -45,17 +45,6 @@ def household_frontier(marks: dict[str, Key], decide_sources: Iterable[str]) -> 
     return min((marks.get(source, MIN_KEY) for source in decide_sources), default=IDLE_KEY)
 
 
-def associate_frontier(marks: dict[str, Key], decide_sources: Iterable[str], limits_sources: Iterable[str]) -> Key:
-    """Checks below this key have all arrived from decide partitions and from households (passed on)."""
-    return min(household_frontier(marks, decide_sources), household_frontier(marks, limits_sources))
-
-
-def limits_watermark(household: Key, waiting: Iterable[Key]) -> Key:
-    """The smallest key a limits partition can still pass on to an associate: what its households
-    have not judged yet (beyond the frontier, or waiting for an earlier request to settle)."""
-    return min(household, min(waiting, default=IDLE_KEY))
-
-
 # Scopes by level. A request passes its scopes in route order (household, each linked scope,
 # associate), so a check reaches a scope of level i from decide partitions (when it is the
 # request's first scope) or passed on by a scope of a lower level. Each level judges in key order

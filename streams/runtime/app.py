@@ -56,7 +56,8 @@ from streams.runtime.kafka_auth import aiokafka_options, faust_options
 from streams.runtime.kafka_io import RECORD_BATCH_LINGER_MS, Publisher, idempotent_aio_producer, read_topic, topic_names
 from streams.runtime.policy_log import decode_applied
 from streams.runtime.privacy import ErasureBusy, erasure_event, erasure_for
-from streams.runtime.sequence import PROGRESS_RESEND_S, Sequencer, decide_source, limits_source, progress_datum
+from streams.runtime.sequence import (PROGRESS_RESEND_S, Sequencer, decide_source, level_source, limits_source,
+                                      progress_datum)
 from streams.runtime.settings import Settings
 from streams.runtime.state import OutboxEntry, PartitionState
 from streams.runtime.sync_api import DecisionFollower, SyncApi
@@ -561,7 +562,7 @@ class Worker:
             return "idle" if key[0] >= ordering.IDLE_MS else ("none" if key[0] < 0 else f"{key[0]}/{key[1]}/{key[2]}")
 
         out = {"watermarks_sent": {
-            (f"{source}:L{level}" if level > 1 else source): shown(key)
+            level_source(source, level): shown(key)
             for source, ((mark, higher), _) in sorted(self.progress_sent.items())
             for level, key in ((1, mark), *higher)}}
         limits = self.shells.get("limits")

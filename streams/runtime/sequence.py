@@ -39,7 +39,12 @@ def decide_source(partition: int) -> str:
 def limits_source(partition: int, level: int = 1) -> str:
     """The name a limits partition's watermark for the checks it passes on to scopes of `level`
     carries (level 1, the first after the household: "limits:<partition>")."""
-    return f"limits:{partition}" if level == 1 else f"limits:{partition}:L{level}"  # (progress_datum's `route`)
+    return level_source(f"limits:{partition}", level)
+
+
+def level_source(source: str, level: int) -> str:
+    """The name of `source`'s watermark for `level` (the higher levels ride in progress_datum's `route`)."""
+    return source if level == 1 else f"{source}:L{level}"
 
 
 def progress_datum(source: str, mark: ordering.Key, higher: Sequence[tuple[int, ordering.Key]] = ()) -> dict:
@@ -105,7 +110,7 @@ class Sequencer:
                 marks[datum["request_id"]] = ordering.order_key(datum)
                 for entry in datum["route"]:
                     level, order_ms, customer, n = json.loads(entry)
-                    marks[f"{datum['request_id']}:L{level}"] = (order_ms, customer, n)
+                    marks[level_source(datum["request_id"], level)] = (order_ms, customer, n)
                 self.passing.append(event)
             elif datum["action"] == "RESERVE":
                 key = ordering.order_key(datum)

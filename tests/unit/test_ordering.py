@@ -69,7 +69,7 @@ def run_ordered(events: list[dict], policy: Policy, rng: random.Random | None) -
         household = min((watermark(c) for c in remaining), default=ordering.IDLE_KEY)
         waiting = [ordering.order_key(c) for c in world.in_flight if c["action"] == "RESERVE" and c["scope"] == "household"]
         waiting += [key for state in world.scopes.values() if (key := scopes.waiting_order_key(state)) is not None]
-        associate = ordering.limits_watermark(household, waiting)
+        (associate,) = ordering.limits_watermarks([household], [waiting])
         choices = [("feed", c) for c, queue in remaining.items() if queue]
         # A scope key's partition releases its checks in key order (the sequencer sorts what it holds).
         first_at: dict[str, ordering.Key] = {}
@@ -193,9 +193,9 @@ def test_a_source_not_heard_from_holds_everything_back():
     assert ordering.household_frontier(marks, ["decide:0", "decide:1"]) == ordering.MIN_KEY
     marks["decide:1"] = ordering.IDLE_KEY
     assert ordering.household_frontier(marks, ["decide:0", "decide:1"]) == (T0, "", 0)
-    assert ordering.associate_frontier(marks, ["decide:0", "decide:1"], ["limits:0"]) == ordering.MIN_KEY
+    assert ordering.level_frontier(marks, ["decide:0", "decide:1"], ["limits:0"]) == ordering.MIN_KEY
     marks["limits:0"] = (T0 - 1, "c", 1)
-    assert ordering.associate_frontier(marks, ["decide:0", "decide:1"], ["limits:0"]) == (T0 - 1, "c", 1)
+    assert ordering.level_frontier(marks, ["decide:0", "decide:1"], ["limits:0"]) == (T0 - 1, "c", 1)
 
 
 def test_checks_of_one_customer_carry_increasing_keys_and_an_answer_s_drain_goes_on_at_the_last_key():
