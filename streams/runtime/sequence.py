@@ -84,6 +84,7 @@ class Sequencer:
         self.held_waits_total = 0  # batches that left checks held behind a watermark
         self.forced_total = 0  # checks released past HELD_EVENTS_MAX
         self.late_total = 0  # checks that arrived below their partition's frontier (a source broke its watermark)
+        self.malformed_marks_total = 0  # higher levels' watermarks in a PROGRESS that could not be read
 
     @property
     def limits_sources(self) -> list[str]:
@@ -109,8 +110,17 @@ class Sequencer:
                 marks = self.marks.setdefault(partition, {})
                 marks[datum["request_id"]] = ordering.order_key(datum)
                 for entry in datum["route"]:
-                    level, order_ms, customer, n = json.loads(entry)
-                    marks[level_source(datum["request_id"], level)] = (order_ms, customer, n)
+                    try:
+                        level, order_ms, customer, n = json.loads(entry)
+                        mark = (int(order_ms), str(customer), int(n))
+                        source = level_source(datum["request_id"], int(level))
+                    except (ValueError, TypeError):
+                        # Not a watermark this worker wrote: ignored, so its level's checks wait for
+                        # a good one (never released early).
+                        self.malformed_marks_total += 1
+                        log.warning("sequencer: malformed watermark %r from %s ignored", entry[:100], datum["request_id"])
+                        continue
+                    marks[source] = mark
                 self.passing.append(event)
             elif datum["action"] == "RESERVE":
                 key = ordering.order_key(datum)

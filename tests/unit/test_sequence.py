@@ -116,3 +116,12 @@ def test_a_limits_partition_s_watermarks_for_every_level_ride_in_one_message():
     assert sequencer.marks[0]["limits:0"] == (T0 + 20, "", 0)
     assert sequencer.marks[0]["limits:0:L2"] == (T0 + 5, "c7", 1)
     assert sequencer.marks[0]["limits:0:L4"] == (T0 + 4, "", 0)
+
+
+def test_a_malformed_higher_level_watermark_is_ignored_and_holds_its_level_back():
+    sequencer = Sequencer(1, lambda: LINKED_LEVELS)
+    datum = {**progress_datum("limits:0", (T0 + 20, "", 0)), "route": ["not json", "[2, 1]", '["x", 1, "", 0]']}
+    assert take(sequencer, [event(0, datum)]) == ["limits:0"]
+    assert sequencer.malformed_marks_total == 3
+    assert "limits:0:L2" not in sequencer.marks[0]
+    assert sequencer.level_frontier(0, 2) == ordering.MIN_KEY
