@@ -46,6 +46,7 @@ WITHIN_LIMITS = "WITHIN_LIMITS"
 CUSTOMER_30D_CAP_EXCEEDED = "CUSTOMER_30D_CAP_EXCEEDED"
 CUSTOMER_90D_CAP_EXCEEDED = "CUSTOMER_90D_CAP_EXCEEDED"
 CUSTOMER_KIND_30D_CAP_EXCEEDED = "CUSTOMER_KIND_30D_CAP_EXCEEDED"
+REQUEST_ABOVE_CUSTOMER_CAP = "REQUEST_ABOVE_CUSTOMER_CAP"
 CUSTOMER_INCIDENT_CLAIMS_EXCEEDED = "CUSTOMER_INCIDENT_CLAIMS_EXCEEDED"
 DUPLICATE_REMEDY_FOR_INCIDENT = "DUPLICATE_REMEDY_FOR_INCIDENT"
 REFUND_EXCEEDS_ORDER_TOTAL = "REFUND_EXCEEDS_ORDER_TOTAL"
@@ -101,6 +102,7 @@ REASON_CODES = (
     CUSTOMER_30D_CAP_EXCEEDED,
     CUSTOMER_90D_CAP_EXCEEDED,
     CUSTOMER_KIND_30D_CAP_EXCEEDED,
+    REQUEST_ABOVE_CUSTOMER_CAP,
     CUSTOMER_INCIDENT_CLAIMS_EXCEEDED,
     DUPLICATE_REMEDY_FOR_INCIDENT,
     REFUND_EXCEEDS_ORDER_TOTAL,
@@ -317,10 +319,9 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
         if inputs["incident_confirmed"]:
             reason = _confirmed_verdict(state, request, policy, now_ms, inputs)
             return outcome(GRANTED if reason == WITHIN_LIMITS else ESCALATED, reason)
-    if inputs["customer_granted_cents_30d"] + amount > cap_30d:
-        return outcome(DENIED, CUSTOMER_30D_CAP_EXCEEDED)
-    if inputs["customer_granted_cents_90d"] + amount > cap_90d:
-        return outcome(DENIED, CUSTOMER_90D_CAP_EXCEEDED)
+    exposure = _exposure_verdict(inputs, amount, cap_30d, cap_90d, policy)
+    if exposure is not None:
+        return outcome(*exposure)
     if inputs["customer_kind_granted_cents_30d"] + amount > kind_cap:
         return outcome(DENIED, CUSTOMER_KIND_30D_CAP_EXCEEDED)
     new_incident = incident_id is not None and not any(e[4] == incident_id for e in _counted(state))
@@ -336,6 +337,25 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
     if signal is not None:
         return outcome(ESCALATED, signal)
     return outcome(GRANTED, WITHIN_LIMITS)
+
+
+def _exposure_verdict(inputs: dict, amount: int, cap_30d: int, cap_90d: int, policy: Policy) -> tuple | None:
+    """The customer's 30- and 90-day exposure caps: (outcome, reason) when one binds, else None.
+
+    A cap binds with DENIED when the customer's earlier grants in its window leave too little
+    room. A request larger than a whole cap from a customer who has used none of that room is a
+    question of size, not of history: with request_above_customer_cap_escalated it goes to a
+    person (REQUEST_ABOVE_CUSTOMER_CAP), as the auto-approval ceiling would send it, instead of
+    being refused outright (an honest customer's first loss of an expensive order).
+    """
+    for granted, cap, reason in ((inputs["customer_granted_cents_30d"], cap_30d, CUSTOMER_30D_CAP_EXCEEDED),
+                                 (inputs["customer_granted_cents_90d"], cap_90d, CUSTOMER_90D_CAP_EXCEEDED)):
+        if granted + amount <= cap:
+            continue
+        if granted == 0 and policy.request_above_customer_cap_escalated:
+            return ESCALATED, REQUEST_ABOVE_CUSTOMER_CAP
+        return DENIED, reason
+    return None
 
 
 def another_value_remedy(state: State, request: Event, policy: Policy) -> bool:

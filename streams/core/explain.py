@@ -17,6 +17,7 @@ REASON_WORDS = {
     core.REFUND_EXCEEDS_ORDER_TOTAL: "the refund is more than was paid for the order, less earlier refunds",
     core.RESHIP_OF_DIGITAL_ORDER: "a digital order cannot be reshipped",
     core.ORDER_REQUIRED: "a refund or reshipment needs the order it is for",
+    core.REQUEST_ABOVE_CUSTOMER_CAP: "larger than all the customer may be granted in 30 or 90 days, with nothing granted yet; a person looks",
     core.ABOVE_AUTO_APPROVAL_CEILING: "above the amount granted without a second look",
     core.CURRENCY_NOT_SUPPORTED: "the limits are kept in another currency; a person decides",
     core.ORDER_NOT_FOUND: "the named order has not arrived here yet",

@@ -132,6 +132,7 @@ BOUNDS: dict[str, Bound] = {
     "confirmed_remedy_cents_max_per_customer_30d": _CAP,
     "one_value_remedy_per_incident": _SWITCH,
     "lost_claim_after_delivery_scan_escalated": _SWITCH,
+    "request_above_customer_cap_escalated": _SWITCH,
     "new_account_days_max": _TENURE,
     "new_account_orders_max": Bound(1, 100, "orders: an account with more than 100 orders is not new"),
     "shared_new_account_claims_max_90d": Bound(0, 10_000, "a count: 0 sends every new account's never-received claim to a person; 10,000 in 90 days limits nothing"),
@@ -241,6 +242,12 @@ class Policy:
     # 1: a customer-asserted LOST_IN_TRANSIT claim on an order the carrier already scanned as
     # delivered goes to a person (LOST_CLAIM_AFTER_DELIVERY_SCAN).
     lost_claim_after_delivery_scan_escalated: int = 1
+    # 1: a customer-asserted request larger than the customer's whole 30- or 90-day room (after
+    # the tier), from a customer who has been granted nothing in that window, goes to a person
+    # (REQUEST_ABOVE_CUSTOMER_CAP) instead of being denied: the first loss of an expensive order is
+    # bad luck to look at, not abuse. A customer whose earlier grants fill the room is still
+    # denied. 0: denied by the cap as any other request.
+    request_above_customer_cap_escalated: int = 1
     # A new account: first order less than this many days ago and at most new_account_orders_max
     # orders. Its customer-asserted "never received" claims (NON_RECEIPT_INCIDENT_KINDS) are
     # counted at the address and at every link (card, device, building) of the order: past

@@ -157,7 +157,8 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
             ok = room + amount <= CONFIRMED_CAP_30D_CENTS and amount <= CONFIRMED_CEILING_CENTS
             result = ("GRANTED", amount) if ok else ("ESCALATED", 0)
         elif sum(g[1] for g in asserted) + amount > CAP_30D_CENTS * percent // 100:
-            result = ("DENIED", 0)
+            # Larger than the whole room with none of it used: a person looks.
+            result = ("ESCALATED", 0) if not asserted else ("DENIED", 0)
             _unless_proactive_race(e, proactive_customers)
         elif sum(g[1] for g in asserted if g[0] == kind) + amount > KIND_CAP_30D_CENTS[kind] * percent // 100:
             result = ("DENIED", 0)

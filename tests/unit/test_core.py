@@ -89,6 +89,39 @@ def test_customer_30d_cap_at_below_and_above(amount, outcome):
     assert decision["inputs"]["customer_cap_cents_30d"] == CAP
 
 
+@pytest.mark.parametrize("amount, outcome, reason", [
+    (CAP - 1, "GRANTED", core.WITHIN_LIMITS), (CAP, "GRANTED", core.WITHIN_LIMITS),
+    (CAP + 1, "ESCALATED", core.REQUEST_ABOVE_CUSTOMER_CAP)])
+def test_a_first_request_larger_than_the_whole_cap_goes_to_a_person_not_denied(amount, outcome, reason):
+    (decision,) = world_after(policy=WIDE).feed(request("big", amount))
+    assert (decision["outcome"], decision["reason_codes"]) == (outcome, [reason])
+    assert decision["granted_cents"] == (amount if outcome == "GRANTED" else 0)
+    assert decision["inputs"]["customer_granted_cents_30d"] == 0
+
+
+@pytest.mark.parametrize("granted_before, outcome, reason", [
+    (0, "ESCALATED", core.REQUEST_ABOVE_CUSTOMER_CAP), (1, "DENIED", core.CUSTOMER_30D_CAP_EXCEEDED)])
+def test_a_large_request_after_any_grant_in_the_window_is_denied_by_the_cap(granted_before, outcome, reason):
+    earlier = [request("small", granted_before)] if granted_before else []
+    world = world_after(*earlier, policy=WIDE)
+    (decision,) = world.feed(request("big", CAP + 1, at=T0 + 10))
+    assert (decision["outcome"], decision["reason_codes"]) == (outcome, [reason])
+
+
+def test_with_the_switch_off_a_first_request_larger_than_the_cap_is_denied():
+    off = Policy(kind_cents_max_per_customer_30d={kind: 25_000 for kind in REMEDY_KINDS},
+                 request_above_customer_cap_escalated=0)
+    (decision,) = world_after(policy=off).feed(request("big", CAP + 1))
+    assert (decision["outcome"], decision["reason_codes"]) == ("DENIED", [core.CUSTOMER_30D_CAP_EXCEEDED])
+
+
+def test_a_first_request_larger_than_the_90d_room_alone_goes_to_a_person():
+    narrow = Policy(kind_cents_max_per_customer_30d={kind: 25_000 for kind in REMEDY_KINDS},
+                    remedy_cents_max_per_customer_90d=20_000)
+    (decision,) = world_after(policy=narrow).feed(request("big", 20_001))
+    assert (decision["outcome"], decision["reason_codes"]) == ("ESCALATED", [core.REQUEST_ABOVE_CUSTOMER_CAP])
+
+
 @pytest.mark.parametrize("amount, outcome", [(999, "GRANTED"), (1_000, "GRANTED"), (1_001, "DENIED")])
 def test_customer_90d_cap_at_below_and_above(amount, outcome):
     cap_90d = POLICY.remedy_cents_max_per_customer_90d
