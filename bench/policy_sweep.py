@@ -46,6 +46,17 @@ VARIANTS: list[tuple[str, dict]] = [
     ("concentration from one grant", {"associate_concentration_grants_min_30d": 1}),
     ("concentration 10% above $50", {"associate_concentration_share_max_percent_30d": 10,
                                       "associate_concentration_cents_min_30d": 5_000}),
+    ("a first claim $250+ denied", {"request_above_customer_cap_escalated": 0}),
+    # How far the rules reach when honest customers pay for it (the 95% question, issue 12).
+    ("WATCH from 1 claim", {"watch_claims_min": 1}),
+    ("WATCH from 2 claims, 25% of orders", {"watch_claims_min": 2, "watch_claims_percent_of_orders_min": 25}),
+    ("one claim per incident kind / 90d", {"incident_claims_max_per_customer_90d": {
+        kind: 1 for kind in ("LOST_IN_TRANSIT", "STOLEN_AFTER_DELIVERY", "DAMAGED", "WRONG_ITEM")}}),
+    ("linked accounts on", {"linked_accounts_scope_enabled": 1}),
+    ("all of the strict ones", {"watch_claims_min": 2, "household_incident_claims_max_90d": {"STOLEN_AFTER_DELIVERY": 1},
+                                "incident_claims_max_per_customer_90d": {
+                                    kind: 1 for kind in ("LOST_IN_TRANSIT", "STOLEN_AFTER_DELIVERY", "DAMAGED", "WRONG_ITEM")},
+                                "linked_accounts_scope_enabled": 1, "associate_goodwill_requests_max_30d": 1}),
 ]
 
 
