@@ -592,6 +592,9 @@ class Worker:
                        ("agent",), {(name,): shell.state.restore_seconds_total for name, shell in shells if shell.state})
         extra += gauge("remedy_held_events", "Events held back for order (decide: aligner; limits: sequencer).",
                        ("agent",), {(name,): shell.aligner.held() for name, shell in shells if shell.aligner})
+        for name, shell in shells:
+            if isinstance(shell.aligner, Sequencer):
+                extra += shell.aligner.hold_seconds.render() + shell.aligner.events.render()
         extra += gauge("remedy_policy_info", "The policy version in force.", ("version",), {(self.policy.version,): 1})
         return self.metrics.render(extra)
 

@@ -16,11 +16,13 @@ import heapq
 import itertools
 import json
 import logging
+import time
 from typing import Callable, Sequence
 
 import schemas
 from streams.core import ordering
 from streams.errors import DecodeError
+from streams.runtime.metrics import Counter, Histogram
 
 log = logging.getLogger("remedy.sequence")
 
@@ -73,8 +75,20 @@ class Sequencer:
     partition's level-i watermark.
     """
 
-    def __init__(self, partitions: int, levels: Callable[[], Sequence[str]] = lambda: ("household", "associate")):
+    def __init__(self, partitions: int, levels: Callable[[], Sequence[str]] = lambda: ("household", "associate"),
+                 clock_s: Callable[[], float] = time.monotonic):
         self.partitions = partitions
+        self.clock_s = clock_s
+        # What the cross-partition order costs, per level: how long each check waited here for
+        # the watermarks (docs/operations.md); the rare events beside it, as counters.
+        self.hold_seconds = Histogram(
+            "remedy_scope_check_hold_seconds",
+            "Time a scope check (RESERVE) was held by the limits agent's sequencer until every watermark "
+            "passed its key, by scope level.", ("level",))
+        self.events = Counter(
+            "remedy_sequencer_events_total",
+            "Sequencer events: late (a check below its partition's frontier), forced (released past the held "
+            "maximum), malformed_mark (a watermark that could not be read).", ("event",))
         self.levels = levels
         self.decide_sources = [decide_source(p) for p in range(partitions)]
         self.marks: dict[int, dict[str, ordering.Key]] = {}
@@ -118,6 +132,7 @@ class Sequencer:
                         # Not a watermark this worker wrote: ignored, so its level's checks wait for
                         # a good one (never released early).
                         self.malformed_marks_total += 1
+                        self.events.inc("malformed_mark")
                         log.warning("sequencer: malformed watermark %r from %s ignored", entry[:100], datum["request_id"])
                         continue
                     marks[source] = mark
@@ -127,7 +142,8 @@ class Sequencer:
                 level = ordering.level_name(datum["scope"], datum["scope_key"])
                 if key < self.frontier(partition, level):
                     self.late_total += 1
-                heapq.heappush(self.heaps.setdefault(partition, []), (key, next(self._tie), level, event))
+                    self.events.inc("late")
+                heapq.heappush(self.heaps.setdefault(partition, []), (key, next(self._tie), level, event, self.clock_s()))
             else:
                 self.passing.append(event)
 
@@ -164,11 +180,12 @@ class Sequencer:
             # Every level's frontier is at or below the household's (each includes the decide
             # partitions' watermarks), so nothing at or above it can go: only the keys below it are
             # looked at. Among those, a check at or above its own level's frontier stays.
-            kept = []
+            kept, now_s = [], self.clock_s()
             while heap and heap[0][0] < frontiers[0]:
                 entry = heapq.heappop(heap)
                 if entry[0] < frontiers[ordering.level_index(entry[2], levels)]:
                     out.append(entry[3])
+                    self.hold_seconds.observe(now_s - entry[4], entry[2])
                 else:
                     kept.append(entry)
             for entry in kept:
@@ -189,6 +206,7 @@ class Sequencer:
             _, partition = min(heaps)
             out.append(heapq.heappop(self.heaps[partition])[3])
         self.forced_total += len(out)
+        self.events.inc("forced", by=len(out))
         if out:
             log.warning("sequencer: %d checks released past %d held (first come, first served)", len(out), HELD_EVENTS_MAX)
         return out

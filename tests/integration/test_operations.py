@@ -87,6 +87,10 @@ def test_roles_metrics_and_readiness_on_a_running_worker(tmp_path):
         assert granted > 0  # every granting decision's cents, superseded ones included (the ledger keeps the last)
         assert any(s.labels.get("agent") == "decide" for s in families["remedy_batch_seconds"].samples)
         assert families["remedy_decision_latency_seconds"].samples
+        # The sample's household and associate checks: how long the sequencer held each, by level.
+        held = {s.labels["level"]: s.value for s in families["remedy_scope_check_hold_seconds"].samples
+                if s.name.endswith("_count")}
+        assert held.get("household", 0) > 0 and held.get("associate", 0) > 0, held
         # Reviews: the token says who reviews; the asker never approves; other roles may not review.
         escalated = next(d for d in current(deployment.decisions()).values()
                          if d["outcome"] == "ESCALATED" and d["requested_by"] in NAMED)

@@ -265,6 +265,11 @@ def test_the_grafana_dashboard_uses_only_metrics_the_worker_exposes():
     extra = []
     for name in ("remedy_consumer_lag", "remedy_state_keys", "remedy_state_restore_seconds", "remedy_held_events"):
         extra += gauge(name, "x", (), {(): 1})
+    from streams.runtime.sequence import Sequencer
+
+    sequencer = Sequencer(1)
+    sequencer.hold_seconds.observe(0.02, "household")
+    extra += sequencer.hold_seconds.render() + sequencer.events.render()
     for family in text_string_to_metric_families(metrics.render(extra)):
         exposed |= {sample.name for sample in family.samples} | {family.name}
     exposed |= {"remedy_granted_cents_total", "remedy_dead_letters_total", "remedy_decision_latency_seconds_bucket"}

@@ -125,3 +125,22 @@ def test_a_malformed_higher_level_watermark_is_ignored_and_holds_its_level_back(
     assert sequencer.malformed_marks_total == 3
     assert "limits:0:L2" not in sequencer.marks[0]
     assert sequencer.level_frontier(0, 2) == ordering.MIN_KEY
+
+
+def test_each_released_check_reports_how_long_it_was_held_by_level_and_rare_events_are_counted():
+    now_s = [100.0]
+    sequencer = Sequencer(1, clock_s=lambda: now_s[0])
+    take(sequencer, [event(0, reserve("h", "household", (T0 + 10, "c1", 1))),
+                     event(0, reserve("a", "associate", (T0 + 10, "c2", 1)))])
+    now_s[0] = 100.04
+    assert take(sequencer, [event(0, progress_datum("decide:0", (T0 + 50, "", 0)))])[-1:] == ["h"]
+    now_s[0] = 100.25
+    assert take(sequencer, [event(0, progress_datum("limits:0", (T0 + 50, "", 0)))])[-1:] == ["a"]
+    lines = sequencer.hold_seconds.render()
+    assert 'remedy_scope_check_hold_seconds_bucket{level="household",le="0.05"} 1' in lines
+    assert 'remedy_scope_check_hold_seconds_bucket{level="household",le="0.025"} 0' in lines
+    assert 'remedy_scope_check_hold_seconds_bucket{level="associate",le="0.25"} 1' in lines
+    assert 'remedy_scope_check_hold_seconds_count{level="associate"} 1' in lines
+    # A check below the frontier it arrived behind is late, and counted as such.
+    take(sequencer, [event(0, reserve("late", "household", (T0 + 1, "c3", 1)))])
+    assert 'remedy_sequencer_events_total{event="late"} 1' in sequencer.events.render()
