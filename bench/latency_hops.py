@@ -36,7 +36,7 @@ SOURCE = Path(os.environ.get("REMEDY_BENCH_SOURCE") or REPO)
 sys.path.insert(0, str(SOURCE))
 
 import schemas  # noqa: E402
-from run import free_port  # noqa: E402  (a sibling script, not a package)
+from ports import free_port  # noqa: E402  (a sibling script, not a package)
 from streams.runtime.kafka_io import Publisher, ensure_topics, read_topic, topic_names  # noqa: E402
 from streams.runtime.settings import load_settings  # noqa: E402
 from streams.runtime.upstream import read_events  # noqa: E402

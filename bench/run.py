@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from ports import free_port  # a sibling script (bench/ports.py), not a package
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -79,12 +80,6 @@ def load() -> dict:
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop_process_group(process: subprocess.Popen, wait_s: float) -> None:
@@ -617,6 +612,8 @@ def measure_sync(source: Path, workload: Path, rate: float) -> dict:
     stop.set()
     thread.join(timeout=60)
     load_at_end = load()
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        held = sequencer_hold_by_level(response.read().decode())
     d.stop()
     figure = lambda values: {"n": len(values), "p50_ms": round(percentile(values, 0.50) or 0, 1),  # noqa: E731
                              "p99_ms": round(percentile(values, 0.99) or 0, 1)}
@@ -624,7 +621,37 @@ def measure_sync(source: Path, workload: Path, rate: float) -> dict:
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
             "client_total": figure([ms for values in totals_ms.values() for ms in values]),
             "client_by_path": {path: figure(values) for path, values in totals_ms.items()},
-            "server_hops": {hop: figure(values) for hop, values in hops_ms.items()}, **load_at_end}
+            "server_hops": {hop: figure(values) for hop, values in hops_ms.items()},
+            "sequencer_hold_by_level": held, **load_at_end}
+
+
+def sequencer_hold_by_level(metrics_text: str) -> dict:
+    """From a worker's /metrics: per scope level, how many checks the sequencer held, the mean
+    hold, and the histogram bucket bounds holding the median and the 99th percentile (all checks
+    of the run, background included)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets: dict[str, list] = {}
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "remedy_scope_check_hold_seconds":
+            continue
+        for sample in family.samples:
+            level = sample.labels.get("level")
+            if sample.name.endswith("_bucket"):
+                buckets.setdefault(level, []).append((float(sample.labels["le"]), sample.value))
+            elif sample.name.endswith("_sum"):
+                sums[level] = sample.value
+    out = {}
+    for level, cumulative in buckets.items():
+        cumulative.sort()
+        count = cumulative[-1][1]
+        if not count:
+            continue
+        bound = lambda share: next(le for le, n in cumulative if n >= share * count) * 1000  # noqa: E731
+        out[level] = {"n": int(count), "mean_ms": round(sums.get(level, 0) / count * 1000, 1),
+                      "p50_at_most_ms": bound(0.50), "p99_at_most_ms": bound(0.99)}
+    return out
 
 
 def measure_hops(source: Path, workload: Path, rate: float) -> dict:
@@ -990,6 +1017,9 @@ def render(r: dict) -> str:
             row(f"  {name} (n={figure['n']}) p50/p99", f"{figure['p50_ms']}/{figure['p99_ms']}", "ms", sync)
         for name, figure in sync["server_hops"].items():
             row(f"  server {name} p50/p99", f"{figure['p50_ms']}/{figure['p99_ms']}", "ms", sync)
+        for level, figure in (sync.get("sequencer_hold_by_level") or {}).items():
+            row(f"  sequencer hold, {level} (n={figure['n']:,}) mean / p50 <= / p99 <=",
+                f"{figure['mean_ms']}/{figure['p50_at_most_ms']:g}/{figure['p99_at_most_ms']:g}", "ms", sync)
     hops = r.get("hops_half_peak")
     if hops:
         row("latency_hops.py run rate (no poller)", hops["achieved_rate_events_per_s"], "ev/s", hops, rate=True)

@@ -34,9 +34,10 @@ from schemas._codec import (
     RecordSchema,
     SchemaRegistryPort,
     SchemaSet,
+    check_full_transitive,
     default_schema_set,
 )
-from schemas._compat import can_read, check_full_transitive
+from schemas._compat import can_read
 
 NAMESPACE = "remedy_ledger.v1"
 

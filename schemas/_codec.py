@@ -658,3 +658,18 @@ def _decode_plans(
                     )
                 plans[writer.fingerprint] = _DecodePlan(name, writer.parsed, reader.parsed)
     return plans, unreadable
+
+
+def check_full_transitive(record_name: str, schema_set: SchemaSet | None = None) -> list[str]:
+    """List the problems that stop any revision of a record from reading any other (empty: none)."""
+    if schema_set is None:
+        schema_set = default_schema_set()
+    versions = schema_set.history(record_name)
+    problems = []
+    for reader in versions:
+        for writer in versions:
+            if reader is writer:
+                continue
+            for problem in can_read(reader.source, writer.source):
+                problems.append(f"r{reader.revision} reading r{writer.revision}: {problem}")
+    return problems

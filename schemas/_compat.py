@@ -11,12 +11,9 @@ their meaning would change.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from fastavro import parse_schema
-
-if TYPE_CHECKING:
-    from schemas._codec import SchemaSet
 
 PRIMITIVE_TYPES = frozenset(
     {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
@@ -46,23 +43,6 @@ def can_read(reader_schema: Any, writer_schema: Any) -> list[str]:
     checker = _Checker(reader_names, writer_names)
     checker.check(reader, writer, _describe(writer))
     return checker.problems
-
-
-def check_full_transitive(record_name: str, schema_set: SchemaSet | None = None) -> list[str]:
-    """List the problems that stop any revision of a record from reading any other (empty: none)."""
-    from schemas._codec import default_schema_set
-
-    if schema_set is None:
-        schema_set = default_schema_set()
-    versions = schema_set.history(record_name)
-    problems = []
-    for reader in versions:
-        for writer in versions:
-            if reader is writer:
-                continue
-            for problem in can_read(reader.source, writer.source):
-                problems.append(f"r{reader.revision} reading r{writer.revision}: {problem}")
-    return problems
 
 
 class _Checker:

@@ -66,7 +66,7 @@ def unreleased_files(schemas_directory: Path) -> list[str]:
 def compatibility_problems(schemas_directory: Path) -> list[str]:
     """Why the schema set fails to load or is not FULL_TRANSITIVE (empty: it is fine)."""
     from schemas._codec import SchemaSet
-    from schemas._compat import check_full_transitive
+    from schemas._codec import check_full_transitive
 
     try:
         schema_set = SchemaSet.load(schemas_directory / SCHEMA_ROOT_NAME)
