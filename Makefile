@@ -60,7 +60,7 @@ stop:
 ## make test: install, start a test broker, run the whole suite, stop the broker.
 test: install
 	$(TEST_ENV) deploy/local/kafka.sh start
-	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider; status=$$?; \
+	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider --durations=15; status=$$?; \
 	$(TEST_ENV) deploy/local/kafka.sh stop; exit $$status
 
 test-unit: install

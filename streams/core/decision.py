@@ -47,6 +47,7 @@ CUSTOMER_30D_CAP_EXCEEDED = "CUSTOMER_30D_CAP_EXCEEDED"
 CUSTOMER_90D_CAP_EXCEEDED = "CUSTOMER_90D_CAP_EXCEEDED"
 CUSTOMER_KIND_30D_CAP_EXCEEDED = "CUSTOMER_KIND_30D_CAP_EXCEEDED"
 REQUEST_ABOVE_CUSTOMER_CAP = "REQUEST_ABOVE_CUSTOMER_CAP"
+ORDER_VALUE_ALREADY_REMEDIED = "ORDER_VALUE_ALREADY_REMEDIED"
 CUSTOMER_INCIDENT_CLAIMS_EXCEEDED = "CUSTOMER_INCIDENT_CLAIMS_EXCEEDED"
 DUPLICATE_REMEDY_FOR_INCIDENT = "DUPLICATE_REMEDY_FOR_INCIDENT"
 REFUND_EXCEEDS_ORDER_TOTAL = "REFUND_EXCEEDS_ORDER_TOTAL"
@@ -125,6 +126,7 @@ REASON_CODES = (
     CONFIRMED_REMEDY_CEILING,
     CONFIRMED_30D_CAP_EXCEEDED,
     ANOTHER_VALUE_REMEDY_FOR_INCIDENT,
+    ORDER_VALUE_ALREADY_REMEDIED,
     LOST_CLAIM_AFTER_DELIVERY_SCAN,
     NEW_ACCOUNT_NON_RECEIPT_CLAIM,
     RECOVERY_STRIKE_REVIEW,
@@ -139,6 +141,9 @@ REASON_CODES = (
 
 # Remedy kinds that only make sense against a known order.
 KINDS_NEEDING_ORDER = frozenset({"REFUND", "RESHIP"})
+# Remedy kinds that give back an order's value (its money or its goods): together at most once per
+# order for customer-asserted claims (order_value_remedied_once).
+ORDER_VALUE_KINDS = frozenset({"REFUND", "RESHIP"})
 
 
 def empty_state() -> State:
@@ -291,6 +296,8 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
     if order is not None:
         inputs["order_total_cents"] = order["total_cents"]
         inputs["order_refunded_cents"] = _refunded_cents(state, request["order_id"])
+        if kind in ORDER_VALUE_KINDS:
+            inputs["order_reshipped_cents"] = _reshipped_cents(state, request["order_id"])
     if incident_kind is not None:
         inputs["customer_incident_claims_90d"] = incident_claims(state, now_ms, policy.long_window_ms, incident_kind)
         inputs["customer_incident_claims_max_90d"] = policy.incident_claims_max_per_customer_90d[incident_kind]
@@ -319,6 +326,9 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
         if inputs["incident_confirmed"]:
             reason = _confirmed_verdict(state, request, policy, now_ms, inputs)
             return outcome(GRANTED if reason == WITHIN_LIMITS else ESCALATED, reason)
+    if (policy.order_value_remedied_once and "order_reshipped_cents" in inputs
+            and inputs["order_refunded_cents"] + inputs["order_reshipped_cents"] + amount > order["total_cents"]):
+        return outcome(ESCALATED, ORDER_VALUE_ALREADY_REMEDIED)
     exposure = _exposure_verdict(inputs, amount, cap_30d, cap_90d, policy)
     if exposure is not None:
         return outcome(*exposure)
@@ -457,6 +467,15 @@ def _duplicate_for_incident(state: State, request: Event) -> bool:
         if detail.overlaps(earlier.get("items"), request.get("items")):
             return True
     return False
+
+
+def _reshipped_cents(state: State, order_id: str) -> int:
+    """Reshipped on an order so far (the value of the goods sent again), reservations included."""
+    reserved = sum(
+        r["entry"][1] for r in state["reservations"].values()
+        if r["request"]["kind"] == "RESHIP" and r["request"].get("order_id") == order_id
+    )
+    return state["orders"][order_id].get("reshipped_cents", 0) + reserved
 
 
 def _refunded_cents(state: State, order_id: str) -> int:
@@ -1013,6 +1032,10 @@ def _with_decision(state: State, request: Event, decision: Decision) -> State:
         order = state["orders"][order_id]
         refunded = order["refunded_cents"] + decision["granted_cents"]
         state = {**state, "orders": {**state["orders"], order_id: {**order, "refunded_cents": refunded}}}
+    elif request["kind"] == "RESHIP" and order_id in state["orders"]:
+        order = state["orders"][order_id]
+        reshipped = order.get("reshipped_cents", 0) + decision["granted_cents"]
+        state = {**state, "orders": {**state["orders"], order_id: {**order, "reshipped_cents": reshipped}}}
     return state
 
 

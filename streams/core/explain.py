@@ -33,6 +33,7 @@ REASON_WORDS = {
     core.DELIVERED_AFTER_LOST_CLAIM: "the carrier delivered the order after it was reported lost",
     core.CONFIRMED_REMEDY_CEILING: "a confirmed incident, but above the amount granted for one without a second look",
     core.CONFIRMED_30D_CAP_EXCEEDED: "past the room for confirmed incidents in 30 days: a person looks",
+    core.ORDER_VALUE_ALREADY_REMEDIED: "the order's value was already given back (refunded or reshipped); a person looks",
     core.ANOTHER_VALUE_REMEDY_FOR_INCIDENT: "this incident was already remedied with a refund, reshipment or credit",
     core.LOST_CLAIM_AFTER_DELIVERY_SCAN: "the carrier scanned the order as delivered before it was reported lost",
     core.NEW_ACCOUNT_NON_RECEIPT_CLAIM: "a new account's first order reported not received where other new accounts (same address, card, device or building) already claimed so in 90 days: a person looks",

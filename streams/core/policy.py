@@ -133,6 +133,7 @@ BOUNDS: dict[str, Bound] = {
     "one_value_remedy_per_incident": _SWITCH,
     "lost_claim_after_delivery_scan_escalated": _SWITCH,
     "request_above_customer_cap_escalated": _SWITCH,
+    "order_value_remedied_once": _SWITCH,
     "new_account_days_max": _TENURE,
     "new_account_orders_max": Bound(1, 100, "orders: an account with more than 100 orders is not new"),
     "shared_new_account_claims_max_90d": Bound(0, 10_000, "a count: 0 sends every new account's never-received claim to a person; 10,000 in 90 days limits nothing"),
@@ -239,6 +240,12 @@ class Policy:
     # reshipment of the same incident is DENIED (ANOTHER_VALUE_REMEDY_FOR_INCIDENT). Gift wrap and
     # a shipping upgrade (ACCOMPANYING_REMEDY_KINDS) may accompany it. 0: only the same kind twice is refused.
     one_value_remedy_per_incident: int = 1
+    # 1: an order's value is given back once to customer-asserted claims: a REFUND or RESHIP that
+    # would take the order's refunds plus reshipments (granted or reserved, any incident) past its
+    # total goes to a person (ORDER_VALUE_ALREADY_REMEDIED). A reshipment and then a refund of the
+    # same goods under a second incident is the double dip one incident cannot see; a replacement
+    # that arrived broken too is real, and a person can say so. Confirmed incidents are not judged here.
+    order_value_remedied_once: int = 1
     # 1: a customer-asserted LOST_IN_TRANSIT claim on an order the carrier already scanned as
     # delivered goes to a person (LOST_CLAIM_AFTER_DELIVERY_SCAN).
     lost_claim_after_delivery_scan_escalated: int = 1

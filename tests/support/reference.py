@@ -8,8 +8,9 @@ own room and ceiling and never at the household; one remedy of value per inciden
 claims made against orders placed; the signals (recovery strikes, a lost claim at or after the
 delivery scan or before the parcel is overdue, new accounts' never-received claims), an
 associate's repeated goodwill for one customer, and associate concentration (one customer's share
-of an associate's discretionary grants, judged in file order: the order the associate judges them).
-The linked-accounts scopes (off by default) are not modelled.
+of an associate's discretionary grants, judged in file order: the order the associate judges them),
+an order's value given back once (refunds plus reshipments), and a first request larger than the
+whole 30-day room sent to a person. The linked-accounts scopes (off by default) are not modelled.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
     orders = {e["order_id"]: e for e in events if e["type"] == "OrderPlaced"}
     incidents = {e["incident_id"]: e for e in events if e["type"] == "IncidentReported"}
     refunded: dict[str, int] = {}
+    reshipped: dict[str, int] = {}
     grants: dict[str, list[tuple[str, int, str | None, str | None]]] = {}  # customer -> (kind, cents, incident, incident kind)
     household: dict[str, dict] = {}
     associate: dict[str, int] = {}
@@ -156,6 +158,12 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
             room = sum(g[1] for g in mine if g[4])
             ok = room + amount <= CONFIRMED_CAP_30D_CENTS and amount <= CONFIRMED_CEILING_CENTS
             result = ("GRANTED", amount) if ok else ("ESCALATED", 0)
+            if ok and order is not None and kind in ("REFUND", "RESHIP"):
+                given = refunded if kind == "REFUND" else reshipped
+                given[order["order_id"]] = given.get(order["order_id"], 0) + amount
+        elif (kind in ("REFUND", "RESHIP") and order is not None and refunded.get(order["order_id"], 0)
+              + reshipped.get(order["order_id"], 0) + amount > order["total_cents"]):
+            result = ("ESCALATED", 0)  # the order's value is given back once
         elif sum(g[1] for g in asserted) + amount > CAP_30D_CENTS * percent // 100:
             # Larger than the whole room with none of it used: a person looks.
             result = ("ESCALATED", 0) if not asserted else ("DENIED", 0)
@@ -186,8 +194,9 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
             if (incident_kind == "LOST_IN_TRANSIT" and kind in ("RESHIP", "REFUND") and not confirmed
                     and order is not None):
                 lost_grants.setdefault(order["order_id"], []).append(e["request_id"])
-            if kind == "REFUND":
-                refunded[order["order_id"]] = refunded.get(order["order_id"], 0) + amount
+            if kind in ("REFUND", "RESHIP"):
+                given = refunded if kind == "REFUND" else reshipped
+                given[order["order_id"]] = given.get(order["order_id"], 0) + amount
             associate_goodwill = (e["requested_by"] not in ("system", "customer") and not incident_id
                                   and kind in ("CREDIT", "SHIPPING_UPGRADE", "GIFT_WRAP"))
             if order is not None and not confirmed and not associate_goodwill and not order.get("digital"):

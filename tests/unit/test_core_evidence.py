@@ -102,7 +102,7 @@ def test_confirmed_claims_do_not_count_against_the_household_or_incident_claim_l
 def test_a_replacement_then_a_refund_for_one_incident_denies_the_refund_with_its_own_reason():
     world = World()
     world.feed(seasoned())
-    world.feed(order("o1", total=5_000))
+    world.feed(order("o1", total=10_000))
     world.feed(incident("i1", "DAMAGED", source="CUSTOMER"))
     (reship,) = world.feed(request("reship", 5_000, kind="RESHIP", order_id="o1", incident_id="i1"))
     (wrap,) = world.feed(request("wrap", 499, kind="GIFT_WRAP", order_id="o1", incident_id="i1", at=T0 + 1))
@@ -115,6 +115,41 @@ def test_a_replacement_then_a_refund_for_one_incident_denies_the_refund_with_its
     world.feed(incident("i2", "WRONG_ITEM", source="CUSTOMER", at=T0 + 4))
     (other,) = world.feed(request("refund2", 1_000, kind="REFUND", order_id="o1", incident_id="i2", at=T0 + 5))
     assert other["outcome"] == "GRANTED"
+
+
+def _reshipped_then_refund_asked(refund_cents: int, policy: Policy | None = None, source: str = "CUSTOMER"):
+    """An order of $50 whose $30 of goods were reshipped (a damage claim), then a refund asked
+    under a second incident of the same order."""
+    world = World(policy or Policy())
+    world.feed(seasoned())
+    world.feed(order("o1", total=5_000))
+    world.feed(incident("i1", "DAMAGED", source="CUSTOMER"))
+    (reship,) = world.feed(request("reship", 3_000, kind="RESHIP", order_id="o1", incident_id="i1"))
+    assert reship["outcome"] == "GRANTED"
+    world.feed(incident("i2", "WRONG_ITEM", source=source, at=T0 + 4))
+    (refund,) = world.feed(request("refund", refund_cents, kind="REFUND", order_id="o1", incident_id="i2", at=T0 + 5))
+    return refund
+
+
+@pytest.mark.parametrize("refund_cents, outcome, reason", [
+    (1_999, "GRANTED", core.WITHIN_LIMITS), (2_000, "GRANTED", core.WITHIN_LIMITS),
+    (2_001, "ESCALATED", core.ORDER_VALUE_ALREADY_REMEDIED)])
+def test_an_orders_value_is_given_back_once_across_incidents_at_below_and_above(refund_cents, outcome, reason):
+    refund = _reshipped_then_refund_asked(refund_cents)
+    assert (refund["outcome"], refund["reason_codes"]) == (outcome, [reason])
+    assert (refund["inputs"]["order_reshipped_cents"], refund["inputs"]["order_refunded_cents"]) == (3_000, 0)
+
+
+def test_a_reshipment_then_a_refund_of_the_same_goods_under_a_second_incident_goes_to_a_person():
+    refund = _reshipped_then_refund_asked(3_000)
+    assert (refund["outcome"], refund["granted_cents"], refund["reason_codes"]) == (
+        "ESCALATED", 0, [core.ORDER_VALUE_ALREADY_REMEDIED])
+
+
+def test_the_order_value_rule_is_a_switch_and_does_not_judge_confirmed_incidents():
+    assert _reshipped_then_refund_asked(3_000, Policy(order_value_remedied_once=0))["outcome"] == "GRANTED"
+    confirmed = _reshipped_then_refund_asked(3_000, source="CARRIER")
+    assert (confirmed["outcome"], confirmed["inputs"]["incident_confirmed"]) == ("GRANTED", 1)
 
 
 @pytest.mark.parametrize("switch, outcome", [(1, "DENIED"), (0, "GRANTED")])

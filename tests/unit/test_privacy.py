@@ -35,15 +35,15 @@ ASSOCIATE = "assoc-9"
 def story() -> World:
     """A customer with an order, a refund an associate asked for (household and associate checks), a
     proactive reshipment of a carrier-confirmed loss (not checked at the household: confirmed) and
-    a damage claim the customer asserted, checked at its household."""
+    a damage claim the customer asserted (a credit), checked at its household."""
     world = World(POLICY)
     world.feed(order("o1", customer=CUSTOMER, address=ADDRESS))
     world.feed(request(REQUEST, 1_000, kind="REFUND", customer=CUSTOMER, order_id="o1", at=T0 + 1,
                        requested_by=ASSOCIATE))
     world.feed(incident(f"inc-{CUSTOMER}", customer=CUSTOMER, order_id="o1", at=T0 + 2))
     world.feed(incident(f"dmg-{CUSTOMER}", "DAMAGED", customer=CUSTOMER, order_id="o1", at=T0 + 3, source="CUSTOMER"))
-    world.feed(request(f"claim-{CUSTOMER}", 1_000, customer=CUSTOMER, order_id="o1", at=T0 + 4, kind="REFUND",
-                       incident_id=f"dmg-{CUSTOMER}"))
+    world.feed(request(f"claim-{CUSTOMER}", 1_000, customer=CUSTOMER, order_id="o1", at=T0 + 4, kind="CREDIT",
+                       incident_id=f"dmg-{CUSTOMER}"))  # a credit: the order's value was reshipped already
     assert {d["outcome"] for d in world.decisions} == {"GRANTED"}
     return world
 
