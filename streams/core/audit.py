@@ -15,7 +15,7 @@ customer states from the customer-state changelog. docs/audit.md explains each c
 - No cap was exceeded at any moment of event time: customer 30/90-day and per-kind sums (of
   remedies of asserted claims; remedies of confirmed incidents against their own 30-day room),
   household 30-day sum and 90-day distinct incidents, each linked-accounts scope's (card, device,
-  building) the same, associate daily budget.
+  building) the same, associate daily budget; and no order refunded for more than was paid for it.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ class EventFacts:
     order_links: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     # (customer_id, order_id) of digital orders: their claims are never counted at a household
     digital_orders: frozenset = frozenset()
+    # (customer_id, order_id) -> (total_cents, currency) of its first placement: refunds never exceed it
+    order_totals: Mapping[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,9 +151,10 @@ class LeakedReservation:
 class CapBreach:
     """A window of event time in which grants exceeded a cap: `sum` and `cap` are in `unit`."""
 
-    scope: str  # customer, customer_kind, customer_confirmed, household, household_claims, linked, linked_claims, associate
+    scope: str  # customer, customer_kind, customer_confirmed, household, household_claims, linked, linked_claims,
+    #             associate, order_refunds (an order's refunds past what was paid for it)
     key: str
-    window: str  # 30d, 90d, day
+    window: str  # 30d, 90d, day, order (the order's lifetime)
     at_ms: int
     sum: int
     cap: int
@@ -236,6 +239,7 @@ def event_facts(events: Iterable[Event], policy: Policy) -> EventFacts:
     incidents: set[tuple[str, str]] = set()
     order_links: dict[tuple[str, str], tuple[str, ...]] = {}
     digital: set[tuple[str, str]] = set()
+    totals: dict[tuple[str, str], tuple[int, str]] = {}
     newest_ms, count = None, 0
     for event in events:
         count += 1
@@ -248,6 +252,7 @@ def event_facts(events: Iterable[Event], policy: Policy) -> EventFacts:
             placed = (event["customer_id"], event["order_id"])
             if placed not in order_links and event.get("digital"):
                 digital.add(placed)
+            totals.setdefault(placed, (event["total_cents"], event["currency"]))
             order_links.setdefault(placed, tuple(
                 f"{link}:{event[name]}" for link, name in LINK_FIELDS.items() if event.get(name)))
         elif kind == "RemedyRequested":
@@ -261,7 +266,8 @@ def event_facts(events: Iterable[Event], policy: Policy) -> EventFacts:
             implied = proactive_request(event, policy)
             if implied is not None:
                 proactive.setdefault(implied.request_id, implied)
-    return EventFacts(requests, proactive, frozenset(incidents), newest_ms, count, order_links, frozenset(digital))
+    return EventFacts(requests, proactive, frozenset(incidents), newest_ms, count, order_links, frozenset(digital),
+                      totals)
 
 
 def state_facts(state: Mapping[str, Any]) -> StateFacts:
@@ -326,6 +332,8 @@ class _Grant:
     links: tuple[str, ...] = ()
     # A claim the customer asserts (decision.customer_asserted): the household and linked scopes count only these.
     asserted: bool = True
+    # The order it remedies ("" when none).
+    order_id: str = ""
     # On a digital order: never counted at the household (decision.scopes_for).
     digital: bool = False
 
@@ -385,6 +393,7 @@ def _grant(final: Decision, first: Mapping[str, Decision], position: Mapping[str
         links=(order_links or {}).get(order, ()),
         asserted=customer_asserted({**final, "inputs": taking.get("inputs") or {}}),
         digital=order in digital_orders,
+        order_id=order[1],
     )
 
 
@@ -537,6 +546,29 @@ def _cap_breaches(grants: list[_Grant], policy: Policy, policies: Mapping[str, P
     return breaches
 
 
+def _refund_breaches(grants: list[_Grant], order_totals: Mapping[tuple[str, str], tuple[int, str]],
+                     currency: str) -> list[CapBreach]:
+    """Every order whose granted refunds (any decider, a person's approvals too) add up to more than
+    was paid for it: money given back that was never taken. Dated at the refund that went over."""
+    breaches = []
+    by_order: dict[tuple[str, str], list[_Grant]] = {}
+    for grant in grants:
+        if grant.kind == "REFUND" and grant.order_id:
+            by_order.setdefault((grant.customer_id, grant.order_id), []).append(grant)
+    for order, refunds in sorted(by_order.items()):
+        total = order_totals.get(order)
+        if total is None or total[1] != currency:
+            continue  # an order not on the log (compacted away), or priced in another currency than the grants
+        running = 0
+        for grant in refunds:  # already in (time, log position) order
+            running += grant.cents
+            if running > total[0]:
+                breaches.append(CapBreach("order_refunds", f"{order[0]}:{order[1]}", "order", grant.at_ms,
+                                          sum(g.cents for g in refunds), total[0], "cents", grant.decision_id))
+                break
+    return breaches
+
+
 # The audit -------------------------------------------------------------------------------------
 
 
@@ -648,5 +680,6 @@ def audit(
         conflicting_ids=tuple(conflicts),
         unrequested=tuple(unrequested),
         reservations_leaked=tuple(leaked),
-        cap_breaches=tuple(_cap_breaches(grants, policy, policies)),
+        cap_breaches=tuple(_cap_breaches(grants, policy, policies) + _refund_breaches(grants, facts.order_totals,
+                                                                                     policy.currency)),
     )

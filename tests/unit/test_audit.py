@@ -389,6 +389,27 @@ def test_grants_in_another_currency_are_never_added_to_the_policy_currency():
     assert report.ok
 
 
+@pytest.mark.parametrize("last_cents, breached", [(3_999, False), (4_000, False), (4_001, True)])
+def test_an_orders_refunds_past_what_was_paid_for_it_are_a_breach_at_below_and_above(last_cents, breached):
+    """A faulty engine (or a person's approval) refunding an order of $100 three times."""
+    refunds = [{**granted("r1", 6_000, at=T0 + 1, kind="REFUND"), "order_id": "o1"},
+               {**granted("r2", last_cents, at=T0 + 2, kind="REFUND", decided_by="assoc-7"), "order_id": "o1"}]
+    report = ledger_audit.audit([order("o1", total=10_000)] + asked_for(refunds), refunds, POLICY)
+
+    assert report.ok is not breached
+    expected = [("order_refunds", "c1:o1", "order", T0 + 2, 6_000 + last_cents, 10_000)] if breached else []
+    assert breaches(report, "order_refunds") == expected
+
+
+def test_reshipments_and_credits_are_not_refunds_of_the_order():
+    grants = [{**granted("r1", 10_000, at=T0 + 1, kind="REFUND"), "order_id": "o1"},
+              {**granted("r2", 10_000, at=T0 + 2, kind="RESHIP"), "order_id": "o1"},
+              {**granted("r3", 500, at=T0 + 3, kind="CREDIT"), "order_id": "o1"}]
+    report = ledger_audit.audit([order("o1", total=10_000)] + asked_for(grants), grants, Policy(
+        remedy_cents_max_per_customer_30d=50_000, remedy_cents_max_per_customer_90d=50_000))
+    assert breaches(report, "order_refunds") == []
+
+
 @pytest.mark.parametrize("last_cents, breached", [(29_999, False), (30_000, False), (30_001, True)])
 def test_household_30d_cap_at_below_and_above(last_cents, breached):
     wide = customer_inputs(cap_30d=HOUSEHOLD_CAP_30D, cap_90d=2 * HOUSEHOLD_CAP_30D, kind_cap_30d=HOUSEHOLD_CAP_30D)
