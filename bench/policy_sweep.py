@@ -49,7 +49,8 @@ VARIANTS: list[tuple[str, dict]] = [
     ("a first claim $250+ denied", {"request_above_customer_cap_escalated": 0}),
     # How far the rules reach when honest customers pay for it (the 95% question, issue 12).
     ("WATCH from 1 claim", {"watch_claims_min": 1}),
-    ("WATCH from 2 claims, 25% of orders", {"watch_claims_min": 2, "watch_claims_percent_of_orders_min": 25}),
+    ("WATCH at half of orders (was)", {"watch_claims_percent_of_orders_min": 50}),
+    ("WATCH at 15% of orders", {"watch_claims_percent_of_orders_min": 15}),
     ("one claim per incident kind / 90d", {"incident_claims_max_per_customer_90d": {
         kind: 1 for kind in ("LOST_IN_TRANSIT", "STOLEN_AFTER_DELIVERY", "DAMAGED", "WRONG_ITEM")}}),
     ("linked accounts on", {"linked_accounts_scope_enabled": 1}),

@@ -134,7 +134,7 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
         # halves the customer caps and sends the claims (not the system's requests) to a person.
         made = {i for i, inc in incidents.items() if inc["customer_id"] == e["customer_id"]
                 and inc["source"] not in CONFIRMING_SOURCES and (e["customer_id"], i) in seen_incidents}
-        watch = len(made) >= WATCH_CLAIMS_MIN and len(made) * 100 > len(placed.get(e["customer_id"], [])) * 50
+        watch = len(made) >= WATCH_CLAIMS_MIN and len(made) * 100 > len(placed.get(e["customer_id"], [])) * 25
         percent = 50 if watch else 100
         goodwill_key = (e["customer_id"], e["requested_by"])
         is_goodwill = not incident_id and e["requested_by"] not in ("system", "customer")

@@ -332,19 +332,20 @@ def test_redelivered_checks_and_results_change_nothing():
         (365, 50_000, 0, "ESTABLISHED"),
         (5 * 365, 199_999, 0, "ESTABLISHED"),
         (5 * 365, 200_000, 0, "LOYAL"),
-        (10 * 365, 1_000_000, 4, "LOYAL"),   # 4 claims over 8 orders is 50%: not above the line
-        (10 * 365, 1_000_000, 5, "WATCH"),   # 5 claims over 8 orders is above 50%
-        (0, 0, 2, "NEW"),                    # 2 claims over 8 orders: under the line
+        (10 * 365, 1_000_000, 4, "LOYAL"),   # 4 claims over 16 orders is 25%: not above the line
+        (10 * 365, 1_000_000, 5, "WATCH"),   # 5 claims over 16 orders is above 25%
+        (0, 0, 2, "NEW"),                    # 2 claims over 16 orders: fewer than watch_claims_min
     ],
 )
 def test_trust_tiers(tenure_days, spend_cents, claims, tier):
-    state = history_state(T0 - tenure_days * DAY_MS, spend_cents, claims, 8 if claims else 1)
+    assert POLICY.watch_claims_percent_of_orders_min == 25
+    state = history_state(T0 - tenure_days * DAY_MS, spend_cents, claims, 16 if claims else 1)
     assert core.trust_tier(state, T0, POLICY) == tier
 
 
-@pytest.mark.parametrize("orders_90d, tier", [(11, "LOYAL"), (10, "LOYAL"), (9, "WATCH")])
+@pytest.mark.parametrize("orders_90d, tier", [(21, "LOYAL"), (20, "LOYAL"), (19, "WATCH")])
 def test_watch_compares_claims_with_recent_orders_not_a_long_history(orders_90d, tier):
-    # 5 claims in 90 days against 10 orders in 90 days is 50%: at the line, not above it.
+    # 5 claims in 90 days against 20 orders in 90 days is 25%: at the line, not above it.
     state = history_state(T0 - 10 * 365 * DAY_MS, 1_000_000, claims=5, orders=orders_90d)
     # Hundreds of orders years ago do not dilute a burst of recent claims.
     state["history"]["orders"] = 500

@@ -18,8 +18,9 @@ DEFAULT_WORKLOAD = WorkloadConfig(customers=20_000, days=60, seed=11)
 # fewer excess claims than this fails here, whatever the target says.
 # 85.1% by count, 86.1% by cents since a new account's never-received claim is counted at its
 # address (one alone is trusted: the porch-theft story) instead of escalated on sight (87.6%), and
-# an associate's early reshipment of a lost parcel is their judgement (86.3% when it escalated).
-EXCESS_STOPPED_FLOOR = 0.85
+# an associate's early reshipment of a lost parcel is their judgement (86.3% when it escalated);
+# 87.6% / 88.2% since WATCH starts at a quarter of recent orders claimed on, not half.
+EXCESS_STOPPED_FLOOR = 0.875
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_excess_claims_stopped_do_not_fall_below_this_branch_s_figures(report):
     assert excess["stopped_cents_share"] >= EXCESS_STOPPED_FLOOR
 
 
-@pytest.mark.xfail(strict=True, reason="not reached yet: 85.1% by count, 86.1% by cents on the default profile "
+@pytest.mark.xfail(strict=True, reason="not reached yet: 87.6% by count, 88.2% by cents on the default profile "
                                        "(serial claimers' and double dippers' first claims look like honest ones); "
                                        "README 'Decision quality'")
 def test_excess_claims_stopped_meet_the_95_percent_target_on_the_default_profile(report):
