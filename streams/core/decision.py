@@ -1143,7 +1143,9 @@ def _handle_review(state: State, review: Event, policy: Policy) -> tuple[State, 
     """A person approved or denied an escalated request: a decision superseding the escalation.
 
     An approval is a person's judgement and is not held to the automatic caps, but it uses the
-    customer's room like any grant. A review of a request that is not escalated changes nothing.
+    customer's room like any grant; an approved refund that the order's refunds granted since
+    would take past what was paid is DENIED (REFUND_EXCEEDS_ORDER_TOTAL). A review of a request
+    that is not escalated changes nothing.
     """
     current = state["decided"].get(review["request_id"])
     if current is None or current["outcome"] != ESCALATED:
@@ -1156,9 +1158,16 @@ def _handle_review(state: State, review: Event, policy: Policy) -> tuple[State, 
         raise InvariantViolation(
             f"{SELF_APPROVAL}: {review['reviewed_by']} asked for request {review['request_id']} and may not approve "
             "it; another person must review it")
+    reasons = [APPROVED_BY_REVIEW if approve else DENIED_BY_REVIEW]
+    order = state["orders"].get(current["order_id"]) if current.get("order_id") else None
+    if (approve and current["kind"] == "REFUND" and order is not None
+            and _refunded_cents(state, current["order_id"]) + current["requested_cents"] > order["total_cents"]):
+        # A person's judgement goes past the caps, never past what was paid: refunds granted since
+        # the escalation left too little of the order to refund (money is never invented).
+        approve, reasons = False, [REFUND_EXCEEDS_ORDER_TOTAL]
     decision = _superseding(
         current, review["request_id"] + "/review", GRANTED if approve else DENIED,
-        current["requested_cents"] if approve else 0, [APPROVED_BY_REVIEW if approve else DENIED_BY_REVIEW],
+        current["requested_cents"] if approve else 0, reasons,
         review["reviewed_by"], review["reviewed_at"], review.get("note"),
     )
     request = {"request_id": current["request_id"], "kind": current["kind"], "order_id": current["order_id"],

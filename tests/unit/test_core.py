@@ -683,6 +683,24 @@ def test_a_review_supersedes_the_escalation(verdict, outcome, granted, reason):
     assert world.feed(review("r1", verdict)) == [reviewed]  # a redelivered review changes nothing
 
 
+@pytest.mark.parametrize("second_cents, outcome, reason", [
+    (3_999, "GRANTED", core.APPROVED_BY_REVIEW), (4_000, "GRANTED", core.APPROVED_BY_REVIEW),
+    (4_001, "DENIED", core.REFUND_EXCEEDS_ORDER_TOTAL)])
+def test_an_approved_refund_never_takes_an_order_past_what_was_paid(second_cents, outcome, reason):
+    # $200 paid; a $160 refund waits for a person (above the $150 ceiling), then a second refund is
+    # granted meanwhile: the approval stands only if the $160 still fits in what is left.
+    world = World(CEILING_150)
+    world.feed(order("o1", total=20_000))
+    (escalated,) = world.feed(request("big", 16_000, kind="REFUND", order_id="o1", at=T0 + 1))
+    assert escalated["reason_codes"] == [core.ABOVE_AUTO_APPROVAL_CEILING]
+    (meanwhile,) = world.feed(request("small", second_cents, kind="REFUND", order_id="o1", at=T0 + 2))
+    assert meanwhile["outcome"] == "GRANTED"
+    (reviewed,) = world.feed(review("big", "APPROVE"))
+    assert (reviewed["outcome"], reviewed["reason_codes"]) == (outcome, [reason])
+    assert reviewed["granted_cents"] == (16_000 if outcome == "GRANTED" else 0)
+    assert reviewed["decided_by"] == "assoc-lead" and reviewed["supersedes_decision_id"] == escalated["decision_id"]
+
+
 def test_a_review_of_a_request_that_is_not_escalated_changes_nothing():
     world = World()
     world.feed(request("r1", 1_000))
