@@ -326,19 +326,20 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
         if inputs["incident_confirmed"]:
             reason = _confirmed_verdict(state, request, policy, now_ms, inputs)
             return outcome(GRANTED if reason == WITHIN_LIMITS else ESCALATED, reason)
-    if (policy.order_value_remedied_once and "order_reshipped_cents" in inputs
-            and inputs["order_refunded_cents"] + inputs["order_reshipped_cents"] + amount > order["total_cents"]):
-        return outcome(ESCALATED, ORDER_VALUE_ALREADY_REMEDIED)
-    exposure = _exposure_verdict(inputs, amount, cap_30d, cap_90d, policy)
-    if exposure is not None:
-        return outcome(*exposure)
-    if inputs["customer_kind_granted_cents_30d"] + amount > kind_cap:
-        return outcome(DENIED, CUSTOMER_KIND_30D_CAP_EXCEEDED)
+    caps = _caps_verdict(inputs, amount, kind, cap_30d, cap_90d, kind_cap, policy)
+    if caps is not None and caps[0] == DENIED:
+        return outcome(*caps)
     new_incident = incident_id is not None and not any(e[4] == incident_id for e in _counted(state))
     if incident_kind is not None and new_incident and (
         inputs["customer_incident_claims_90d"] + 1 > inputs["customer_incident_claims_max_90d"]
     ):
         return outcome(DENIED, CUSTOMER_INCIDENT_CLAIMS_EXCEEDED)
+    # Past every denial, the requests a person looks at for their size or their order's history.
+    if caps is not None:
+        return outcome(*caps)
+    if (policy.order_value_remedied_once and "order_reshipped_cents" in inputs
+            and inputs["order_refunded_cents"] + inputs["order_reshipped_cents"] + amount > order["total_cents"]):
+        return outcome(ESCALATED, ORDER_VALUE_ALREADY_REMEDIED)
     if amount > policy.remedy_cents_max_per_request:
         return outcome(ESCALATED, ABOVE_AUTO_APPROVAL_CEILING)
     if tier == "WATCH" and incident_id and policy.watch_claims_escalated and origin_of(request) != "PROACTIVE":
@@ -349,23 +350,30 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
     return outcome(GRANTED, WITHIN_LIMITS)
 
 
-def _exposure_verdict(inputs: dict, amount: int, cap_30d: int, cap_90d: int, policy: Policy) -> tuple | None:
-    """The customer's 30- and 90-day exposure caps: (outcome, reason) when one binds, else None.
+def _caps_verdict(inputs: dict, amount: int, kind: str, cap_30d: int, cap_90d: int, kind_cap: int,
+                  policy: Policy) -> tuple[str, str] | None:
+    """The customer's 30- and 90-day exposure caps and the kind's 30-day cap: (outcome, reason)
+    when one binds, else None.
 
     A cap binds with DENIED when the customer's earlier grants in its window leave too little
-    room. A request larger than a whole cap from a customer who has used none of that room is a
-    question of size, not of history: with request_above_customer_cap_escalated it goes to a
-    person (REQUEST_ABOVE_CUSTOMER_CAP), as the auto-approval ceiling would send it, instead of
-    being refused outright (an honest customer's first loss of an expensive order).
+    room (the first such cap names the reason). A REFUND or RESHIP larger than the caps it exceeds,
+    from a customer granted nothing in any of their windows, is a question of size, not of history:
+    with request_above_customer_cap_escalated it goes to a person (REQUEST_ABOVE_CUSTOMER_CAP; the
+    caller returns it only once the incident claims have not denied it), as the auto-approval
+    ceiling would, instead of being refused outright: an honest customer's first loss of an
+    expensive order. Goodwill above its kind's cap stays denied: its size is the policy's call.
     """
-    for granted, cap, reason in ((inputs["customer_granted_cents_30d"], cap_30d, CUSTOMER_30D_CAP_EXCEEDED),
-                                 (inputs["customer_granted_cents_90d"], cap_90d, CUSTOMER_90D_CAP_EXCEEDED)):
-        if granted + amount <= cap:
-            continue
-        if granted == 0 and policy.request_above_customer_cap_escalated:
-            return ESCALATED, REQUEST_ABOVE_CUSTOMER_CAP
-        return DENIED, reason
-    return None
+    exceeded = [(granted, reason) for granted, cap, reason in (
+        (inputs["customer_granted_cents_30d"], cap_30d, CUSTOMER_30D_CAP_EXCEEDED),
+        (inputs["customer_granted_cents_90d"], cap_90d, CUSTOMER_90D_CAP_EXCEEDED),
+        (inputs["customer_kind_granted_cents_30d"], kind_cap, CUSTOMER_KIND_30D_CAP_EXCEEDED),
+    ) if granted + amount > cap]
+    if not exceeded:
+        return None
+    if (policy.request_above_customer_cap_escalated and kind in ORDER_VALUE_KINDS
+            and not any(granted for granted, _ in exceeded)):
+        return ESCALATED, REQUEST_ABOVE_CUSTOMER_CAP
+    return DENIED, next((reason for granted, reason in exceeded if granted), exceeded[0][1])
 
 
 def another_value_remedy(state: State, request: Event, policy: Policy) -> bool:
@@ -475,7 +483,18 @@ def _reshipped_cents(state: State, order_id: str) -> int:
         r["entry"][1] for r in state["reservations"].values()
         if r["request"]["kind"] == "RESHIP" and r["request"].get("order_id") == order_id
     )
-    return state["orders"][order_id].get("reshipped_cents", 0) + reserved
+    return _booked_reshipped_cents(state, order_id) + reserved
+
+
+def _booked_reshipped_cents(state: State, order_id: str) -> int:
+    """The reshipments granted on an order: booked on it, or, in a state written before orders
+    booked them, the granted reshipments of the order among the customer's decisions (what a replay
+    from the start would have booked)."""
+    order = state["orders"][order_id]
+    if "reshipped_cents" in order:
+        return order["reshipped_cents"]
+    return sum(d["granted_cents"] for d in state["decided"].values()
+               if d.get("order_id") == order_id and d["kind"] == "RESHIP" and d["outcome"] == GRANTED)
 
 
 def _refunded_cents(state: State, order_id: str) -> int:
@@ -1020,6 +1039,7 @@ def _with_reservation(state: State, request: Event, decision: Decision, check: C
 
 
 def _with_decision(state: State, request: Event, decision: Decision) -> State:
+    before = state
     state = {**state, "decided": {**state["decided"], request["request_id"]: decision}}
     if decision["outcome"] != GRANTED:
         return state
@@ -1034,7 +1054,7 @@ def _with_decision(state: State, request: Event, decision: Decision) -> State:
         state = {**state, "orders": {**state["orders"], order_id: {**order, "refunded_cents": refunded}}}
     elif request["kind"] == "RESHIP" and order_id in state["orders"]:
         order = state["orders"][order_id]
-        reshipped = order.get("reshipped_cents", 0) + decision["granted_cents"]
+        reshipped = _booked_reshipped_cents(before, order_id) + decision["granted_cents"]
         state = {**state, "orders": {**state["orders"], order_id: {**order, "reshipped_cents": reshipped}}}
     return state
 
@@ -1057,6 +1077,7 @@ def _with_order(state: State, event: Event, policy: Policy) -> State:
         "shipping_address_id": event["shipping_address_id"],
         **{field: event[field] for field in LINK_FIELDS.values() if event.get(field)},
         "refunded_cents": 0,
+        "reshipped_cents": 0,
         "delivered_at": None,
         "lines": detail.order_lines(event),
     }

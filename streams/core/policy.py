@@ -249,11 +249,11 @@ class Policy:
     # 1: a customer-asserted LOST_IN_TRANSIT claim on an order the carrier already scanned as
     # delivered goes to a person (LOST_CLAIM_AFTER_DELIVERY_SCAN).
     lost_claim_after_delivery_scan_escalated: int = 1
-    # 1: a customer-asserted request larger than the customer's whole 30- or 90-day room (after
-    # the tier), from a customer who has been granted nothing in that window, goes to a person
-    # (REQUEST_ABOVE_CUSTOMER_CAP) instead of being denied: the first loss of an expensive order is
-    # bad luck to look at, not abuse. A customer whose earlier grants fill the room is still
-    # denied. 0: denied by the cap as any other request.
+    # 1: a REFUND or RESHIP larger than every customer cap it exceeds (30- or 90-day room after
+    # the tier, the kind's 30-day cap), from a customer granted nothing in those windows, goes to a
+    # person (REQUEST_ABOVE_CUSTOMER_CAP) instead of being denied: the first loss of an expensive
+    # order is bad luck to look at, not abuse. Any earlier grant in an exceeded window still denies;
+    # goodwill above its kind's cap stays denied. 0: denied by the cap as any other request.
     request_above_customer_cap_escalated: int = 1
     # A new account: first order less than this many days ago and at most new_account_orders_max
     # orders. Its customer-asserted "never received" claims (NON_RECEIPT_INCIDENT_KINDS) are

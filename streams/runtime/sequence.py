@@ -80,7 +80,7 @@ class Sequencer:
         self.partitions = partitions
         self.clock_s = clock_s
         # What the cross-partition order costs, per level: how long each check waited here for
-        # the watermarks (docs/operations.md); the rare events beside it, as counters.
+        # the watermarks (README, /metrics); the rare events beside it, as counters.
         self.hold_seconds = Histogram(
             "remedy_scope_check_hold_seconds",
             "Time a scope check (RESERVE) was held by the limits agent's sequencer until every watermark "
@@ -204,7 +204,9 @@ class Sequencer:
             if not heaps:
                 break
             _, partition = min(heaps)
-            out.append(heapq.heappop(self.heaps[partition])[3])
+            entry = heapq.heappop(self.heaps[partition])
+            out.append(entry[3])
+            self.hold_seconds.observe(self.clock_s() - entry[4], entry[2])
         self.forced_total += len(out)
         self.events.inc("forced", by=len(out))
         if out:

@@ -142,6 +142,11 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
         favour = favoured.get((e["requested_by"], e["customer_id"]), (0, set()))
         favour_cents, favour_total = favour[0] + amount, discretionary.get(e["requested_by"], 0) + amount
         favour_grants = favour[1] | {incident_id or e["request_id"]}  # an incident's remedies are one grant
+        # The customer's caps (30-day and the kind's): each exceeded one with its cents granted so far.
+        over_caps = [used for used, cap in ((sum(g[1] for g in asserted), CAP_30D_CENTS),
+                                            (sum(g[1] for g in asserted if g[0] == kind), KIND_CAP_30D_CENTS[kind]))
+                     if used + amount > cap * percent // 100]
+        too_large = bool(over_caps) and kind in ("REFUND", "RESHIP") and not any(over_caps)
         if e["currency"] != "USD":
             result = ("ESCALATED", 0)
         elif kind in ("REFUND", "RESHIP") and order is None:
@@ -161,19 +166,18 @@ def expected_decisions(path: Path) -> dict[str, tuple[str, int]]:
             if ok and order is not None and kind in ("REFUND", "RESHIP"):
                 given = refunded if kind == "REFUND" else reshipped
                 given[order["order_id"]] = given.get(order["order_id"], 0) + amount
-        elif (kind in ("REFUND", "RESHIP") and order is not None and refunded.get(order["order_id"], 0)
-              + reshipped.get(order["order_id"], 0) + amount > order["total_cents"]):
-            result = ("ESCALATED", 0)  # the order's value is given back once
-        elif sum(g[1] for g in asserted) + amount > CAP_30D_CENTS * percent // 100:
-            # Larger than the whole room with none of it used: a person looks.
-            result = ("ESCALATED", 0) if not asserted else ("DENIED", 0)
-            _unless_proactive_race(e, proactive_customers)
-        elif sum(g[1] for g in asserted if g[0] == kind) + amount > KIND_CAP_30D_CENTS[kind] * percent // 100:
+        elif over_caps and not too_large:
             result = ("DENIED", 0)
             _unless_proactive_race(e, proactive_customers)
         elif (incident_kind and not any(g[2] == incident_id for g in asserted)
               and claims_of_kind + 1 > INCIDENT_CLAIMS_90D[incident_kind]):
             result = ("DENIED", 0)
+        elif too_large:
+            result = ("ESCALATED", 0)  # a refund or reshipment larger than the whole room: a person looks
+            _unless_proactive_race(e, proactive_customers)
+        elif (kind in ("REFUND", "RESHIP") and order is not None and refunded.get(order["order_id"], 0)
+              + reshipped.get(order["order_id"], 0) + amount > order["total_cents"]):
+            result = ("ESCALATED", 0)  # the order's value is given back once
         elif amount > CEILING_CENTS:
             result = ("ESCALATED", 0)
         elif watch and incident_id and e["requested_by"] != "system":

@@ -89,11 +89,18 @@ def test_customer_30d_cap_at_below_and_above(amount, outcome):
     assert decision["inputs"]["customer_cap_cents_30d"] == CAP
 
 
+def big_refund(amount, policy=WIDE, earlier=(), at=T0 + 10, kind="REFUND"):
+    """A refund (or another kind) on an order of $1,000, after `earlier` events."""
+    world = world_after(order("big-o", total=100_000), *earlier, policy=policy)
+    (decision,) = world.feed(request("big", amount, kind=kind, order_id="big-o", at=at))
+    return decision
+
+
 @pytest.mark.parametrize("amount, outcome, reason", [
     (CAP - 1, "GRANTED", core.WITHIN_LIMITS), (CAP, "GRANTED", core.WITHIN_LIMITS),
     (CAP + 1, "ESCALATED", core.REQUEST_ABOVE_CUSTOMER_CAP)])
-def test_a_first_request_larger_than_the_whole_cap_goes_to_a_person_not_denied(amount, outcome, reason):
-    (decision,) = world_after(policy=WIDE).feed(request("big", amount))
+def test_a_first_refund_larger_than_the_whole_cap_goes_to_a_person_not_denied(amount, outcome, reason):
+    decision = big_refund(amount)
     assert (decision["outcome"], decision["reason_codes"]) == (outcome, [reason])
     assert decision["granted_cents"] == (amount if outcome == "GRANTED" else 0)
     assert decision["inputs"]["customer_granted_cents_30d"] == 0
@@ -101,24 +108,36 @@ def test_a_first_request_larger_than_the_whole_cap_goes_to_a_person_not_denied(a
 
 @pytest.mark.parametrize("granted_before, outcome, reason", [
     (0, "ESCALATED", core.REQUEST_ABOVE_CUSTOMER_CAP), (1, "DENIED", core.CUSTOMER_30D_CAP_EXCEEDED)])
-def test_a_large_request_after_any_grant_in_the_window_is_denied_by_the_cap(granted_before, outcome, reason):
+def test_a_large_refund_after_any_grant_in_the_window_is_denied_by_the_cap(granted_before, outcome, reason):
     earlier = [request("small", granted_before)] if granted_before else []
-    world = world_after(*earlier, policy=WIDE)
-    (decision,) = world.feed(request("big", CAP + 1, at=T0 + 10))
+    decision = big_refund(CAP + 1, earlier=earlier)
     assert (decision["outcome"], decision["reason_codes"]) == (outcome, [reason])
 
 
-def test_with_the_switch_off_a_first_request_larger_than_the_cap_is_denied():
+def test_a_large_refund_is_denied_when_grants_older_than_30_days_fill_the_90_day_room():
+    # Nothing in the last 30 days, but $400 of the $500 90-day room is used: denied, not escalated.
+    earlier = [request("m1", 20_000, at=T0 - 80 * DAY_MS), request("m2", 20_000, at=T0 - 45 * DAY_MS)]
+    decision = big_refund(CAP + 1, earlier=earlier, at=T0)
+    assert decision["inputs"]["customer_granted_cents_30d"] == 0
+    assert decision["inputs"]["customer_granted_cents_90d"] == 40_000
+    assert (decision["outcome"], decision["reason_codes"]) == ("DENIED", [core.CUSTOMER_90D_CAP_EXCEEDED])
+
+
+def test_with_the_switch_off_a_first_refund_larger_than_the_cap_is_denied():
     off = Policy(kind_cents_max_per_customer_30d={kind: 25_000 for kind in REMEDY_KINDS},
                  request_above_customer_cap_escalated=0)
-    (decision,) = world_after(policy=off).feed(request("big", CAP + 1))
+    decision = big_refund(CAP + 1, policy=off)
     assert (decision["outcome"], decision["reason_codes"]) == ("DENIED", [core.CUSTOMER_30D_CAP_EXCEEDED])
 
 
-def test_a_first_request_larger_than_the_90d_room_alone_goes_to_a_person():
-    narrow = Policy(kind_cents_max_per_customer_30d={kind: 25_000 for kind in REMEDY_KINDS},
-                    remedy_cents_max_per_customer_90d=20_000)
-    (decision,) = world_after(policy=narrow).feed(request("big", 20_001))
+def test_goodwill_above_its_kind_cap_stays_denied_whatever_was_granted():
+    # The size of a credit is the policy's call, not bad luck: only refunds and reshipments escalate.
+    decision = big_refund(POLICY.kind_cents_max_per_customer_30d["CREDIT"] + 1, policy=POLICY, kind="CREDIT")
+    assert (decision["outcome"], decision["reason_codes"]) == ("DENIED", [core.CUSTOMER_KIND_30D_CAP_EXCEEDED])
+
+
+def test_a_refund_above_the_default_kind_cap_with_nothing_granted_goes_to_a_person():
+    decision = big_refund(POLICY.kind_cents_max_per_customer_30d["REFUND"] + 1, policy=POLICY)
     assert (decision["outcome"], decision["reason_codes"]) == ("ESCALATED", [core.REQUEST_ABOVE_CUSTOMER_CAP])
 
 

@@ -146,6 +146,21 @@ def test_a_reshipment_then_a_refund_of_the_same_goods_under_a_second_incident_go
         "ESCALATED", 0, [core.ORDER_VALUE_ALREADY_REMEDIED])
 
 
+@pytest.mark.parametrize("booked", [True, False])
+def test_a_state_restored_from_before_orders_booked_reshipments_finds_them_among_its_decisions(booked):
+    world = World()
+    world.feed(seasoned())
+    world.feed(order("o1", total=5_000))
+    world.feed(incident("i1", "DAMAGED", source="CUSTOMER"))
+    world.feed(request("reship", 3_000, kind="RESHIP", order_id="o1", incident_id="i1"))
+    if not booked:  # as an older changelog wrote the order
+        del world.customers["c1"]["orders"]["o1"]["reshipped_cents"]
+    world.feed(incident("i2", "WRONG_ITEM", source="CUSTOMER", at=T0 + 4))
+    (refund,) = world.feed(request("refund", 3_000, kind="REFUND", order_id="o1", incident_id="i2", at=T0 + 5))
+    assert refund["inputs"]["order_reshipped_cents"] == 3_000
+    assert (refund["outcome"], refund["reason_codes"]) == ("ESCALATED", [core.ORDER_VALUE_ALREADY_REMEDIED])
+
+
 def test_the_order_value_rule_is_a_switch_and_does_not_judge_confirmed_incidents():
     assert _reshipped_then_refund_asked(3_000, Policy(order_value_remedied_once=0))["outcome"] == "GRANTED"
     confirmed = _reshipped_then_refund_asked(3_000, source="CARRIER")
