@@ -71,6 +71,9 @@ def cmd_review_show(args) -> int:
     print("what the decision saw:")
     for line in detail["inputs_in_words"]:
         print(f"  {line}")
+    print("what the customer has now:")
+    for line in detail["now_in_words"]:
+        print(f"  {line}")
     for scope, rows in detail["history"].items():
         print(f"recent decisions of this {scope}:" if rows else f"no other decisions of this {scope}")
         for row in rows:

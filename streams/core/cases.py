@@ -15,6 +15,8 @@ from streams.core.money import money_text
 from streams.core.policy import LINK_KINDS
 
 HOUR_MS = 3_600_000
+# The window "what the customer has now" sums grants over (the customer caps' short window).
+NOW_WINDOW_MS = 30 * 24 * HOUR_MS
 # The orders a queue can be sorted in; "age" is oldest first, "amount" largest first.
 SORTS = ("age", "amount", "customer", "kind")
 # Recent history per customer, household and associate: at most this many decisions each.
@@ -177,6 +179,34 @@ def _history(decisions: Iterable[dict], field: str, value: str | None, exclude: 
              "requested_at": d["requested_at"]} for d in found[:HISTORY_DECISIONS_MAX]]
 
 
+def _decided_at(decision: Mapping) -> int:
+    return decision.get("decided_at") or decision["requested_at"]
+
+
+def now_in_words(decision: Mapping, standing: Iterable[Mapping], now_ms: int) -> list[str]:
+    """What the customer holds now, from the decisions on the log: what the decision saw can be
+    stale by the time a person looks (grants made while the request waited use the same room,
+    and an approval lands on top of them). Grants in the request's currency only."""
+    currency, customer = decision["currency"], decision["customer_id"]
+    grants = [d for d in standing if d["customer_id"] == customer and d["outcome"] == "GRANTED"
+              and d["currency"] == currency and d["request_id"] != decision["request_id"]]
+    recent = [d for d in grants if now_ms - NOW_WINDOW_MS < _decided_at(d) <= now_ms]
+    since = [d for d in grants if _decided_at(d) > _decided_at(decision)]
+    cap = (decision.get("inputs") or {}).get("customer_cap_cents_30d")
+    line = f"customer now: {money_text(sum(d['granted_cents'] for d in recent), currency)} granted in the last 30 days"
+    if cap is not None:
+        line += f" (all remedies) against a {money_text(cap, currency)} cap"
+    lines = [line + f"; {len(since)} grant{'' if len(since) == 1 else 's'} "
+                    f"({money_text(sum(d['granted_cents'] for d in since), currency)}) since this decision"]
+    order_id = decision.get("order_id")
+    if order_id:
+        refunds = [d for d in grants if d.get("order_id") == order_id and d["kind"] == "REFUND"]
+        reships = [d for d in grants if d.get("order_id") == order_id and d["kind"] == "RESHIP"]
+        lines.append(f"order {order_id}: {money_text(sum(d['granted_cents'] for d in refunds), currency)} refunded and "
+                     f"{money_text(sum(d['granted_cents'] for d in reships), currency)} reshipped by other requests")
+    return lines
+
+
 def case_detail(request_id: str, decisions: Iterable[dict], assignments: Mapping[str, dict], now_ms: int) -> dict | None:
     """Everything a reviewer needs for one case, or None when the request has no decision."""
     standing = current(decisions)
@@ -193,6 +223,7 @@ def case_detail(request_id: str, decisions: Iterable[dict], assignments: Mapping
         "reasons": [{"code": code, "meaning": reason_words(code)} for code in decision["reason_codes"]],
         "inputs": dict(decision.get("inputs") or {}),
         "inputs_in_words": inputs_in_words(decision),
+        "now_in_words": now_in_words(decision, others, now_ms),
         "history": {
             "customer": _history(others, "customer_id", decision["customer_id"], request_id),
             "household": _history(others, "household_id", decision.get("household_id"), request_id),

@@ -62,6 +62,7 @@ nav a { margin-right: 1em; }
   <div id="case-summary"></div>
   <h4>Why it waits for a person</h4><ul id="case-reasons"></ul>
   <h4>What the decision saw</h4><ul id="case-inputs"></ul>
+  <h4>What the customer has now</h4><ul id="case-now"></ul>
   <h4>Recent history</h4><div id="case-history"></div>
   <p><label>Assign to <input id="assign-to" size="14"></label><button id="assign-button" type="button">Assign</button></p>
   <p><label>Note (required) <br><textarea id="review-note" rows="2" cols="70"></textarea></label></p>
@@ -197,6 +198,7 @@ async function openCase(requestId) {
       (c.assigned_to || "nobody") + "; policy " + c.policy_version;
     $("case-reasons").replaceChildren(...c.reasons.map((r) => el("li", r.code + ": " + r.meaning)));
     $("case-inputs").replaceChildren(...c.inputs_in_words.map((line) => el("li", line)));
+    $("case-now").replaceChildren(...c.now_in_words.map((line) => el("li", line)));
     const history = [];
     for (const [scope, rows] of Object.entries(c.history)) {
       history.push(el("h5", "this " + scope + ": " + (rows.length ? rows.length + " recent decisions" : "no others")));

@@ -81,7 +81,8 @@ ROUTES = {
                                  enum=["age", "amount", "customer", "kind"])], None,
                          {"200": JSON_ANSWER, "400": ERROR}),
     "/v1/review-cases/{request_id}": ("get", "One case: the decision, its reasons and inputs (counters, caps, tier, "
-                                             "policy version) in words, and the customer's, household's and "
+                                             "policy version) in words, what the customer holds now (now_in_words), "
+                                             "and the customer's, household's and "
                                              "associate's recent decisions",
                                       [{"name": "request_id", "in": "path", "required": True,
                                         "schema": {"type": "string"}}], None, {"200": JSON_ANSWER, "404": ERROR}),

@@ -64,6 +64,7 @@ def test_the_fraud_team_reviews_backtests_and_ranks_in_the_browser(browser, work
         browser.find_element(By.CSS_SELECTOR, f"button.open-case[data-request='{case['request_id']}']").click()
         page.wait_text("case-title", case["request_id"])
         assert "policy version:" in page.text("case-inputs")
+        assert "customer now:" in page.text("case-now")
         assert case["reason_codes"][0] in page.text("case-reasons")
         page.type("review-note", "a loyal customer")
         page.click("approve-button")

@@ -125,3 +125,20 @@ def test_an_associate_concentration_case_says_the_customer_s_share_in_words():
         "associate: $40.00 granted today of a $1,500.00 budget",
         "associate: $40.00 in 1 grants to this customer in 30 days of $85.00 discretionary; 65% with this "
         "request (a second person looks above 20% and $75.00 from the 2nd grant)"]
+
+
+def test_a_case_says_what_the_customer_has_now_not_only_what_the_decision_saw():
+    # A $600 refund waits for a person; meanwhile the customer was granted $200 on the same order.
+    waiting = {**escalated("big", kind="REFUND", cents=60_000, customer="c9", hours_ago=48,
+                           reasons=("REQUEST_ABOVE_CUSTOMER_CAP",)), "order_id": "o9", "decided_at": NOW - 48 * HOUR_MS}
+    meanwhile = {**escalated("small", kind="REFUND", cents=20_000, customer="c9", hours_ago=24, outcome="GRANTED",
+                             reasons=("WITHIN_LIMITS",)), "order_id": "o9", "decided_at": NOW - 24 * HOUR_MS}
+    old = {**escalated("old", cents=5_000, customer="c9", hours_ago=40 * 24, outcome="GRANTED", reasons=("WITHIN_LIMITS",)),
+           "decided_at": NOW - 40 * 24 * HOUR_MS}
+    other = {**escalated("theirs", cents=9_000, customer="c8", outcome="GRANTED", reasons=("WITHIN_LIMITS",)),
+             "decided_at": NOW - HOUR_MS}
+    detail = cases.case_detail("big", [old, waiting, meanwhile, other], {}, NOW)
+    assert detail["now_in_words"] == [
+        "customer now: $200.00 granted in the last 30 days (all remedies) against a $375.00 cap; "
+        "1 grant ($200.00) since this decision",
+        "order o9: $200.00 refunded and $0.00 reshipped by other requests"]
