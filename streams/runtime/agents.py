@@ -250,8 +250,10 @@ class AgentShell:
             standing, indexed = await self.state.restore(missing)
         finally:
             self.restoring = False
-        if self.on_restored is not None:
-            self.on_restored(missing, indexed)
+        # Only what the restore kept: a partition revoked while it was read is read again when given back.
+        kept = [p for p in missing if self.state.owned(p)]
+        if self.on_restored is not None and kept:
+            self.on_restored(kept, indexed)
         # A crash may have left an outbox unsent: its batch was then not committed. Send those
         # again, byte for byte; a committed batch's messages were acknowledged first.
         resend = [entry for s in standing if not self._committed(s) for entry in s.entries]

@@ -110,6 +110,9 @@ class PartitionState:
         self.kafka = kafka
         self.client_options = client_options or {}
         self.by_partition: dict[int, dict[bytes, bytes]] = {}
+        # partition -> times dropped: a restore keeps only the partitions not dropped while it read
+        # (a rebalance can take a partition away during a restore no input event waits for).
+        self.drops: dict[int, int] = {}
         self.restores_total = 0
         self.restored_keys_total = 0
         self.restore_seconds_total = 0.0
@@ -138,6 +141,7 @@ class PartitionState:
         """Forget partitions this worker no longer owns (their next owner restores them)."""
         for partition in partitions:
             self.by_partition.pop(partition, None)
+            self.drops[partition] = self.drops.get(partition, 0) + 1
 
     def save(self, partition: int, key: bytes, state_json: bytes) -> None:
         """Keep a state the changelog acknowledged."""
@@ -152,11 +156,14 @@ class PartitionState:
         (the shell re-sends those whose batch was not committed) and the index of the restored keys
         ((partition, key) -> what `index` returned, when not None).
 
-        Bounded by RESTORE_TIMEOUT_S and logged with its size and duration.
+        A partition dropped while it was read (revoked by a rebalance) is not kept, nor are its
+        outboxes and index: what was read may be stale by the time it is given back, so it is read
+        again then. Bounded by RESTORE_TIMEOUT_S and logged with its size and duration.
         """
         indexed: dict[tuple[int, bytes], object] = {}
         if not partitions:
             return [], indexed
+        drops_before = {p: self.drops.get(p, 0) for p in partitions}
         consumer = AIOKafkaConsumer(
             **aiokafka_options(self.kafka), group_id=None, enable_auto_commit=False, client_id="remedy-restore",
             auto_offset_reset="earliest", max_partition_fetch_bytes=RESTORE_FETCH_BYTES_MAX,
@@ -208,15 +215,21 @@ class PartitionState:
                             outboxes[slot] = Standing(tp.partition, through, outbox)
                         else:
                             outboxes.pop(slot, None)
-            self.by_partition.update(values_by_partition)
+            kept = [p for p in partitions if self.drops.get(p, 0) == drops_before[p]]
+            self.by_partition.update({p: values_by_partition[p] for p in kept})
         finally:
             await consumer.stop()
         elapsed = time.monotonic() - started
-        keys = sum(len(self.by_partition[p]) for p in partitions)
+        if len(kept) < len(partitions):
+            log.warning("restored %s partitions %s revoked while they were read: not kept (read again when given back)",
+                        self.changelog, sorted(set(partitions) - set(kept)))
+            outboxes = {slot: entry for slot, entry in outboxes.items() if slot[0] in kept}
+            indexed = {slot: entry for slot, entry in indexed.items() if slot[0] in kept}
+        keys = sum(len(self.by_partition[p]) for p in kept)
         self.restores_total += 1
         self.restored_keys_total += keys
         self.restore_seconds_total += elapsed
         standing = [outboxes[slot] for slot in sorted(outboxes)]
         log.warning("restored %s partitions %s: %d keys from %d records in %.1fs; %d standing outboxes",
-                    self.changelog, partitions, keys, read, elapsed, len(standing))
+                    self.changelog, kept, keys, read, elapsed, len(standing))
         return standing, indexed
