@@ -141,9 +141,10 @@ REASON_CODES = (
 
 # Remedy kinds that only make sense against a known order.
 KINDS_NEEDING_ORDER = frozenset({"REFUND", "RESHIP"})
-# Remedy kinds that give back an order's value (its money or its goods): together at most once per
-# order for customer-asserted claims (order_value_remedied_once).
-ORDER_VALUE_KINDS = frozenset({"REFUND", "RESHIP"})
+# Remedy kinds that give back an order's value (its money or its goods), with the order field that
+# books each: together at most once per order for customer-asserted claims (order_value_remedied_once).
+ORDER_GIVEN_FIELD = {"REFUND": "refunded_cents", "RESHIP": "reshipped_cents"}
+ORDER_VALUE_KINDS = frozenset(ORDER_GIVEN_FIELD)
 
 
 def empty_state() -> State:
@@ -297,7 +298,7 @@ def decide(state: State, request: Event, policy: Policy) -> Decision:
         inputs["order_total_cents"] = order["total_cents"]
         inputs["order_refunded_cents"] = _refunded_cents(state, request["order_id"])
         if kind in ORDER_VALUE_KINDS:
-            inputs["order_reshipped_cents"] = _reshipped_cents(state, request["order_id"])
+            inputs["order_reshipped_cents"] = _given_cents(state, request["order_id"], "RESHIP")
     if incident_kind is not None:
         inputs["customer_incident_claims_90d"] = incident_claims(state, now_ms, policy.long_window_ms, incident_kind)
         inputs["customer_incident_claims_max_90d"] = policy.incident_claims_max_per_customer_90d[incident_kind]
@@ -477,33 +478,30 @@ def _duplicate_for_incident(state: State, request: Event) -> bool:
     return False
 
 
-def _reshipped_cents(state: State, order_id: str) -> int:
-    """Reshipped on an order so far (the value of the goods sent again), reservations included."""
+def _given_cents(state: State, order_id: str, kind: str) -> int:
+    """Refunded (kind REFUND) or reshipped (RESHIP) on an order so far, including remedies of that
+    kind reserved and still passing later scopes."""
     reserved = sum(
         r["entry"][1] for r in state["reservations"].values()
-        if r["request"]["kind"] == "RESHIP" and r["request"].get("order_id") == order_id
+        if r["request"]["kind"] == kind and r["request"].get("order_id") == order_id
     )
-    return _booked_reshipped_cents(state, order_id) + reserved
+    return _booked_cents(state, order_id, kind) + reserved
 
 
-def _booked_reshipped_cents(state: State, order_id: str) -> int:
-    """The reshipments granted on an order: booked on it, or, in a state written before orders
-    booked them, the granted reshipments of the order among the customer's decisions (what a replay
-    from the start would have booked)."""
+def _booked_cents(state: State, order_id: str, kind: str) -> int:
+    """What grants of `kind` gave back on an order, as booked on it. A state written before orders
+    booked reshipments finds them among the customer's granted decisions (what a replay from the
+    start would have booked)."""
     order = state["orders"][order_id]
-    if "reshipped_cents" in order:
-        return order["reshipped_cents"]
+    if ORDER_GIVEN_FIELD[kind] in order:
+        return order[ORDER_GIVEN_FIELD[kind]]
     return sum(d["granted_cents"] for d in state["decided"].values()
-               if d.get("order_id") == order_id and d["kind"] == "RESHIP" and d["outcome"] == GRANTED)
+               if d.get("order_id") == order_id and d["kind"] == kind and d["outcome"] == GRANTED)
 
 
 def _refunded_cents(state: State, order_id: str) -> int:
     """Refunded on an order so far, including refunds reserved and still passing later scopes."""
-    reserved = sum(
-        r["entry"][1] for r in state["reservations"].values()
-        if r["request"]["kind"] == "REFUND" and r["request"].get("order_id") == order_id
-    )
-    return state["orders"][order_id]["refunded_cents"] + reserved
+    return _given_cents(state, order_id, "REFUND")
 
 
 def scopes_for(decision: Decision, state: State | None = None, policy: Policy | None = None) -> list[str]:
@@ -1047,15 +1045,11 @@ def _with_decision(state: State, request: Event, decision: Decision) -> State:
     new_claim = incident_id is not None and not any(e[4] == incident_id for e in state["grants"])
     history = {**state["history"], "claims": state["history"]["claims"] + (1 if new_claim else 0)}
     state = {**state, "grants": state["grants"] + [_entry(request, decision)], "history": history}
-    order_id = request.get("order_id")
-    if request["kind"] == "REFUND" and order_id in state["orders"]:
-        order = state["orders"][order_id]
-        refunded = order["refunded_cents"] + decision["granted_cents"]
-        state = {**state, "orders": {**state["orders"], order_id: {**order, "refunded_cents": refunded}}}
-    elif request["kind"] == "RESHIP" and order_id in state["orders"]:
-        order = state["orders"][order_id]
-        reshipped = _booked_reshipped_cents(before, order_id) + decision["granted_cents"]
-        state = {**state, "orders": {**state["orders"], order_id: {**order, "reshipped_cents": reshipped}}}
+    order_id, kind = request.get("order_id"), request["kind"]
+    if kind in ORDER_GIVEN_FIELD and order_id in state["orders"]:
+        given = _booked_cents(before, order_id, kind) + decision["granted_cents"]
+        order = {**state["orders"][order_id], ORDER_GIVEN_FIELD[kind]: given}
+        state = {**state, "orders": {**state["orders"], order_id: order}}
     return state
 
 

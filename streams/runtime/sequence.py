@@ -96,9 +96,24 @@ class Sequencer:
         self.passing: list = []
         self._tie = itertools.count()
         self.held_waits_total = 0  # batches that left checks held behind a watermark
-        self.forced_total = 0  # checks released past HELD_EVENTS_MAX
-        self.late_total = 0  # checks that arrived below their partition's frontier (a source broke its watermark)
-        self.malformed_marks_total = 0  # higher levels' watermarks in a PROGRESS that could not be read
+
+    def _count(self, event: str) -> int:
+        return int(self.events.values.get((event,), 0))
+
+    @property
+    def forced_total(self) -> int:
+        """Checks released past HELD_EVENTS_MAX."""
+        return self._count("forced")
+
+    @property
+    def late_total(self) -> int:
+        """Checks that arrived below their partition's frontier (a source broke its watermark)."""
+        return self._count("late")
+
+    @property
+    def malformed_marks_total(self) -> int:
+        """Higher levels' watermarks in a PROGRESS that could not be read."""
+        return self._count("malformed_mark")
 
     @property
     def limits_sources(self) -> list[str]:
@@ -131,7 +146,6 @@ class Sequencer:
                     except (ValueError, TypeError):
                         # Not a watermark this worker wrote: ignored, so its level's checks wait for
                         # a good one (never released early).
-                        self.malformed_marks_total += 1
                         self.events.inc("malformed_mark")
                         log.warning("sequencer: malformed watermark %r from %s ignored", entry[:100], datum["request_id"])
                         continue
@@ -141,7 +155,6 @@ class Sequencer:
                 key = ordering.order_key(datum)
                 level = ordering.level_name(datum["scope"], datum["scope_key"])
                 if key < self.frontier(partition, level):
-                    self.late_total += 1
                     self.events.inc("late")
                 heapq.heappush(self.heaps.setdefault(partition, []), (key, next(self._tie), level, event, self.clock_s()))
             else:
@@ -207,8 +220,7 @@ class Sequencer:
             entry = heapq.heappop(self.heaps[partition])
             out.append(entry[3])
             self.hold_seconds.observe(self.clock_s() - entry[4], entry[2])
-        self.forced_total += len(out)
-        self.events.inc("forced", by=len(out))
         if out:
+            self.events.inc("forced", by=len(out))
             log.warning("sequencer: %d checks released past %d held (first come, first served)", len(out), HELD_EVENTS_MAX)
         return out
